@@ -1,0 +1,81 @@
+"""The conversation record: the single source of truth of one chat session.
+
+A `Conversation` is a list of `Turn`s; a turn holds what the person sent (text and images)
+and the model's raw answer text (grounding markers and all: never an escaped or display copy).
+The model's messages are derived from it here by `to_model_messages`; the Chatbot's view
+is derived in `demo/views.py`. This module knows nothing of Gradio, torch or any engine.
+
+Images are numbered over the whole conversation, in the order they were sent: the n-th image
+is "Picture n" for the model (add_vision_id) and for the person alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from PIL import Image
+
+from demo.engine import VisionCost
+
+TurnStatus = Literal["waiting", "streaming", "done", "stopped", "error"]
+
+
+@dataclass
+class Attachment:
+    """One uploaded image: where Gradio stored it (for display) and the decoded image the model sees."""
+
+    path: str
+    image: Image.Image  # RGB, EXIF orientation applied: what the person sees
+    name: str = ""  # the file name the person uploaded
+    cost: VisionCost | None = None  # what the model saw at the last answer (set by the handlers)
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        return self.image.size
+
+
+@dataclass
+class Turn:
+    """One question and its answer. `answer` is the model's raw text, as generated so far."""
+
+    text: str
+    attachments: list[Attachment] = field(default_factory=list)
+    answer: str = ""
+    status: TurnStatus = "waiting"
+    error: str = ""  # the sentence shown when status == "error"
+
+
+@dataclass
+class Conversation:
+    turns: list[Turn] = field(default_factory=list)
+
+    def images(self) -> list[Attachment]:
+        """Every image of the conversation in Picture order (index 0 is Picture 1)."""
+        return [a for turn in self.turns for a in turn.attachments]
+
+    def first_picture_number(self, turn_index: int) -> int:
+        """The Picture number of the first image of turn `turn_index` (1-based numbering)."""
+        return 1 + sum(len(t.attachments) for t in self.turns[:turn_index])
+
+
+def to_model_messages(conversation: Conversation, system_prompt: str) -> list[dict]:
+    """The chat messages for the model: system prompt, then each turn as user/assistant.
+
+    Images come before the text in a user message, as in Qwen's own examples. The last turn
+    has no assistant message when it is the one being answered (its answer is empty and it
+    is not finished); earlier turns always have one, even if empty, so roles alternate.
+    A blank system prompt leaves the model's default (the chat template supplies it).
+    """
+    messages: list[dict] = []
+    if system_prompt.strip():
+        messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+    for index, turn in enumerate(conversation.turns):
+        content: list[dict] = [{"type": "image", "image": a.image} for a in turn.attachments]
+        if turn.text:
+            content.append({"type": "text", "text": turn.text})
+        messages.append({"role": "user", "content": content})
+        is_pending = index == len(conversation.turns) - 1 and turn.status in ("waiting", "streaming")
+        if not is_pending:
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
+    return messages

@@ -1,0 +1,120 @@
+"""The engine interface: what the chat UI asks of a model backend.
+
+An engine turns a conversation, given as chat messages in the Hugging Face format with the
+images inline as PIL images, into a stream of answer text. It also says what each image
+costs (the size the model sees it at, and its number of visual tokens).
+
+This module knows no backend: it imports neither torch nor transformers. The transformers
+engine lives in `demo/transformers_engine.py`; tests plug in their own.
+
+Message format (the same one `processor.apply_chat_template` takes)::
+
+    [{"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]},
+     {"role": "user", "content": [{"type": "image", "image": <PIL.Image>},
+                                  {"type": "text", "text": "What is in Picture 1?"}]},
+     {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
+     ...]
+
+Images are numbered "Picture 1", "Picture 2", ... in the order they appear over the whole
+conversation; the engine labels them that way for the model (`add_vision_id`).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+# A file in a local checkpoint directory that says its weights are random (the tiny test model).
+RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
+
+# Grounding markers of Qwen2-VL: special tokens an engine must keep in the answer text.
+GROUNDING_TOKENS = (
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How to answer one turn. `temperature == 0` means greedy decoding.
+
+    `min_pixels` / `max_pixels` bound the pixel count of each image as the model sees it;
+    None means the model's own default. `min_new_tokens` exists for tests (a random-weight
+    model may stop at once); the UI leaves it at 0.
+    """
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 0.9
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    min_new_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must be within [0, max_new_tokens], got {self.min_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        for name in ("min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
+
+
+@dataclass(frozen=True)
+class VisionCost:
+    """What one image costs the model: the size it is resized to, and its visual tokens."""
+
+    input_wh: tuple[int, int]
+    tokens: int
+
+
+class EngineError(Exception):
+    """A failure the person should read as one plain sentence (the exception's text)."""
+
+
+class Engine(ABC):
+    """A model backend. Capabilities are attributes; the UI reads them, never the backend type.
+
+    Attributes:
+        model_name: what the UI shows as the model.
+        family: grounding format family: "qwen-vl", "qwen2-vl", "qwen2.5-vl" or "qwen3-vl".
+        random_weights: True when the weights are random (the answers are noise).
+        default_min_pixels / default_max_pixels: the image pixel bounds used when the
+            settings leave them at None.
+    """
+
+    model_name: str
+    family: str
+    random_weights: bool = False
+    default_min_pixels: int
+    default_max_pixels: int
+
+    @abstractmethod
+    def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
+        """The cost of an image of `size_wh` (width, height) under `settings`."""
+
+    @abstractmethod
+    def stream(
+        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event
+    ) -> Iterator[str]:
+        """Yield the answer to `messages` in pieces, as it is generated.
+
+        Setting `stop` ends the generation within one decode step; the iterator then ends
+        normally. Closing the iterator also stops the generation. Raises EngineError for
+        failures the person should see (out of memory, a prompt the model cannot take).
+        """

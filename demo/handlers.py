@@ -1,0 +1,211 @@
+"""The chat's event handlers: plain methods from (message, conversation, settings) to views.
+
+`ChatHandlers` holds the engine slot shared by every session and the Stop switches of the
+answers being generated; each session's conversation arrives as an argument (a `gr.State`)
+and goes back out with the views derived from it. Streaming handlers are generators: Gradio
+closes them when the person presses Stop or closes the tab, and their `finally:` stops the
+generation. The only Gradio things used here are `gr.Request` (to know the session) and
+`gr.Error` (to refuse a message); the Blocks layout lives in `demo/ui.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from demo.conversation import Attachment, Conversation, Turn, to_model_messages
+from demo.engine import Engine, EngineError, GenerationSettings
+from demo.engine_slot import EngineSlot
+from demo.media import UploadError, is_image_file, load_image
+from demo.views import chatbot_messages
+
+log = logging.getLogger(__name__)
+
+ChatUpdate = tuple[list[dict], Conversation, dict | None]  # chatbot, conversation, textbox value
+
+
+class ChatHandlers:
+    """Handlers for one app; one instance serves every session."""
+
+    def __init__(self, slot: EngineSlot, *, min_update_interval: float = 0.05) -> None:
+        self.slot = slot
+        self.min_update_interval = min_update_interval  # seconds between two streamed view updates
+        self.stop_wait = 10.0  # seconds Stop waits for the answer to wind down before showing it
+        self._running: dict[str, _Running] = {}  # session -> its answer being generated
+        self._lock = threading.Lock()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        message: dict | str | None,
+        conversation: Conversation | None,
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        top_p: float = 0.9,
+        system_prompt: str = "",
+        min_pixels: float | None = None,
+        max_pixels: float | None = None,
+        request: gr.Request | None = None,
+    ) -> Iterator[ChatUpdate]:
+        """Add the person's message (text and images) as a new turn and stream the answer."""
+        conversation = conversation if conversation is not None else Conversation()
+        if isinstance(message, str):
+            message = {"text": message, "files": []}
+        text = ((message or {}).get("text") or "").strip()
+        files = [f if isinstance(f, str) else f["path"] for f in (message or {}).get("files") or []]
+        if not text and not files:
+            raise gr.Error("Type a question or attach an image first.", print_exception=False)
+        settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        try:
+            attachments = [_attach(path) for path in files]
+            engine = self.slot.wait(timeout=0)
+            for attachment in attachments if engine is not None else ():
+                engine.vision_cost(attachment.size_wh, settings)  # refuses what the model cannot take
+        except (UploadError, EngineError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        conversation.turns.append(Turn(text=text, attachments=attachments))
+        yield from self._answer(conversation, settings, _session(request))
+
+    def regenerate(
+        self,
+        conversation: Conversation | None,
+        max_new_tokens: float = 512,
+        temperature: float = 0.0,
+        top_p: float = 0.9,
+        system_prompt: str = "",
+        min_pixels: float | None = None,
+        max_pixels: float | None = None,
+        request: gr.Request | None = None,
+    ) -> Iterator[ChatUpdate]:
+        """Answer the last turn again, replacing its answer."""
+        conversation = conversation if conversation is not None else Conversation()
+        if not conversation.turns:
+            raise gr.Error("There is no answer to regenerate yet.", print_exception=False)
+        settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        turn = conversation.turns[-1]
+        turn.answer, turn.status, turn.error = "", "waiting", ""
+        yield from self._answer(conversation, settings, _session(request))
+
+    def undo(self, conversation: Conversation | None) -> ChatUpdate:
+        """Remove the last turn and put its question back in the textbox."""
+        conversation = conversation if conversation is not None else Conversation()
+        if not conversation.turns:
+            return [], conversation, None
+        turn = conversation.turns.pop()
+        restored = {"text": turn.text, "files": [a.path for a in turn.attachments]}
+        return chatbot_messages(conversation), conversation, restored
+
+    def clear(self) -> ChatUpdate:
+        """Start a new, empty conversation."""
+        return [], Conversation(), None
+
+    def stop(self, conversation: Conversation | None, request: gr.Request | None = None) -> list[dict]:
+        """Stop this session's answer at the next decode step; return the view once it has stopped."""
+        with self._lock:
+            running = self._running.get(_session(request))
+        if running is not None:
+            running.stop.set()
+            running.finished.wait(timeout=self.stop_wait)
+        return chatbot_messages(conversation or Conversation())
+
+    def status(self) -> tuple[str, gr.Timer]:
+        """The model status line, and the refresh timer (switched off once loading is over)."""
+        return self.slot.status_markdown(), gr.Timer(active=self.slot.loading)
+
+    # -- the answer -----------------------------------------------------------------------------
+
+    def _answer(self, conversation: Conversation, settings: GenerationSettings, session: str) -> Iterator[ChatUpdate]:
+        turn = conversation.turns[-1]
+        engine = yield from self._wait_for_engine(conversation)
+        if engine is None:
+            turn.status, turn.error = "error", f"The model could not be loaded: {self.slot.error}"
+            yield chatbot_messages(conversation), conversation, None
+            return
+        running = self._begin(session)
+        stop = running.stop
+        try:
+            for attachment in conversation.images():
+                attachment.cost = engine.vision_cost(attachment.size_wh, settings)
+            messages = to_model_messages(conversation, settings.system_prompt)
+            turn.status = "streaming"
+            yield chatbot_messages(conversation), conversation, None
+            last_update = time.monotonic()
+            with closing(engine.stream(messages, settings, stop)) as pieces:
+                for piece in pieces:
+                    turn.answer += piece
+                    if time.monotonic() - last_update >= self.min_update_interval:
+                        last_update = time.monotonic()
+                        yield chatbot_messages(conversation), conversation, None
+            turn.status = "stopped" if stop.is_set() else "done"
+        except EngineError as e:
+            turn.status, turn.error = "error", str(e)
+        except Exception as e:  # noqa: BLE001 - the person gets a sentence, the log the traceback
+            log.exception("answering failed")
+            turn.status, turn.error = "error", f"Something went wrong while answering ({type(e).__name__}: {e})."
+        finally:
+            stop.set()  # closed by Stop or a closed tab: end the generation now
+            if turn.status == "streaming":
+                turn.status = "stopped"
+            self._end(session, running)
+        yield chatbot_messages(conversation), conversation, None
+
+    def _wait_for_engine(self, conversation: Conversation) -> Iterator[ChatUpdate]:  # returns Engine | None
+        """Yield 'still loading' views until the engine is there; return it (None if loading failed)."""
+        engine = self.slot.wait(timeout=0)
+        while engine is None and self.slot.loading:
+            note = f"The model is still loading ({self.slot.seconds_loading():.0f} s); your question will be answered once it is ready."
+            yield chatbot_messages(conversation, waiting_note=note), conversation, None
+            engine = self.slot.wait(timeout=1.0)
+        return engine
+
+    def _begin(self, session: str) -> _Running:
+        running = _Running()
+        with self._lock:
+            self._running[session] = running
+        return running
+
+    def _end(self, session: str, running: _Running) -> None:
+        running.finished.set()
+        with self._lock:
+            if self._running.get(session) is running:
+                del self._running[session]
+
+
+@dataclass
+class _Running:
+    """An answer being generated: its Stop switch, and a flag raised once it has ended."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels) -> GenerationSettings:
+    try:
+        return GenerationSettings(
+            max_new_tokens=int(max_new_tokens),
+            temperature=float(temperature),
+            top_p=float(top_p),
+            system_prompt=system_prompt or "",
+            min_pixels=int(min_pixels) if min_pixels else None,
+            max_pixels=int(max_pixels) if max_pixels else None,
+        )
+    except ValueError as e:
+        raise gr.Error(f"Invalid setting: {e}", print_exception=False) from None
+
+
+def _attach(path: str) -> Attachment:
+    if not is_image_file(path):
+        raise UploadError(f"{Path(path).name} is not an image; this app takes PNG, JPEG, WebP, GIF, BMP or TIFF files.")
+    return Attachment(path=path, image=load_image(path), name=Path(path).name)

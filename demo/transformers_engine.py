@@ -1,0 +1,229 @@
+"""The local engine: a Qwen VL checkpoint run in this process with transformers.
+
+Loads any checkpoint `AutoProcessor` + `AutoModelForImageTextToText` can load (a hub id or a
+local directory, including the tiny random one from `demo/tiny_model.py`), renders the
+conversation with the model's own chat template and `add_vision_id=True`, and streams the
+answer from `model.generate` running in a background thread.
+
+The answer is decoded with special tokens kept, then every special token except Qwen2-VL's
+grounding markers is removed: `skip_special_tokens=True` would delete the markers too.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
+
+log = logging.getLogger(__name__)
+
+FAMILIES = {"qwen": "qwen-vl", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl"}
+DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+class ModelLoadError(Exception):
+    """The model could not be loaded; the text is one line a person can act on."""
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA when a GPU is visible, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for, but torch sees no CUDA GPU on this machine")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto' is bfloat16 (half the memory of float32, and faster on CPU too), float16 on GPUs without bf16."""
+    if dtype != "auto":
+        return DTYPES[dtype]
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+class _StopOnEvent(StoppingCriteria):
+    """Ends `generate` at the next decode step once any of the events is set."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        stop = any(event.is_set() for event in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersEngine(Engine):
+    """A Qwen VL model in this process. One instance serves every session; it holds no conversation."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        attn_implementation: str = "sdpa",
+        name: str | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model_name = name or model
+        try:
+            self.processor = AutoProcessor.from_pretrained(model)
+            self.model = AutoModelForImageTextToText.from_pretrained(
+                model, dtype=self.dtype, attn_implementation=attn_implementation
+            )
+            self.model.to(self.device).eval()
+        except (torch.OutOfMemoryError, MemoryError) as e:
+            raise ModelLoadError(
+                f"not enough memory to load {model} on {self.device} in {str(self.dtype)[6:]}: "
+                f"try --dtype bfloat16, a smaller model, or another device ({type(e).__name__})"
+            ) from None
+        except OSError as e:
+            if "out of memory" in str(e).lower():
+                raise ModelLoadError(f"not enough memory to load {model} on {self.device}") from None
+            raise ModelLoadError(
+                f"cannot load model {model!r}: it is not a local checkpoint directory, and the Hugging Face Hub "
+                f"has no such model or cannot be reached ({_first_line(e)})"
+            ) from None
+        except (ValueError, ImportError) as e:
+            raise ModelLoadError(f"cannot load model {model!r}: {_first_line(e)}") from None
+
+        self.tokenizer = self.processor.tokenizer
+        model_type = self.model.config.model_type
+        if model_type not in FAMILIES:
+            raise ModelLoadError(f"{model!r} is a {model_type!r} model, not a Qwen vision-language model")
+        self.family = FAMILIES[model_type]
+        self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
+        image_processor = self.processor.image_processor
+        self.patch_size = image_processor.patch_size
+        self.merge_size = image_processor.merge_size
+        self.default_min_pixels = image_processor.size["shortest_edge"]
+        # A checkpoint's own bound can be huge (Qwen2-VL: 12.8 M pixels, 16k tokens an image): cap it.
+        factor = self.patch_size * self.merge_size
+        self.default_max_pixels = min(image_processor.size["longest_edge"], DEFAULT_MAX_VISUAL_TOKENS * factor**2)
+        specials = [t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special]
+        dropped = sorted((t for t in specials if t not in GROUNDING_TOKENS), key=len, reverse=True)
+        self._drop_specials = re.compile("|".join(map(re.escape, dropped))) if dropped else None
+
+    # -- what images cost ---------------------------------------------------------------------
+
+    def _pixel_bounds(self, settings: GenerationSettings) -> tuple[int, int]:
+        return (settings.min_pixels or self.default_min_pixels, settings.max_pixels or self.default_max_pixels)
+
+    def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
+        min_pixels, max_pixels = self._pixel_bounds(settings)
+        width, height = size_wh
+        try:
+            h, w = smart_resize(height, width, self.patch_size * self.merge_size, min_pixels, max_pixels)
+        except ValueError as e:  # e.g. an aspect ratio above 200
+            raise EngineError(f"this image cannot be used: {e}") from None
+        return VisionCost(input_wh=(w, h), tokens=(h // self.patch_size) * (w // self.patch_size) // self.merge_size**2)
+
+    # -- prompts and generation ---------------------------------------------------------------
+
+    def render_prompt(self, messages: list[dict]) -> str:
+        """The prompt text exactly as the model reads it, images as their placeholder tokens."""
+        return self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, add_vision_id=True
+        )
+
+    def prepare_inputs(self, messages: list[dict], settings: GenerationSettings):
+        """Tokenize `messages` and preprocess their images, in conversation order, on the engine's device."""
+        images = [part["image"] for m in messages for part in m["content"] if part.get("type") == "image"]
+        min_pixels, max_pixels = self._pixel_bounds(settings)
+        try:
+            inputs = self.processor(
+                text=[self.render_prompt(messages)],
+                images=images or None,
+                size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+                return_tensors="pt",
+            )
+        except ValueError as e:
+            raise EngineError(f"the model cannot take this input: {_first_line(e)}") from None
+        return inputs.to(self.device)
+
+    def clean(self, text: str) -> str:
+        """Remove end-of-turn and other special tokens, keeping the grounding markers."""
+        return self._drop_specials.sub("", text) if self._drop_specials else text
+
+    def _generation_kwargs(self, settings: GenerationSettings, *stops: threading.Event) -> dict:
+        config = copy.deepcopy(self.model.generation_config)
+        sampling = settings.temperature > 0
+        config.update(
+            max_new_tokens=settings.max_new_tokens,
+            min_new_tokens=settings.min_new_tokens or None,
+            do_sample=sampling,
+            temperature=settings.temperature if sampling else None,
+            top_p=settings.top_p if sampling else None,
+            top_k=0 if sampling else None,  # the checkpoints' top_k=1 would make "sampling" greedy
+        )
+        return {"generation_config": config, "stopping_criteria": StoppingCriteriaList([_StopOnEvent(*stops)])}
+
+    def stream(self, messages: list[dict], settings: GenerationSettings, stop: threading.Event) -> Iterator[str]:
+        inputs = self.prepare_inputs(messages, settings)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
+        failure: list[BaseException] = []
+        closed = threading.Event()  # set when this iterator ends, however it ends
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**inputs, streamer=streamer, **self._generation_kwargs(settings, stop, closed))
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer below
+                failure.append(e)
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="generate", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    piece = next(streamer)
+                except StopIteration:
+                    break
+                except queue.Empty:
+                    if not thread.is_alive() and streamer.text_queue.empty():
+                        break
+                    continue
+                piece = self.clean(piece)
+                if piece:
+                    yield piece
+        finally:
+            closed.set()
+            thread.join()
+        if failure:
+            raise _as_engine_error(failure[0])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _as_engine_error(error: BaseException) -> BaseException:
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower():
+        return EngineError(
+            "the model ran out of memory on this answer: try fewer or smaller images (lower max pixels), "
+            "or fewer max new tokens"
+        )
+    log.error("generation failed", exc_info=error)
+    return EngineError(f"generation failed: {_first_line(error)}")

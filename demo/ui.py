@@ -1,0 +1,120 @@
+"""The Gradio page: builds the components and wires their events to `ChatHandlers`.
+
+Nothing here computes anything; every event calls a handler method. Model events share
+one concurrency group ("model"), so the engine serves `concurrency` answers at a time and
+later ones wait in Gradio's queue, which shows them their place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from demo.engine import DEFAULT_SYSTEM_PROMPT
+from demo.handlers import ChatHandlers
+
+EXAMPLES_DIR = Path(__file__).with_name("examples")
+TITLE = "Qwen VL chat"
+CSS = """
+#chatbot .message img { max-height: 220px; width: auto; }
+footer { display: none !important; }
+"""
+
+
+def _examples() -> list[dict]:
+    photo = lambda name: str(EXAMPLES_DIR / name)  # noqa: E731
+    return [
+        {"text": "What is in Picture 1? Describe it in two sentences.", "files": [photo("chelsea.png")]},
+        {"text": "Compare Picture 1 and Picture 2: what do they have in common?", "files": [photo("astronaut.png"), photo("rocket.jpg")]},
+        {"text": "Detect the bounding box of the coffee cup.", "files": [photo("coffee.png")]},
+    ]
+
+
+def _textbox_busy() -> gr.MultimodalTextbox:
+    return gr.MultimodalTextbox(submit_btn=False, stop_btn=True)
+
+
+def _textbox_idle() -> gr.MultimodalTextbox:
+    return gr.MultimodalTextbox(submit_btn=True, stop_btn=False)
+
+
+def build_ui(
+    handlers: ChatHandlers,
+    *,
+    max_new_tokens: int = 512,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    concurrency: int = 1,
+) -> gr.Blocks:
+    """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults."""
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(
+            f"# {TITLE}\n"
+            "Chat with a Qwen vision-language model about your pictures. Attach several images in any turn: "
+            "each becomes **Picture N**, for you and for the model alike, so you can ask about *Picture 2*."
+        )
+        status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
+        status_timer = gr.Timer(1.0)
+        conversation = gr.State(None)
+        chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
+        textbox = gr.MultimodalTextbox(
+            file_count="multiple",
+            file_types=["image"],
+            placeholder="Ask about your pictures… (attach images with the clip; each becomes Picture N)",
+            show_label=False,
+            submit_btn=True,
+            stop_btn=False,
+            elem_id="message",
+        )
+        with gr.Row():
+            regenerate_btn = gr.Button("Regenerate", size="sm")
+            undo_btn = gr.Button("Undo last turn", size="sm")
+            clear_btn = gr.Button("Clear", size="sm")
+        with gr.Accordion("Settings", open=False):
+            with gr.Row():
+                max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
+                temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+                top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
+            system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
+            with gr.Row():
+                min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
+                max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
+            gr.Markdown(
+                "Each image is resized to between min and max pixels (sides multiples of 28) before the model "
+                "sees it; the size it was seen at and its number of visual tokens are shown under its label."
+            )
+        gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
+
+        settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
+        chat_outputs = [chatbot, conversation, textbox]
+        model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency}
+        glue = {"queue": False, "api_visibility": "private"}
+
+        chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
+            handlers.chat, [textbox, conversation, *settings], chat_outputs, api_name="chat", **model_queue
+        )
+        regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
+            handlers.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue
+        )
+        retry_event = chatbot.retry(_textbox_busy, None, textbox, **glue).then(
+            handlers.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
+        )
+        answering = [chat_event, regenerate_event, retry_event]
+        for event in answering:
+            event.then(_textbox_idle, None, textbox, **glue)
+
+        textbox.stop(handlers.stop, [conversation], [chatbot], cancels=answering, api_name="stop", concurrency_limit=None).then(
+            _textbox_idle, None, textbox, **glue
+        )
+        for trigger in (undo_btn.click, chatbot.undo):
+            trigger(handlers.undo, [conversation], chat_outputs, cancels=answering, api_visibility="private").then(
+                _textbox_idle, None, textbox, **glue
+            )
+        for trigger in (clear_btn.click, chatbot.clear):
+            trigger(handlers.clear, None, chat_outputs, cancels=answering, api_visibility="private").then(
+                _textbox_idle, None, textbox, **glue
+            )
+        status_timer.tick(handlers.status, None, [status, status_timer], **glue)
+        demo.load(handlers.status, None, [status, status_timer], **glue)
+    return demo

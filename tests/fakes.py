@@ -1,0 +1,51 @@
+"""A scripted engine for tests: replays canned answers through the Engine interface."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from demo.engine import Engine, EngineError, GenerationSettings, VisionCost
+
+
+class ScriptedEngine(Engine):
+    """Answers each call with the next scripted answer, piece by piece.
+
+    An answer is a list of text pieces, or an exception to raise. `delay` is slept between
+    pieces (checking the stop event, as a real engine checks it between decode steps).
+    `calls` records the messages and settings of every call.
+    """
+
+    model_name = "scripted"
+    family = "qwen2-vl"
+    default_min_pixels = 56 * 56
+    default_max_pixels = 28 * 28 * 64
+
+    def __init__(self, answers: list[list[str] | Exception], delay: float = 0.0) -> None:
+        self.answers = list(answers)
+        self.delay = delay
+        self.calls: list[tuple[list[dict], GenerationSettings]] = []
+        self.active = 0  # answers being generated right now
+
+    def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
+        width, height = size_wh
+        if max(width, height) / min(width, height) > 200:
+            raise EngineError("this image's aspect ratio is above 200")
+        return VisionCost(input_wh=(28, 28), tokens=1)
+
+    def stream(self, messages: list[dict], settings: GenerationSettings, stop: threading.Event) -> Iterator[str]:
+        self.calls.append((messages, settings))
+        answer = self.answers.pop(0) if self.answers else ["ok"]
+        if isinstance(answer, Exception):
+            raise answer
+        self.active += 1
+        try:
+            for piece in answer:
+                if stop.is_set():
+                    return
+                if self.delay:
+                    time.sleep(self.delay)
+                yield piece
+        finally:
+            self.active -= 1
