@@ -21,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import Engine, EngineError, GenerationSettings
+from demo.engine import DEFAULT_SYSTEM_PROMPT, EngineError, GenerationSettings
 from demo.engine_slot import EngineSlot
 from demo.media import UploadError, is_image_file, load_image
 from demo.views import chatbot_messages
@@ -50,7 +50,7 @@ class ChatHandlers:
         max_new_tokens: float = 512,
         temperature: float = 0.0,
         top_p: float = 0.9,
-        system_prompt: str = "",
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         min_pixels: float | None = None,
         max_pixels: float | None = None,
         request: gr.Request | None = None,
@@ -80,7 +80,7 @@ class ChatHandlers:
         max_new_tokens: float = 512,
         temperature: float = 0.0,
         top_p: float = 0.9,
-        system_prompt: str = "",
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         min_pixels: float | None = None,
         max_pixels: float | None = None,
         request: gr.Request | None = None,

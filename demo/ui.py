@@ -88,7 +88,8 @@ def build_ui(
 
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
         chat_outputs = [chatbot, conversation, textbox]
-        model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency}
+        # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
+        model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
         glue = {"queue": False, "api_visibility": "private"}
 
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
@@ -107,14 +108,12 @@ def build_ui(
         textbox.stop(handlers.stop, [conversation], [chatbot], cancels=answering, api_name="stop", concurrency_limit=None).then(
             _textbox_idle, None, textbox, **glue
         )
-        for trigger in (undo_btn.click, chatbot.undo):
-            trigger(handlers.undo, [conversation], chat_outputs, cancels=answering, api_visibility="private").then(
+        for trigger, api in ((undo_btn.click, {"api_name": "undo"}), (chatbot.undo, {"api_visibility": "private"})):
+            trigger(handlers.undo, [conversation], chat_outputs, cancels=answering, **api).then(
                 _textbox_idle, None, textbox, **glue
             )
-        for trigger in (clear_btn.click, chatbot.clear):
-            trigger(handlers.clear, None, chat_outputs, cancels=answering, api_visibility="private").then(
-                _textbox_idle, None, textbox, **glue
-            )
+        for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
+            trigger(handlers.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
     return demo

@@ -39,3 +39,26 @@ def photos() -> dict[str, Path]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def app(engine):
+    """The real app on the tiny checkpoint, served on a free local port.
+
+    Its engine is the real one, wrapped so that answers are at least `min_new_tokens` long
+    (tests that stop a long answer raise it, then put it back).
+    """
+    from demo.engine_slot import EngineSlot
+    from demo.handlers import ChatHandlers
+    from demo.ui import CSS, build_ui
+    from tests.fakes import AtLeast
+
+    longer = AtLeast(engine, min_new_tokens=150)
+    slot = EngineSlot("tiny-random")
+    slot.fill(longer)
+    handlers = ChatHandlers(slot)
+    demo = build_ui(handlers, concurrency=2)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
+    yield {"url": url, "handlers": handlers, "engine": longer}
+    demo.close()

@@ -49,3 +49,26 @@ class ScriptedEngine(Engine):
                 yield piece
         finally:
             self.active -= 1
+
+
+class AtLeast(Engine):
+    """Wraps a real engine so that every answer is at least `min_new_tokens` long.
+
+    A random-weight model may end its answer at once; tests that need a long answer (to see
+    it stream, or to stop it) use this. Everything else is the wrapped engine's own path.
+    """
+
+    def __init__(self, inner: Engine, min_new_tokens: int) -> None:
+        self.inner = inner
+        self.min_new_tokens = min_new_tokens
+        self.model_name, self.family, self.random_weights = inner.model_name, inner.family, inner.random_weights
+        self.default_min_pixels, self.default_max_pixels = inner.default_min_pixels, inner.default_max_pixels
+
+    def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
+        return self.inner.vision_cost(size_wh, settings)
+
+    def stream(self, messages: list[dict], settings: GenerationSettings, stop: threading.Event) -> Iterator[str]:
+        from dataclasses import replace
+
+        longer = replace(settings, max_new_tokens=max(settings.max_new_tokens, self.min_new_tokens), min_new_tokens=self.min_new_tokens)
+        return self.inner.stream(messages, longer, stop)

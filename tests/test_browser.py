@@ -1,0 +1,145 @@
+"""What a person sees: the page driven in Debian's Chromium with Playwright.
+
+Needs `apt-get install chromium` (the README's install step). In CI a missing browser fails
+the run instead of skipping it. Screenshots land in tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: CI must run the README's install step (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    page.goto(app["url"])
+    page.get_by_text("is ready").wait_for(timeout=15_000)
+    yield page
+    if not page.is_closed():
+        page.close()
+
+
+def generate_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "generate"]
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def send(page, text: str, files=()) -> None:
+    if files:
+        page.set_input_files("#message input[type=file]", [str(f) for f in files])
+        page.locator("#message img, #message .thumbnail-item").first.wait_for(timeout=10_000)
+    page.locator("#message textarea").fill(text)
+    page.keyboard.press("Enter")
+
+
+def bot_messages(page):
+    return page.locator("#chatbot [data-testid='bot']")
+
+
+def ask(page, text: str, files=()) -> None:
+    """Send a question and wait until its answer has ended and the input is usable again."""
+    before = bot_messages(page).count()
+    send(page, text, files)
+    page.wait_for_function(
+        "n => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length > n", arg=before, timeout=20_000
+    )
+    page.locator("#message button.stop-button").wait_for(state="hidden", timeout=30_000)
+    page.locator("#message button.submit-button").wait_for(timeout=5_000)
+
+
+def scroll_chat_to_top(page) -> None:
+    page.evaluate(
+        """() => { for (const el of document.querySelectorAll('#chatbot *')) {
+             if (el.scrollHeight > el.clientHeight + 5) el.scrollTop = 0; } }"""
+    )
+
+
+def test_two_pictures_a_streamed_answer_and_their_labels(page, photos, artifacts):
+    ask(page, "Compare Picture 1 and Picture 2.", [photos["chelsea"], photos["coffee"]])
+    assert bot_messages(page).last.inner_text().strip()
+    chat = page.locator("#chatbot")
+    for label in ("Picture 1", "Picture 2"):
+        assert chat.get_by_text(label, exact=False).first.is_visible()
+    assert chat.locator("img").count() == 2  # one thumbnail under each label
+    captions = [c for c in chat.inner_text().splitlines() if c.startswith("Picture ")]
+    assert [c.split(" · ")[0] for c in captions] == ["Picture 1", "Picture 2"]
+    assert "visual tokens" in chat.inner_text()
+    assert "<|" not in chat.inner_text()
+    page.screenshot(path=str(artifacts / "chat-end.png"))
+    scroll_chat_to_top(page)
+    page.screenshot(path=str(artifacts / "chat-two-pictures.png"))
+
+
+def test_stop_on_a_long_answer_gives_the_input_back(page, app, artifacts):
+    app["engine"].min_new_tokens = 100_000
+    try:
+        send(page, "Tell me everything.")
+        stop = page.locator("#message button.stop-button")
+        stop.wait_for(timeout=10_000)
+        assert wait_until(lambda: bool(generate_threads()))
+        page.wait_for_timeout(500)  # let some of the answer stream in
+        stop.click()
+        page.locator("#message button.submit-button").wait_for(timeout=10_000)
+        assert wait_until(lambda: not generate_threads(), timeout=5)
+        page.get_by_text("(Stopped.)").wait_for(timeout=5_000)
+        textarea = page.locator("#message textarea")
+        assert textarea.is_editable()
+        page.screenshot(path=str(artifacts / "chat-stopped.png"))
+    finally:
+        app["engine"].min_new_tokens = 150
+    # The next question is answered.
+    ask(page, "Short answer now.")
+    assert bot_messages(page).count() == 2
+    assert "(Stopped.)" not in bot_messages(page).last.inner_text()
+
+
+def test_closing_the_tab_mid_answer_stops_the_generation(page, app):
+    app["engine"].min_new_tokens = 100_000
+    try:
+        send(page, "Tell me everything.")
+        page.locator("#message button.stop-button").wait_for(timeout=10_000)
+        assert wait_until(lambda: bool(generate_threads()))
+        page.close()
+        assert wait_until(lambda: not generate_threads() and not app["handlers"]._running, timeout=20)
+    finally:
+        app["engine"].min_new_tokens = 150

@@ -1,0 +1,231 @@
+"""The chat handlers, driven as plain functions with a scripted engine (no server, no model)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import gradio as gr
+import pytest
+
+from demo.conversation import Conversation
+from demo.engine import EngineError
+from demo.engine_slot import EngineSlot
+from demo.handlers import ChatHandlers
+from tests.fakes import ScriptedEngine
+
+
+class Request:
+    """Stands in for gr.Request: only the session id is read."""
+
+    def __init__(self, session_hash: str = "s1") -> None:
+        self.session_hash = session_hash
+
+
+def make(answers, delay: float = 0.0) -> tuple[ChatHandlers, ScriptedEngine]:
+    engine = ScriptedEngine(answers, delay=delay)
+    slot = EngineSlot("scripted")
+    slot.fill(engine)
+    return ChatHandlers(slot, min_update_interval=0.0), engine
+
+
+def run(generator):
+    return list(generator)[-1]
+
+
+def test_a_turn_streams_and_ends_done(photos):
+    handlers, engine = make([["Hel", "lo", "!"]])
+    updates = list(handlers.chat({"text": "Hi", "files": [str(photos["chelsea"])]}, None, request=Request()))
+    chatbot, conversation, textbox = updates[-1]
+    assert [u[0][-1]["content"] for u in updates] == ["…", "Hel", "Hello", "Hello!", "Hello!"]
+    assert textbox is None  # the textbox is cleared
+    turn = conversation.turns[0]
+    assert (turn.text, turn.answer, turn.status) == ("Hi", "Hello!", "done")
+    assert turn.attachments[0].cost is not None
+    assert chatbot[0]["content"].startswith("**Picture 1** · chelsea.png · 451×300")
+
+
+def test_pictures_reach_the_engine_in_conversation_order(photos):
+    handlers, engine = make([["a"], ["b"]])
+    _, conversation, _ = run(handlers.chat({"text": "two", "files": [str(photos["chelsea"]), str(photos["coffee"])]}, None))
+    run(handlers.chat({"text": "one more", "files": [str(photos["rocket"])]}, conversation))
+    messages, _ = engine.calls[-1]
+    images = [part["image"].size for m in messages for part in m["content"] if part["type"] == "image"]
+    assert images == [(451, 300), (600, 400), (640, 427)]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+
+
+def test_settings_reach_the_engine():
+    handlers, engine = make([["a"]])
+    run(handlers.chat("Hi", None, 64, 0.5, 0.7, "Be brief.", 0, 100_000))
+    _, settings = engine.calls[0]
+    assert (settings.max_new_tokens, settings.temperature, settings.top_p, settings.system_prompt) == (64, 0.5, 0.7, "Be brief.")
+    assert (settings.min_pixels, settings.max_pixels) == (None, 100_000)  # 0 or empty means the model's default
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"text": "   ", "files": []},  # blank
+        None,  # nothing at all
+    ],
+)
+def test_an_empty_message_is_refused(message):
+    handlers, engine = make([])
+    with pytest.raises(gr.Error, match="Type a question"):
+        run(handlers.chat(message, Conversation()))
+    assert not engine.calls
+
+
+def test_a_file_that_is_not_an_image_is_refused_and_the_conversation_is_unchanged(tmp_path):
+    handlers, engine = make([])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    conversation = Conversation()
+    with pytest.raises(gr.Error, match="not an image"):
+        run(handlers.chat({"text": "read this", "files": [str(notes)]}, conversation))
+    assert conversation.turns == [] and not engine.calls
+
+
+def test_an_image_the_model_cannot_take_is_refused_before_the_turn(tmp_path):
+    from PIL import Image
+
+    handlers, engine = make([])
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (4000, 10)).save(strip)
+    conversation = Conversation()
+    with pytest.raises(gr.Error, match="aspect ratio"):
+        run(handlers.chat({"text": "what?", "files": [str(strip)]}, conversation))
+    assert conversation.turns == []
+
+
+def test_stop_keeps_the_partial_answer_and_the_next_turn_works():
+    handlers, engine = make([["x"] * 10_000, ["fine"]], delay=0.001)
+    session = Request("s1")
+    updates = handlers.chat("long please", None, request=session)
+    _, conversation, _ = next(updates)
+    next(updates)
+    threading.Timer(0.05, handlers.stop, args=(conversation, session)).start()
+    run(updates)
+    turn = conversation.turns[0]
+    assert turn.status == "stopped" and 0 < len(turn.answer) < 10_000
+    assert engine.active == 0
+    _, conversation, _ = run(handlers.chat("next", conversation, request=session))
+    assert conversation.turns[1].answer == "fine" and conversation.turns[1].status == "done"
+
+
+def test_stop_returns_the_view_after_the_answer_has_stopped():
+    handlers, engine = make([["x"] * 10_000], delay=0.001)
+    session = Request("s1")
+    updates = handlers.chat("long please", None, request=session)
+    _, conversation, _ = next(updates)
+    consumer = threading.Thread(target=run, args=(updates,))
+    consumer.start()
+    time.sleep(0.05)
+    view = handlers.stop(conversation, session)
+    consumer.join(5)
+    assert view[-1]["content"].endswith("*(Stopped.)*")
+
+
+def test_stop_in_one_session_leaves_another_alone():
+    handlers, engine = make([["a"] * 300, ["b"] * 300], delay=0.001)
+    first = handlers.chat("one", None, request=Request("s1"))
+    second = handlers.chat("two", None, request=Request("s2"))
+    _, conversation_1, _ = next(first)
+    _, conversation_2, _ = next(second)
+    next(first), next(second)
+    threading.Timer(0.05, handlers.stop, args=(conversation_1, Request("s1"))).start()
+    run(first), run(second)
+    assert conversation_1.turns[0].status == "stopped"
+    assert conversation_2.turns[0].status == "done" and conversation_2.turns[0].answer == "b" * 300
+
+
+def test_closing_the_generator_stops_the_answer():
+    """Gradio closes the handler's generator on Stop, on job.cancel() and when the tab closes."""
+    handlers, engine = make([["x"] * 10_000])
+    updates = handlers.chat("long", None, request=Request())
+    _, conversation, _ = next(updates)
+    next(updates)
+    updates.close()
+    assert conversation.turns[0].status == "stopped"
+    assert engine.active == 0
+    assert handlers._running == {}
+
+
+def test_an_engine_error_is_shown_and_the_next_turn_works():
+    handlers, engine = make([EngineError("The model ran out of memory."), ["recovered"]])
+    chatbot, conversation, _ = run(handlers.chat("first", None))
+    assert chatbot[-1]["content"] == "⚠ The model ran out of memory."
+    _, conversation, _ = run(handlers.chat("second", conversation))
+    assert conversation.turns[1].answer == "recovered"
+
+
+def test_an_unexpected_crash_is_shown_as_a_sentence():
+    handlers, engine = make([RuntimeError("kaboom")])
+    chatbot, conversation, _ = run(handlers.chat("first", None))
+    assert conversation.turns[0].status == "error"
+    assert "kaboom" in chatbot[-1]["content"]
+
+
+def test_regenerate_replaces_the_last_answer():
+    handlers, engine = make([["first"], ["second"]])
+    _, conversation, _ = run(handlers.chat("q", None))
+    chatbot, conversation, _ = run(handlers.regenerate(conversation))
+    assert len(conversation.turns) == 1 and conversation.turns[0].answer == "second"
+    assert chatbot[-1]["content"] == "second"
+    messages, _ = engine.calls[-1]
+    assert [m["role"] for m in messages] == ["system", "user"]  # the old answer is not shown to the model
+
+
+def test_regenerate_with_nothing_to_regenerate_is_refused():
+    handlers, _ = make([])
+    with pytest.raises(gr.Error):
+        run(handlers.regenerate(None))
+
+
+def test_undo_removes_the_last_turn_and_gives_back_its_message(photos):
+    handlers, _ = make([["a"], ["b"]])
+    _, conversation, _ = run(handlers.chat("one", None))
+    _, conversation, _ = run(handlers.chat({"text": "two", "files": [str(photos["coffee"])]}, conversation))
+    chatbot, conversation, restored = handlers.undo(conversation)
+    assert [t.text for t in conversation.turns] == ["one"]
+    assert restored == {"text": "two", "files": [str(photos["coffee"])]}
+    assert chatbot[-1]["content"] == "a"
+
+
+def test_clear_starts_over():
+    handlers, _ = make([["a"]])
+    run(handlers.chat("one", None))
+    chatbot, conversation, textbox = handlers.clear()
+    assert chatbot == [] and conversation.turns == [] and textbox is None
+
+
+def test_a_question_asked_while_loading_waits_for_the_model():
+    engine = ScriptedEngine([["ready now"]])
+    slot = EngineSlot("scripted")
+    handlers = ChatHandlers(slot, min_update_interval=0.0)
+    threading.Timer(1.5, slot.fill, args=(engine,)).start()
+    updates = list(handlers.chat("hello", None))
+    assert "still loading" in updates[0][0][-1]["content"]
+    assert updates[-1][1].turns[0].answer == "ready now"
+
+
+def test_a_model_that_failed_to_load_says_so():
+    slot = EngineSlot("broken-model")
+    slot.fail("no such model")
+    handlers = ChatHandlers(slot)
+    chatbot, conversation, _ = run(handlers.chat("hello", None))
+    assert conversation.turns[0].status == "error"
+    assert "no such model" in chatbot[-1]["content"]
+
+
+def test_status_line_follows_loading():
+    slot = EngineSlot("scripted")
+    handlers = ChatHandlers(slot)
+    line, timer = handlers.status()
+    assert line.startswith("Loading **scripted**") and timer.active is True
+    engine = ScriptedEngine([])
+    engine.random_weights = True
+    slot.fill(engine)
+    line, timer = handlers.status()
+    assert "is ready" in line and "random weights" in line and timer.active is False
