@@ -102,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
     )
     demo.queue(max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, css=CSS)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, css=CSS)
+    except OSError as e:  # the port is taken, the address is not ours, ...
+        print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 1
 
     log.info("loading %s (downloads it first if it is not cached)…", args.model)
     started = time.monotonic()
