@@ -17,7 +17,7 @@ from demo.handlers import ChatHandlers
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
 CSS = """
-#chatbot .message img { max-height: 220px; width: auto; }
+#chatbot .message img { max-height: 200px; width: auto; }
 footer { display: none !important; }
 """
 

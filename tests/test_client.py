@@ -117,3 +117,16 @@ def test_regenerate_undo_and_clear_endpoints(app):
     assert [r for r, _ in texts(history)] == ["user", "assistant"] and restored["text"] == "Second question."
     history, _ = chat.predict(api_name="/clear")
     assert history == []
+
+
+def test_the_readme_client_example_streams_an_answer(app, capsys, monkeypatch):
+    """The README's gradio_client snippet, run as written against the launched app."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = re.search(r"```python\n(from gradio_client.*?)```", readme, re.S).group(1)
+    snippet = snippet.replace('"http://127.0.0.1:7860/"', repr(app["url"]))
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    exec(compile(snippet, "README.md", "exec"), {})
+    assert len(capsys.readouterr().out.strip()) > 0
