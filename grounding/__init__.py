@@ -1,0 +1,61 @@
+"""Boxes and points in Qwen vision-language answers: find them, place them, draw them.
+
+Pure Python on Pillow and the standard library. What each generation writes
+(``parse`` reads every explicit format whatever the family; the family sets the
+coordinate space):
+
+- Qwen-VL, 0-1000 of the image, several boxes per ref allowed::
+
+      <ref>Two apples</ref><box>(302,257),(582,671)</box><box>(603,252),(878,642)</box>
+
+- Qwen2-VL, 0-1000, special tokens, and the bare form decoding with
+  ``skip_special_tokens=True`` leaves (read for qwen-vl and qwen2-vl only)::
+
+      <|object_ref_start|>the man<|object_ref_end|><|box_start|>(123,235),(324,546)<|box_end|>
+      the man(123,235),(324,546)
+
+- Qwen2.5-VL, ABSOLUTE pixels of the resized image the model saw (``input_sizes``)::
+
+      ```json
+      [{"bbox_2d": [139, 768, 315, 954], "label": "small cake"}, {"point_2d": [284, 305], "label": "pin"}]
+      ```
+      <points x1="284" y1="305" alt="rolling pin">rolling pin</points>
+
+- Qwen3-VL, the same JSON, 0-1000 again.
+
+Usage::
+
+    from grounding import parse, readable, draw
+    detections = parse(answer, family="qwen2.5-vl", image_sizes=[(1000, 500)], input_sizes=[(532, 280)])
+    shown = readable(answer, "qwen2.5-vl", detections)  # "... [2 boxes on Picture 1: cat, cup]"
+    annotated = draw(picture, [d for d in detections if d.image == 1])
+
+What it cannot know:
+
+- which image a box is on, beyond "Picture N" / "Image N" / 图N mentions before
+  the box in the answer (see :func:`parse`); with none it picks the last image;
+- where a ref begins in the bare stripped form (the label is a guess: the few
+  words before the numbers);
+- whether a box is right: only that it is well-formed. Boxes are clipped to the
+  image; those left with no area, points outside the image, and half-written
+  groundings (streaming, max_new_tokens) are dropped;
+- the model's input size: the caller gives it (``image_grid_thw`` × patch size).
+"""
+
+from grounding.draw import PALETTE, draw, label_color
+from grounding.families import FAMILIES, family_from_model_type
+from grounding.parse import find_groundings, parse
+from grounding.readable import readable
+from grounding.types import Detection
+
+__all__ = [
+    "FAMILIES",
+    "PALETTE",
+    "Detection",
+    "draw",
+    "family_from_model_type",
+    "find_groundings",
+    "label_color",
+    "parse",
+    "readable",
+]

@@ -1,0 +1,73 @@
+"""Groundings as found in the model's text, before any scaling.
+
+Every format parser returns :class:`RawGrounding` values: the model's own numbers,
+in the model's own coordinate space, with the character offsets they came from.
+Turning them into pixels is :mod:`grounding.parse`'s job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["box", "point", "quad"]
+
+#: How many numbers each kind of grounding carries (x first, then y).
+ARITY: dict[str, int] = {"box": 4, "point": 2, "quad": 8}
+
+#: A plain decimal number as models write it: no exponent, ASCII digits only.
+NUMBER_PATTERN = r"[-+]?[0-9]+(?:\.[0-9]+)?"
+NUMBER_RE = re.compile(NUMBER_PATTERN)
+
+
+@dataclass(frozen=True)
+class RawGrounding:
+    """One box, point or quad exactly as the model wrote it.
+
+    ``values`` are x-first: ``(x1, y1, x2, y2)`` for a box, ``(x, y)`` for a point,
+    ``(x1, y1, ..., x4, y4)`` for a quad. ``span`` is the ``(start, end)`` of this
+    grounding's own markup in the text; ``block`` is the markup group it belongs to
+    (a ref with its boxes, a whole JSON list, one ``<points>`` element), which is
+    what :func:`grounding.readable` replaces.
+    """
+
+    label: str
+    kind: Kind
+    values: tuple[float, ...]
+    span: tuple[int, int]
+    block: tuple[int, int]
+    source: str  # "tags", "bare", "json" or "points-xml"
+
+
+def to_number(value: object) -> float | None:
+    """A finite float from a JSON/XML/regex value, or None (bools and strings are not numbers)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def parse_number(text: str) -> float | None:
+    """A finite float from a string such as ``"12"`` or ``" 3.5 "``, or None."""
+    text = text.strip()
+    if not NUMBER_RE.fullmatch(text):
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def numbers_of(values: object, arity: int) -> tuple[float, ...] | None:
+    """The numbers of a JSON list if it holds exactly ``arity`` finite numbers, else None."""
+    if not isinstance(values, (list, tuple)) or len(values) != arity:
+        return None
+    numbers = tuple(to_number(v) for v in values)
+    if any(n is None for n in numbers):
+        return None
+    return numbers  # type: ignore[return-value]
