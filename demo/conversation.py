@@ -44,6 +44,9 @@ class Turn:
     answer: str = ""
     status: TurnStatus = "waiting"
     error: str = ""  # the sentence shown when status == "error"
+    # (width, height) each conversation image had for the model when this turn was answered,
+    # in Picture order: Qwen2.5-VL's boxes are in these pixels.
+    input_sizes: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -53,6 +56,10 @@ class Conversation:
     def images(self) -> list[Attachment]:
         """Every image of the conversation in Picture order (index 0 is Picture 1)."""
         return [a for turn in self.turns for a in turn.attachments]
+
+    def images_until(self, turn_index: int) -> list[Attachment]:
+        """The images the model had seen when it answered turn `turn_index` (Picture order)."""
+        return [a for turn in self.turns[: turn_index + 1] for a in turn.attachments]
 
     def first_picture_number(self, turn_index: int) -> int:
         """The Picture number of the first image of turn `turn_index` (1-based numbering)."""

@@ -11,6 +11,7 @@ generation. The only Gradio things used here are `gr.Request` (to know the sessi
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ import gradio as gr
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engine import DEFAULT_SYSTEM_PROMPT, EngineError, GenerationSettings
 from demo.engine_slot import EngineSlot
+from demo.export import write_exports
 from demo.media import UploadError, is_image_file, load_image
+from demo.presets import grounding_prompt
 from demo.views import chatbot_messages
 
 log = logging.getLogger(__name__)
@@ -101,7 +104,7 @@ class ChatHandlers:
             return [], conversation, None
         turn = conversation.turns.pop()
         restored = {"text": turn.text, "files": [a.path for a in turn.attachments]}
-        return chatbot_messages(conversation), conversation, restored
+        return chatbot_messages(conversation, self.family), conversation, restored
 
     def clear(self) -> ChatUpdate:
         """Start a new, empty conversation."""
@@ -114,7 +117,26 @@ class ChatHandlers:
         if running is not None:
             running.stop.set()
             running.finished.wait(timeout=self.stop_wait)
-        return chatbot_messages(conversation or Conversation())
+        return chatbot_messages(conversation or Conversation(), self.family)
+
+    def preset(self, name: str, message: dict | None) -> dict:
+        """Put the grounding prompt `name`, in the loaded model's shape, in the textbox (files stay)."""
+        files = (message or {}).get("files") or []
+        return {"text": grounding_prompt(name, self.family), "files": files}
+
+    def export(self, conversation: Conversation | None) -> list[str]:
+        """Files with the conversation's groundings: JSON, COCO JSON and the annotated pictures."""
+        conversation = conversation if conversation is not None else Conversation()
+        if not any(turn.answer for turn in conversation.turns):
+            raise gr.Error("There is nothing to export yet.", print_exception=False)
+        folder = Path(tempfile.mkdtemp(prefix="export-", dir=_exports_dir()))
+        return [str(path) for path in write_exports(conversation, self.family, folder)]
+
+    @property
+    def family(self) -> str:
+        """The loaded model's grounding family (Qwen2-VL's until a model is there)."""
+        engine = self.slot.wait(timeout=0)
+        return engine.family if engine is not None else "qwen2-vl"
 
     def status(self) -> tuple[str, gr.Timer]:
         """The model status line, and the refresh timer (switched off once loading is over)."""
@@ -127,23 +149,24 @@ class ChatHandlers:
         engine = yield from self._wait_for_engine(conversation)
         if engine is None:
             turn.status, turn.error = "error", f"The model could not be loaded: {self.slot.error}"
-            yield chatbot_messages(conversation), conversation, None
+            yield chatbot_messages(conversation, self.family), conversation, None
             return
         running = self._begin(session)
         stop = running.stop
         try:
             for attachment in conversation.images():
                 attachment.cost = engine.vision_cost(attachment.size_wh, settings)
+            turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
             messages = to_model_messages(conversation, settings.system_prompt)
             turn.status = "streaming"
-            yield chatbot_messages(conversation), conversation, None
+            yield chatbot_messages(conversation, self.family), conversation, None
             last_update = time.monotonic()
             with closing(engine.stream(messages, settings, stop)) as pieces:
                 for piece in pieces:
                     turn.answer += piece
                     if time.monotonic() - last_update >= self.min_update_interval:
                         last_update = time.monotonic()
-                        yield chatbot_messages(conversation), conversation, None
+                        yield chatbot_messages(conversation, self.family), conversation, None
             turn.status = "stopped" if stop.is_set() else "done"
         except EngineError as e:
             turn.status, turn.error = "error", str(e)
@@ -155,14 +178,14 @@ class ChatHandlers:
             if turn.status == "streaming":
                 turn.status = "stopped"
             self._end(session, running)
-        yield chatbot_messages(conversation), conversation, None
+        yield chatbot_messages(conversation, self.family), conversation, None
 
     def _wait_for_engine(self, conversation: Conversation) -> Iterator[ChatUpdate]:  # returns Engine | None
         """Yield 'still loading' views until the engine is there; return it (None if loading failed)."""
         engine = self.slot.wait(timeout=0)
         while engine is None and self.slot.loading:
             note = f"The model is still loading ({self.slot.seconds_loading():.0f} s); your question will be answered once it is ready."
-            yield chatbot_messages(conversation, waiting_note=note), conversation, None
+            yield chatbot_messages(conversation, self.family, waiting_note=note), conversation, None
             engine = self.slot.wait(timeout=1.0)
         return engine
 
@@ -185,6 +208,12 @@ class _Running:
 
     stop: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+
+
+def _exports_dir() -> Path:
+    folder = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _session(request: gr.Request | None) -> str:

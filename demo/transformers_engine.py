@@ -29,11 +29,12 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
+from grounding import family_from_model_type
+
 from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
 
 log = logging.getLogger(__name__)
 
-FAMILIES = {"qwen": "qwen-vl", "qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl"}
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -109,9 +110,10 @@ class TransformersEngine(Engine):
 
         self.tokenizer = self.processor.tokenizer
         model_type = self.model.config.model_type
-        if model_type not in FAMILIES:
-            raise ModelLoadError(f"{model!r} is a {model_type!r} model, not a Qwen vision-language model")
-        self.family = FAMILIES[model_type]
+        try:
+            self.family = family_from_model_type(model_type)
+        except ValueError:
+            raise ModelLoadError(f"{model!r} is a {model_type!r} model, not a Qwen vision-language model") from None
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size

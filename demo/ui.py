@@ -7,12 +7,14 @@ later ones wait in Gradio's queue, which shows them their place.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
 from demo.engine import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers
+from demo.presets import PRESETS
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
@@ -67,6 +69,9 @@ def build_ui(
             stop_btn=False,
             elem_id="message",
         )
+        gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
+        with gr.Row(elem_id="presets"):
+            preset_buttons = {name: gr.Button(name, size="sm", variant="secondary") for name in PRESETS}
         with gr.Row():
             regenerate_btn = gr.Button("Regenerate", size="sm")
             undo_btn = gr.Button("Undo last turn", size="sm")
@@ -84,6 +89,13 @@ def build_ui(
                 "Each image is resized to between min and max pixels (sides multiples of 28) before the model "
                 "sees it; the size it was seen at and its number of visual tokens are shown under its label."
             )
+        with gr.Accordion("Export groundings", open=False):
+            gr.Markdown(
+                "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
+                "Picture numbers, image sizes, family), `detections-coco.json`, and each annotated picture as PNG."
+            )
+            export_btn = gr.Button("Export", size="sm")
+            export_files = gr.File(label="Files", file_count="multiple", interactive=False)
         gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
 
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
@@ -114,6 +126,9 @@ def build_ui(
             )
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
             trigger(handlers.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
+        for name, button in preset_buttons.items():
+            button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
+        export_btn.click(handlers.export, [conversation], [export_files], api_name="export")
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
     return demo

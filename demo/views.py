@@ -3,28 +3,19 @@
 `chatbot_messages` gives the value of the `gr.Chatbot` (messages format, plain dicts so that
 API clients get plain data too). Each image is shown with its "Picture N" label, its size and
 what it cost the model, so that "compare Picture 1 and Picture 3" means the same thing to the
-person and to the model. Answers are shown readably: no raw special tokens.
+person and to the model. Answers are shown readably (`grounding.readable`: no raw special
+tokens, no walls of JSON), and the boxes and points in them are drawn over their pictures
+under the answer, with a compact list of them.
 """
 
 from __future__ import annotations
 
-import re
+from grounding import readable
 
+from demo.annotations import annotated_png, by_picture, detections_markdown, turn_detections
 from demo.conversation import Attachment, Conversation, Turn
 
 STOPPED_NOTE = "*(Stopped.)*"
-_REF = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>", re.S)
-_BOX = re.compile(r"<\|(box|quad)_start\|>(.*?)<\|\1_end\|>", re.S)
-_ANY_TOKEN = re.compile(r"<\|[a-z_]*\|>")
-_TRAILING_PARTIAL = re.compile(r"<(\|[a-z_]*)?$")  # a marker still being streamed
-
-
-def readable_answer(text: str) -> str:
-    """The model's raw answer with Qwen2-VL grounding markers shown as text, never as tokens."""
-    text = _REF.sub(r"**\1**", text)
-    text = _BOX.sub(lambda m: f" [{m.group(2).strip()}]", text)
-    text = _ANY_TOKEN.sub("", text)
-    return _TRAILING_PARTIAL.sub("", text)
 
 
 def picture_caption(number: int, attachment: Attachment) -> str:
@@ -41,9 +32,9 @@ def picture_caption(number: int, attachment: Attachment) -> str:
     return " · ".join(parts)
 
 
-def answer_text(turn: Turn, waiting_note: str = "") -> str:
-    """What the assistant bubble shows for `turn` in its current state."""
-    text = readable_answer(turn.answer).strip()
+def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
+    """What the assistant bubble shows for `turn` in its current state; `shown` is its readable answer."""
+    text = shown.strip()
     if turn.status == "waiting":
         return waiting_note or "Waiting for the model…"
     if turn.status == "streaming" and not text:
@@ -58,8 +49,11 @@ def answer_text(turn: Turn, waiting_note: str = "") -> str:
     return text
 
 
-def chatbot_messages(conversation: Conversation, waiting_note: str = "") -> list[dict]:
-    """The Chatbot value for `conversation`: per turn, its pictures, the question, the answer."""
+def chatbot_messages(conversation: Conversation, family: str, waiting_note: str = "") -> list[dict]:
+    """The Chatbot value: per turn its pictures, the question, the answer and the groundings drawn.
+
+    `family` is the model's grounding format family (it says how to read the answers).
+    """
     messages: list[dict] = []
     for index, turn in enumerate(conversation.turns):
         first = conversation.first_picture_number(index)
@@ -71,5 +65,23 @@ def chatbot_messages(conversation: Conversation, waiting_note: str = "") -> list
             )
         if turn.text:
             messages.append({"role": "user", "content": turn.text})
-        messages.append({"role": "assistant", "content": answer_text(turn, waiting_note)})
+        detections = turn_detections(conversation, index, family)
+        shown = readable(turn.answer, family, detections)
+        messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
+        messages += grounding_messages(conversation, detections)
+    return messages
+
+
+def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:
+    """Under an answer: each referenced picture with its boxes drawn, then the list of them."""
+    if not detections:
+        return []
+    images = conversation.images()
+    messages: list[dict] = []
+    for number, on_picture in by_picture(detections).items():
+        count = len(on_picture)
+        messages.append({"role": "assistant", "content": f"**Picture {number}** · {count} grounding{'s' * (count != 1)}"})
+        path = annotated_png(images[number - 1], on_picture)
+        messages.append({"role": "assistant", "content": {"path": path, "alt_text": f"Picture {number}, annotated"}})
+    messages.append({"role": "assistant", "content": detections_markdown(detections)})
     return messages

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from demo.engine import Engine, EngineError, GenerationSettings, VisionCost
 
@@ -72,3 +73,36 @@ class AtLeast(Engine):
 
         longer = replace(settings, max_new_tokens=max(settings.max_new_tokens, self.min_new_tokens), min_new_tokens=self.min_new_tokens)
         return self.inner.stream(messages, longer, stop)
+
+
+@contextmanager
+def forced_answer(engine, answer: str):
+    """Make the real engine's model generate exactly `answer` (then end of turn), through `generate`.
+
+    A logits processor puts all the probability on the next token of the answer, so the
+    rest of the path (prompt, vision encoder, streamer, decoding) is the real one.
+    """
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    tokens = engine.tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    original = engine.model.generate
+
+    class Force(LogitsProcessor):
+        def __init__(self, prompt_length: int) -> None:
+            self.prompt_length = prompt_length
+
+        def __call__(self, input_ids, scores):
+            step = input_ids.shape[1] - self.prompt_length
+            scores[:] = float("-inf")
+            scores[:, tokens[min(step, len(tokens) - 1)]] = 0
+            return scores
+
+    def generate(**kwargs):
+        force = Force(kwargs["input_ids"].shape[1])
+        return original(**kwargs, logits_processor=LogitsProcessorList([force]))
+
+    engine.model.generate = generate
+    try:
+        yield
+    finally:
+        del engine.model.generate  # back to the class's method

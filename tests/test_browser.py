@@ -143,3 +143,29 @@ def test_closing_the_tab_mid_answer_stops_the_generation(page, app):
         assert wait_until(lambda: not generate_threads() and not app["handlers"]._running, timeout=20)
     finally:
         app["engine"].min_new_tokens = 150
+
+
+def test_boxes_are_drawn_live_in_the_chat(page, app, engine, photos, artifacts):
+    from tests.fakes import forced_answer
+
+    answer = (
+        "The cat is in Picture 1: <|object_ref_start|>the cat's face<|object_ref_end|>"
+        "<|box_start|>(180,80),(800,980)<|box_end|>. In Picture 2, "
+        "<|object_ref_start|>the cup<|object_ref_end|><|box_start|>(330,60),(760,640)<|box_end|> and "
+        "<|object_ref_start|>the spoon<|object_ref_end|><|box_start|>(560,520),(700,860)<|box_end|>."
+    )
+    app["engine"].min_new_tokens = 0  # the forced answer ends by itself
+    try:
+        with forced_answer(engine, answer):
+            ask(page, "Find the cat, the cup and the spoon.", [photos["chelsea"], photos["coffee"]])
+    finally:
+        app["engine"].min_new_tokens = 150
+    chat = page.locator("#chatbot")
+    text = chat.inner_text()
+    assert "the cat's face [Picture 1]" in text and "the cup [Picture 2]" in text
+    assert "<|" not in text and "box_start" not in text
+    assert chat.locator("img").count() == 4  # two pictures sent, two annotated
+    assert "Picture 2 · 2 groundings" in text
+    page.wait_for_timeout(500)
+    chat.locator("img").last.scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "chat-grounding.png"))

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from demo.engine import EngineError, GenerationSettings
+from tests.fakes import forced_answer
 
 LONG = GenerationSettings(max_new_tokens=100_000, min_new_tokens=100_000)
 
@@ -80,31 +81,12 @@ def test_clean_keeps_grounding_markers_and_drops_other_special_tokens(engine, ra
     assert engine.clean(raw) == shown
 
 
-def test_decoding_keeps_grounding_markers_generated_by_the_model(engine, monkeypatch):
-    """Force the model to emit grounding tokens then end of turn: the stream keeps the markers only."""
-    tokenizer = engine.tokenizer
-    answer = "<|object_ref_start|>cat<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|><|im_end|>"
-    forced = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    original = engine.model.generate
-
-    def scripted_generate(**kwargs):
-        from transformers import LogitsProcessor, LogitsProcessorList
-
-        class Force(LogitsProcessor):
-            def __init__(self):
-                self.step = 0
-
-            def __call__(self, input_ids, scores):
-                scores[:] = -1e9
-                scores[:, forced[min(self.step, len(forced) - 1)]] = 0
-                self.step += 1
-                return scores
-
-        return original(**kwargs, logits_processor=LogitsProcessorList([Force()]))
-
-    monkeypatch.setattr(engine.model, "generate", scripted_generate)
-    text = "".join(engine.stream(question("Find the cat"), GenerationSettings(max_new_tokens=50), threading.Event()))
-    assert text == answer.removesuffix("<|im_end|>")
+def test_decoding_keeps_grounding_markers_generated_by_the_model(engine):
+    """The model emits grounding tokens then end of turn: the stream keeps the markers only."""
+    answer = "<|object_ref_start|>cat<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
+    with forced_answer(engine, answer):
+        text = "".join(engine.stream(question("Find the cat"), GenerationSettings(max_new_tokens=50), threading.Event()))
+    assert text == answer
 
 
 def test_sampling_settings_reach_generate(engine):

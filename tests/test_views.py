@@ -7,7 +7,7 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engine import VisionCost
-from demo.views import answer_text, chatbot_messages, picture_caption, readable_answer
+from demo.views import answer_text, chatbot_messages, picture_caption
 
 
 def picture(name: str, size=(40, 30), cost: VisionCost | None = None) -> Attachment:
@@ -43,7 +43,7 @@ def test_chatbot_labels_each_picture_over_the_whole_conversation():
             Turn("This one?", [picture("c.png", cost=VisionCost((56, 28), 2))], status="streaming"),
         ]
     )
-    messages = chatbot_messages(conversation)
+    messages = chatbot_messages(conversation, "qwen2-vl")
     captions = [m["content"] for m in messages if isinstance(m["content"], str) and m["content"].startswith("**Picture")]
     assert [c.split("**")[1] for c in captions] == ["Picture 1", "Picture 2", "Picture 3"]
     files = [m["content"] for m in messages if isinstance(m["content"], dict)]
@@ -67,19 +67,58 @@ def test_picture_caption_shows_size_and_visual_tokens():
         ("plain answer", "plain answer"),  # nothing to change
         (
             "<|object_ref_start|>the man<|object_ref_end|><|box_start|>(123,235),(324,546)<|box_end|> waves",
-            "**the man** [(123,235),(324,546)] waves",
-        ),  # a grounded phrase
-        ("a box <|box_start|>(1,2),(3,4)<|box_end|>", "a box  [(1,2),(3,4)]"),  # a box with no phrase
+            "the man [Picture 1] waves",
+        ),  # a grounded phrase names its picture
         ("streaming <|object_ref_start|>the ma", "streaming the ma"),  # an unfinished phrase mid-stream
-        ("streaming <|box_sta", "streaming "),  # half a marker mid-stream
-        ("trailing <", "trailing "),  # the first byte of a marker
+        ("streaming <|box_sta", "streaming"),  # half a marker mid-stream
         ("x<|vision_pad|>y", "xy"),  # any other marker never shows
         ("1 < 2 and 3 > 2", "1 < 2 and 3 > 2"),  # ordinary angle brackets stay
     ],
 )
-def test_readable_answer_never_shows_raw_tokens(raw, shown):
-    assert readable_answer(raw) == shown
-    assert "<|" not in readable_answer(raw)
+def test_the_answer_bubble_never_shows_raw_tokens(raw, shown):
+    conversation = Conversation(turns=[Turn("q", [picture("a.png", (200, 100))], answer=raw, status="streaming", input_sizes=[(56, 28)])])
+    bubble = [m for m in chatbot_messages(conversation, "qwen2-vl") if m["role"] == "assistant"][0]["content"]
+    assert bubble == shown
+    assert "<|" not in bubble
+
+
+def test_boxes_are_drawn_on_their_picture_with_a_list():
+    answer = (
+        "In Picture 2, <|object_ref_start|>the dog<|object_ref_end|><|box_start|>(500,500),(1000,1000)<|box_end|>"
+    )
+    conversation = Conversation(
+        turns=[Turn("Find the dog", [picture("a.png", (200, 100)), picture("b.png", (400, 300))], answer=answer,
+                    status="done", input_sizes=[(56, 28), (112, 84)])]
+    )
+    messages = chatbot_messages(conversation, "qwen2-vl")
+    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert assistant[0] == "In Picture 2, the dog [Picture 2]"
+    assert assistant[1] == "**Picture 2** · 1 grounding"
+    annotated = assistant[2]["path"]
+    assert annotated.endswith(".png")
+    from PIL import Image
+
+    with Image.open(annotated) as drawn:
+        assert drawn.size == (400, 300)  # drawn on Picture 2, not on the latest or the first
+    assert "| 1 | the dog | Picture 2 | (200, 150, 400, 300) |" in assistant[3]
+
+
+def test_qwen25_boxes_use_the_size_the_model_saw():
+    answer = '```json\n[{"bbox_2d": [0, 0, 56, 14], "label": "top half"}]\n```'
+    conversation = Conversation(
+        turns=[Turn("Where?", [picture("a.png", (200, 100))], answer=answer, status="done", input_sizes=[(56, 28)])]
+    )
+    messages = chatbot_messages(conversation, "qwen2.5-vl")
+    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert assistant[0] == "[1 box on Picture 1: top half]"
+    assert "| 1 | top half | Picture 1 | (0, 0, 200, 50) |" in assistant[-1]
+
+
+def test_a_label_cannot_break_the_detection_table():
+    answer = '[{"bbox_2d": [0, 0, 500, 500], "label": "a|b<script>"}]'
+    conversation = Conversation(turns=[Turn("?", [picture("a.png", (100, 100))], answer=answer, status="done", input_sizes=[(56, 56)])])
+    table = [m["content"] for m in chatbot_messages(conversation, "qwen3-vl") if m["role"] == "assistant"][-1]
+    assert "| 1 | a/b&lt;script&gt; | Picture 1 | (0, 0, 50, 50) |" in table
 
 
 @pytest.mark.parametrize(
@@ -93,4 +132,4 @@ def test_readable_answer_never_shows_raw_tokens(raw, shown):
     ],
 )
 def test_answer_text_by_status(turn, shown):
-    assert answer_text(turn) == shown
+    assert answer_text(turn, turn.answer) == shown

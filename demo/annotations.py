@@ -1,0 +1,63 @@
+"""Groundings of the conversation: each turn's boxes and points, drawn over their pictures.
+
+`turn_detections` parses one answer against the pictures the model had seen when it gave
+it (their sizes for the person and for the model). `annotated_png` draws a picture's
+detections into a PNG file whose name is derived from what it shows, so a streaming answer
+redraws a picture only when one of its boxes changes. Knows nothing of Gradio or of engines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from grounding import Detection, draw, parse
+
+from demo.conversation import Attachment, Conversation
+
+ANNOTATED_DIR = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "annotated"
+
+
+def turn_detections(conversation: Conversation, turn_index: int, family: str) -> list[Detection]:
+    """The boxes and points in turn `turn_index`'s answer, in pixels of the pictures they are on."""
+    turn = conversation.turns[turn_index]
+    images = conversation.images_until(turn_index)
+    if not turn.answer or not images or len(turn.input_sizes) != len(images):
+        return []
+    return parse(turn.answer, family, [a.size_wh for a in images], turn.input_sizes)
+
+
+def by_picture(detections: list[Detection]) -> dict[int, list[Detection]]:
+    """Detections grouped by Picture number, pictures in ascending order."""
+    grouped: dict[int, list[Detection]] = {}
+    for detection in sorted(detections, key=lambda d: d.image):
+        grouped.setdefault(detection.image, []).append(detection)
+    return grouped
+
+
+def annotated_png(attachment: Attachment, detections: list[Detection], out_dir: Path = ANNOTATED_DIR) -> str:
+    """A PNG of `attachment` with `detections` drawn on it; drawn once per distinct content."""
+    key = repr((attachment.path, attachment.size_wh, [(d.label, d.bbox, d.point, d.quad) for d in detections]))
+    path = out_dir / f"{Path(attachment.name or attachment.path).stem[:40]}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.png"
+    if not path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        draw(attachment.image, detections).save(partial, format="PNG")
+        partial.replace(path)  # atomic: a reader never sees half a file
+    return str(path)
+
+
+def detections_markdown(detections: list[Detection]) -> str:
+    """A compact table: label, Picture, pixel box or point."""
+    rows = ["| | label | picture | pixels (x1, y1, x2, y2) or point (x, y) |", "|---|---|---|---|"]
+    for number, d in enumerate(detections, 1):
+        where = d.bbox if d.bbox is not None else d.point
+        rows.append(f"| {number} | {_cell(d.label) or '—'} | Picture {d.image} | ({', '.join(f'{v:.0f}' for v in where)}) |")
+    return "\n".join(rows)
+
+
+def _cell(text: str) -> str:
+    """`text` safe inside a Markdown table cell (no pipes, no line breaks, no HTML)."""
+    return text.replace("|", "/").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;").strip()
