@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from demo.limits import Limits
+
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 TINY_MODEL = "tiny-random"
 
@@ -24,6 +26,23 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_file_mb=args.max_file_mb,
+        max_images_per_turn=args.max_images_per_turn,
+        max_images=args.max_images,
+        max_prompt_chars=args.max_prompt_chars,
+        max_visual_tokens=args.max_visual_tokens,
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +78,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="default max pixels per image (default: the model's, capped at 1280 visual tokens)",
     )
     parser.add_argument("--concurrency", type=positive_int, default=1, help="answers generated at once (default: 1)")
+    limits = parser.add_argument_group("limits per person (each refusal says which limit)")
+    defaults = Limits()
+    limits.add_argument("--max-file-mb", type=positive_float, default=defaults.max_file_mb, help="largest upload, in MB (default: %(default)s)")
+    limits.add_argument("--max-images-per-turn", type=positive_int, default=defaults.max_images_per_turn, help="default: %(default)s")
+    limits.add_argument("--max-images", type=positive_int, default=defaults.max_images, help="images per conversation (default: %(default)s)")
+    limits.add_argument("--max-prompt-chars", type=positive_int, default=defaults.max_prompt_chars, help="characters per message (default: %(default)s)")
+    limits.add_argument(
+        "--max-visual-tokens", type=positive_int, default=defaults.max_visual_tokens,
+        help="visual tokens of all images in one request (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.min_pixels and args.max_pixels and args.min_pixels > args.max_pixels:
         parser.error("--min-pixels is larger than --max-pixels")
@@ -93,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.ui import CSS, build_ui
 
     slot = EngineSlot(args.model)
-    handlers = ChatHandlers(slot)
+    handlers = ChatHandlers(slot, limits=limits_from(args))
     demo = build_ui(
         handlers,
         max_new_tokens=args.max_new_tokens,
@@ -103,7 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.queue(max_size=64)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, css=CSS)
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            share=args.share,
+            prevent_thread_lock=True,
+            css=CSS,
+            max_file_size=int(args.max_file_mb * 1024 * 1024),
+        )
     except OSError as e:  # the port is taken, the address is not ours, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 1

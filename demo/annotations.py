@@ -13,9 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from grounding import Detection, draw, parse
-
 from demo.conversation import Attachment, Conversation
+from demo.markup import table_cell
+from grounding import Detection, draw, parse
 
 ANNOTATED_DIR = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "annotated"
 
@@ -54,10 +54,5 @@ def detections_markdown(detections: list[Detection]) -> str:
     rows = ["| | label | picture | pixels (x1, y1, x2, y2) or point (x, y) |", "|---|---|---|---|"]
     for number, d in enumerate(detections, 1):
         where = d.bbox if d.bbox is not None else d.point
-        rows.append(f"| {number} | {_cell(d.label) or '—'} | Picture {d.image} | ({', '.join(f'{v:.0f}' for v in where)}) |")
+        rows.append(f"| {number} | {table_cell(d.label) or '—'} | Picture {d.image} | ({', '.join(f'{v:.0f}' for v in where)}) |")
     return "\n".join(rows)
-
-
-def _cell(text: str) -> str:
-    """`text` safe inside a Markdown table cell (no pipes, no line breaks, no HTML)."""
-    return text.replace("|", "/").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;").strip()

@@ -72,6 +72,7 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
     Images come before the text in a user message, as in Qwen's own examples. The last turn
     has no assistant message when it is the one being answered (its answer is empty and it
     is not finished); earlier turns always have one, even if empty, so roles alternate.
+    A failed answer's partial text is not sent back (the question and its images are).
     A blank system prompt leaves the model's default (the chat template supplies it).
     """
     messages: list[dict] = []
@@ -84,5 +85,6 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
         messages.append({"role": "user", "content": content})
         is_pending = index == len(conversation.turns) - 1 and turn.status in ("waiting", "streaming")
         if not is_pending:
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.answer}]})
+            answer = "" if turn.status == "error" else turn.answer
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
     return messages

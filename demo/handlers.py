@@ -4,8 +4,8 @@
 answers being generated; each session's conversation arrives as an argument (a `gr.State`)
 and goes back out with the views derived from it. Streaming handlers are generators: Gradio
 closes them when the person presses Stop or closes the tab, and their `finally:` stops the
-generation. The only Gradio things used here are `gr.Request` (to know the session) and
-`gr.Error` (to refuse a message); the Blocks layout lives in `demo/ui.py`.
+generation. The only Gradio things used here are `gr.Request` (to know the session), `gr.Error`,
+`gr.Warning` and `gr.skip` (to refuse a message); the Blocks layout lives in `demo/ui.py`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from pathlib import Path
 import gradio as gr
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import DEFAULT_SYSTEM_PROMPT, EngineError, GenerationSettings
+from demo.engine import DEFAULT_SYSTEM_PROMPT, Engine, EngineError, GenerationSettings, VisionCost
 from demo.engine_slot import EngineSlot
 from demo.export import write_exports
+from demo.limits import LimitError, Limits
 from demo.media import UploadError, is_image_file, load_image
+from demo.markup import inert
 from demo.presets import grounding_prompt
 from demo.views import chatbot_messages
 
@@ -37,8 +39,9 @@ ChatUpdate = tuple[list[dict], Conversation, dict | None]  # chatbot, conversati
 class ChatHandlers:
     """Handlers for one app; one instance serves every session."""
 
-    def __init__(self, slot: EngineSlot, *, min_update_interval: float = 0.05) -> None:
+    def __init__(self, slot: EngineSlot, *, limits: Limits | None = None, min_update_interval: float = 0.05) -> None:
         self.slot = slot
+        self.limits = limits or Limits()
         self.min_update_interval = min_update_interval  # seconds between two streamed view updates
         self.stop_wait = 10.0  # seconds Stop waits for the answer to wind down before showing it
         self._running: dict[str, _Running] = {}  # session -> its answer being generated
@@ -64,16 +67,19 @@ class ChatHandlers:
             message = {"text": message, "files": []}
         text = ((message or {}).get("text") or "").strip()
         files = [f if isinstance(f, str) else f["path"] for f in (message or {}).get("files") or []]
-        if not text and not files:
-            raise gr.Error("Type a question or attach an image first.", print_exception=False)
-        settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
         try:
+            if not text and not files:
+                raise UploadError("Type a question or attach an image first.")
+            settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+            self.limits.check_turn(text, len(conversation.images()), len(files))
+            self.limits.check_files([Path(f).stat().st_size for f in files], [Path(f).name for f in files])
             attachments = [_attach(path) for path in files]
             engine = self.slot.wait(timeout=0)
-            for attachment in attachments if engine is not None else ():
-                engine.vision_cost(attachment.size_wh, settings)  # refuses what the model cannot take
-        except (UploadError, EngineError) as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
+                self._vision_costs(engine, conversation.images() + attachments, settings)
+        except (UploadError, EngineError, LimitError, OSError, ValueError) as e:
+            yield self._refusal(conversation, str(e))
+            return
         conversation.turns.append(Turn(text=text, attachments=attachments))
         yield from self._answer(conversation, settings, _session(request))
 
@@ -92,7 +98,10 @@ class ChatHandlers:
         conversation = conversation if conversation is not None else Conversation()
         if not conversation.turns:
             raise gr.Error("There is no answer to regenerate yet.", print_exception=False)
-        settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        try:
+            settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        except ValueError as e:
+            raise gr.Error(str(e), print_exception=False) from None
         turn = conversation.turns[-1]
         turn.answer, turn.status, turn.error = "", "waiting", ""
         yield from self._answer(conversation, settings, _session(request))
@@ -154,9 +163,10 @@ class ChatHandlers:
         running = self._begin(session)
         stop = running.stop
         try:
-            for attachment in conversation.images():
-                attachment.cost = engine.vision_cost(attachment.size_wh, settings)
-            turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
+            costs = self._vision_costs(engine, conversation.images(), settings)
+            for attachment, cost in zip(conversation.images(), costs, strict=True):
+                attachment.cost = cost
+            turn.input_sizes = [cost.input_wh for cost in costs]
             messages = to_model_messages(conversation, settings.system_prompt)
             turn.status = "streaming"
             yield chatbot_messages(conversation, self.family), conversation, None
@@ -168,7 +178,7 @@ class ChatHandlers:
                         last_update = time.monotonic()
                         yield chatbot_messages(conversation, self.family), conversation, None
             turn.status = "stopped" if stop.is_set() else "done"
-        except EngineError as e:
+        except (EngineError, LimitError) as e:
             turn.status, turn.error = "error", str(e)
         except Exception as e:  # noqa: BLE001 - the person gets a sentence, the log the traceback
             log.exception("answering failed")
@@ -179,6 +189,18 @@ class ChatHandlers:
                 turn.status = "stopped"
             self._end(session, running)
         yield chatbot_messages(conversation, self.family), conversation, None
+
+    def _refusal(self, conversation: Conversation, reason: str) -> ChatUpdate:
+        """The chat with a notice saying why the message was refused; the conversation and the textbox stay."""
+        gr.Warning(reason)
+        notice = {"role": "assistant", "content": f"⚠ Not sent: {inert(reason)}"}
+        return chatbot_messages(conversation, self.family) + [notice], conversation, gr.skip()
+
+    def _vision_costs(self, engine: Engine, images: list[Attachment], settings: GenerationSettings) -> list[VisionCost]:
+        """What each image costs the model; raises EngineError or LimitError when it cannot take them."""
+        costs = [engine.vision_cost(a.size_wh, settings) for a in images]
+        self.limits.check_visual_tokens(sum(cost.tokens for cost in costs))
+        return costs
 
     def _wait_for_engine(self, conversation: Conversation) -> Iterator[ChatUpdate]:  # returns Engine | None
         """Yield 'still loading' views until the engine is there; return it (None if loading failed)."""
@@ -221,6 +243,7 @@ def _session(request: gr.Request | None) -> str:
 
 
 def _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels) -> GenerationSettings:
+    """Settings from the UI's values; ValueError names a bad one."""
     try:
         return GenerationSettings(
             max_new_tokens=int(max_new_tokens),
@@ -230,8 +253,8 @@ def _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max
             min_pixels=int(min_pixels) if min_pixels else None,
             max_pixels=int(max_pixels) if max_pixels else None,
         )
-    except ValueError as e:
-        raise gr.Error(f"Invalid setting: {e}", print_exception=False) from None
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Invalid setting: {e}") from None
 
 
 def _attach(path: str) -> Attachment:

@@ -39,7 +39,7 @@ def load_image(path: str, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
             with Image.open(path) as opened:
                 if opened.width * opened.height > max_pixels:
                     raise UploadError(
-                        f"{name} is {opened.width}×{opened.height} pixels, more than the {max_pixels:,} this app accepts."
+                        f"{name} is {opened.width}×{opened.height}: too many pixels (this app takes up to {max_pixels:,})."
                     )
                 opened.seek(0)
                 image = ImageOps.exif_transpose(opened)

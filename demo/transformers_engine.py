@@ -29,9 +29,8 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-from grounding import family_from_model_type
-
 from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
+from grounding import family_from_model_type
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ under the answer, with a compact list of them.
 
 from __future__ import annotations
 
-from grounding import readable
-
 from demo.annotations import annotated_png, by_picture, detections_markdown, turn_detections
 from demo.conversation import Attachment, Conversation, Turn
+from demo.markup import inert
+from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
 
@@ -23,7 +23,7 @@ def picture_caption(number: int, attachment: Attachment) -> str:
     width, height = attachment.size_wh
     parts = [f"**Picture {number}**"]
     if attachment.name:
-        parts.append(attachment.name)
+        parts.append(inert(attachment.name))
     size = f"{width}×{height}"
     if attachment.cost is not None:
         seen_w, seen_h = attachment.cost.input_wh
@@ -64,9 +64,9 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
                 {"role": "user", "content": {"path": attachment.path, "alt_text": f"Picture {number}"}}
             )
         if turn.text:
-            messages.append({"role": "user", "content": turn.text})
+            messages.append({"role": "user", "content": inert(turn.text)})
         detections = turn_detections(conversation, index, family)
-        shown = readable(turn.answer, family, detections)
+        shown = inert(readable(turn.answer, family, detections))
         messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
         messages += grounding_messages(conversation, detections)
     return messages

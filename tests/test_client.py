@@ -5,9 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from gradio_client import Client, handle_file
-
 
 
 def client(app) -> Client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from grounding import label_color
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
@@ -13,7 +12,9 @@ from demo.engine_slot import EngineSlot
 from demo.export import coco_record, detections_record, write_exports
 from demo.handlers import ChatHandlers
 from demo.presets import PRESETS, grounding_prompt
+from grounding import label_color
 from tests.fakes import ScriptedEngine, forced_answer
+
 
 @pytest.mark.parametrize(
     "family, preset, expected",

@@ -63,6 +63,14 @@ def test_settings_reach_the_engine():
     assert (settings.min_pixels, settings.max_pixels) == (None, 100_000)  # 0 or empty means the model's default
 
 
+def refused(updates) -> str:
+    """The notice of a refused message; checks that the conversation and the textbox were left alone."""
+    (chatbot, conversation, textbox), = updates
+    assert isinstance(textbox, type(gr.skip()))
+    assert chatbot[-1]["role"] == "assistant" and chatbot[-1]["content"].startswith("⚠ Not sent: ")
+    return chatbot[-1]["content"]
+
+
 @pytest.mark.parametrize(
     "message",
     [
@@ -72,19 +80,19 @@ def test_settings_reach_the_engine():
 )
 def test_an_empty_message_is_refused(message):
     handlers, engine = make([])
-    with pytest.raises(gr.Error, match="Type a question"):
-        run(handlers.chat(message, Conversation()))
+    assert "Type a question" in refused(list(handlers.chat(message, Conversation())))
     assert not engine.calls
 
 
 def test_a_file_that_is_not_an_image_is_refused_and_the_conversation_is_unchanged(tmp_path):
-    handlers, engine = make([])
+    handlers, engine = make([["fine"]])
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
     conversation = Conversation()
-    with pytest.raises(gr.Error, match="not an image"):
-        run(handlers.chat({"text": "read this", "files": [str(notes)]}, conversation))
+    assert "not an image" in refused(list(handlers.chat({"text": "read this", "files": [str(notes)]}, conversation)))
     assert conversation.turns == [] and not engine.calls
+    _, conversation, _ = run(handlers.chat("and now?", conversation))  # the session goes on
+    assert conversation.turns[0].answer == "fine"
 
 
 def test_an_image_the_model_cannot_take_is_refused_before_the_turn(tmp_path):
@@ -94,9 +102,13 @@ def test_an_image_the_model_cannot_take_is_refused_before_the_turn(tmp_path):
     strip = tmp_path / "strip.png"
     Image.new("RGB", (4000, 10)).save(strip)
     conversation = Conversation()
-    with pytest.raises(gr.Error, match="aspect ratio"):
-        run(handlers.chat({"text": "what?", "files": [str(strip)]}, conversation))
+    assert "aspect ratio" in refused(list(handlers.chat({"text": "what?", "files": [str(strip)]}, conversation)))
     assert conversation.turns == []
+
+
+def test_bad_settings_are_refused_with_their_name():
+    handlers, engine = make([])
+    assert "top_p" in refused(list(handlers.chat("hi", None, 64, 0.5, 0.0)))
 
 
 def test_stop_keeps_the_partial_answer_and_the_next_turn_works():

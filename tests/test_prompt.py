@@ -96,7 +96,7 @@ def test_image_pad_count_matches_each_grid_and_the_announced_cost(engine, three_
             run = 0
     assert runs == [t * h * w // 4 for t, h, w in grids]
     # The cost the UI shows is what the processor really did.
-    for attachment, (t, h, w) in zip(three_turns.images(), grids):
+    for attachment, (t, h, w) in zip(three_turns.images(), grids, strict=True):
         cost = engine.vision_cost(attachment.size_wh, settings)
         assert cost.tokens == t * h * w // 4
         assert cost.input_wh == (w * engine.patch_size, h * engine.patch_size)

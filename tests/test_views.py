@@ -72,7 +72,7 @@ def test_picture_caption_shows_size_and_visual_tokens():
         ("streaming <|object_ref_start|>the ma", "streaming the ma"),  # an unfinished phrase mid-stream
         ("streaming <|box_sta", "streaming"),  # half a marker mid-stream
         ("x<|vision_pad|>y", "xy"),  # any other marker never shows
-        ("1 < 2 and 3 > 2", "1 < 2 and 3 > 2"),  # ordinary angle brackets stay
+        ("1 < 2 and 3 > 2", "1 &lt; 2 and 3 &gt; 2"),  # angle brackets are shown, as text
     ],
 )
 def test_the_answer_bubble_never_shows_raw_tokens(raw, shown):
@@ -133,3 +133,29 @@ def test_a_label_cannot_break_the_detection_table():
 )
 def test_answer_text_by_status(turn, shown):
     assert answer_text(turn, turn.answer) == shown
+
+
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),  # a script is text
+        ('<img src=x onerror="alert(1)">', '&lt;img src=x onerror="alert(1)"&gt;'),  # so is an event handler
+        ("![tracker](http://example.com/t.png)", "!\\[tracker](http://example.com/t.png)"),  # no image is fetched
+        ("a & b", "a &amp; b"),  # an ampersand stays an ampersand
+        ("`<b>` and ```\n<i>x</i>\n```", "`<b>` and ```\n<i>x</i>\n```"),  # code shows literally already
+        ("plain **bold** text", "plain **bold** text"),  # Markdown formatting still works
+    ],
+)
+def test_inert_shows_html_and_images_as_text(raw, shown):
+    from demo.markup import inert
+
+    assert inert(raw) == shown
+
+
+def test_questions_and_file_names_are_inert_too():
+    conversation = Conversation(
+        turns=[Turn("<b>hi</b>", [picture("<img src=x onerror=alert(1)>.png")], answer="ok", status="done")]
+    )
+    messages = chatbot_messages(conversation, "qwen2-vl")
+    assert "&lt;img src=x onerror=alert(1)&gt;.png" in messages[0]["content"]
+    assert messages[2]["content"] == "&lt;b&gt;hi&lt;/b&gt;"
