@@ -26,9 +26,10 @@ from demo.engine import DEFAULT_SYSTEM_PROMPT, Engine, EngineError, GenerationSe
 from demo.engine_slot import EngineSlot
 from demo.export import write_exports
 from demo.limits import LimitError, Limits
-from demo.media import UploadError, is_image_file, load_image
 from demo.markup import inert
+from demo.media import UploadError, is_image_file, load_image
 from demo.presets import grounding_prompt
+from demo.session_file import dump_conversation, load_conversation
 from demo.views import chatbot_messages
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,28 @@ class ChatHandlers:
         folder = Path(tempfile.mkdtemp(prefix="export-", dir=_exports_dir()))
         return [str(path) for path in write_exports(conversation, self.family, folder)]
 
+    def save(self, conversation: Conversation | None) -> str:
+        """The conversation as a JSON file (images embedded) for the person to keep."""
+        conversation = conversation if conversation is not None else Conversation()
+        if not conversation.turns:
+            raise gr.Error("There is nothing to save yet.", print_exception=False)
+        folder = Path(tempfile.mkdtemp(prefix="save-", dir=_exports_dir()))
+        path = folder / "conversation.json"
+        path.write_text(dump_conversation(conversation), "utf-8")
+        return str(path)
+
+    def load(self, file: str | None, conversation: Conversation | None) -> ChatUpdate:
+        """Replace the conversation with one saved earlier; a bad file is refused with a sentence."""
+        conversation = conversation if conversation is not None else Conversation()
+        if not file:
+            return chatbot_messages(conversation, self.family), conversation, gr.skip()
+        try:
+            images = Path(tempfile.mkdtemp(prefix="loaded-", dir=_exports_dir()))
+            loaded = load_conversation(file, self.limits, images)
+        except (UploadError, OSError) as e:
+            return self._refusal(conversation, str(e), "Not loaded")
+        return chatbot_messages(loaded, self.family), loaded, gr.skip()
+
     @property
     def family(self) -> str:
         """The loaded model's grounding family (Qwen2-VL's until a model is there)."""
@@ -190,10 +213,10 @@ class ChatHandlers:
             self._end(session, running)
         yield chatbot_messages(conversation, self.family), conversation, None
 
-    def _refusal(self, conversation: Conversation, reason: str) -> ChatUpdate:
-        """The chat with a notice saying why the message was refused; the conversation and the textbox stay."""
+    def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> ChatUpdate:
+        """The chat with a notice saying why something was refused; the conversation and the textbox stay."""
         gr.Warning(reason)
-        notice = {"role": "assistant", "content": f"⚠ Not sent: {inert(reason)}"}
+        notice = {"role": "assistant", "content": f"⚠ {what}: {inert(reason)}"}
         return chatbot_messages(conversation, self.family) + [notice], conversation, gr.skip()
 
     def _vision_costs(self, engine: Engine, images: list[Attachment], settings: GenerationSettings) -> list[VisionCost]:

@@ -89,6 +89,12 @@ def build_ui(
                 "Each image is resized to between min and max pixels (sides multiples of 28) before the model "
                 "sees it; the size it was seen at and its number of visual tokens are shown under its label."
             )
+        with gr.Accordion("Save or load the conversation", open=False):
+            gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
+            with gr.Row():
+                save_btn = gr.Button("Save", size="sm")
+                load_btn = gr.UploadButton("Load a saved conversation", file_types=[".json"], size="sm")
+            saved_file = gr.File(label="Saved conversation", interactive=False)
         with gr.Accordion("Export groundings", open=False):
             gr.Markdown(
                 "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
@@ -129,6 +135,8 @@ def build_ui(
         for name, button in preset_buttons.items():
             button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
         export_btn.click(handlers.export, [conversation], [export_files], api_name="export")
+        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
+        load_btn.upload(handlers.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
     return demo

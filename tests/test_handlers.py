@@ -241,3 +241,24 @@ def test_status_line_follows_loading():
     slot.fill(engine)
     line, timer = handlers.status()
     assert "is ready" in line and "random weights" in line and timer.active is False
+
+
+def test_save_then_load_restores_the_conversation(photos, tmp_path):
+    handlers, _ = make([["an answer"]])
+    *_, (_, conversation, _) = handlers.chat({"text": "keep this", "files": [str(photos["rocket"])]}, None)
+    saved = handlers.save(conversation)
+    chatbot, loaded, _ = handlers.load(saved, Conversation())
+    assert [(t.text, t.answer, t.status) for t in loaded.turns] == [("keep this", "an answer", "done")]
+    assert loaded.turns[0].attachments[0].image.size == (640, 427)
+    assert chatbot[0]["content"].startswith("**Picture 1** · rocket.jpg")
+
+
+def test_loading_a_bad_file_keeps_the_current_conversation(tmp_path):
+    handlers, _ = make([["a"]])
+    *_, (_, conversation, _) = handlers.chat("mine", None)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    chatbot, after, _ = handlers.load(str(bad), conversation)
+    assert after is conversation and chatbot[-1]["content"].startswith("⚠ Not loaded: bad.json is not a conversation")
+    with pytest.raises(gr.Error):
+        handlers.save(Conversation())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
@@ -159,3 +161,40 @@ def test_questions_and_file_names_are_inert_too():
     messages = chatbot_messages(conversation, "qwen2-vl")
     assert "&lt;img src=x onerror=alert(1)&gt;.png" in messages[0]["content"]
     assert messages[2]["content"] == "&lt;b&gt;hi&lt;/b&gt;"
+
+
+statuses = st.sampled_from(["done", "stopped", "error"])
+turns = st.lists(
+    st.builds(
+        lambda text, images, answer, status: Turn(
+            text, [picture(f"{i}.png", (i + 1, 5)) for i in range(images)], answer=answer, status=status
+        ),
+        st.text(max_size=30),
+        st.integers(0, 3),
+        st.text(max_size=30),
+        statuses,
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(earlier=turns, last_text=st.text(min_size=1, max_size=30), last_images=st.integers(0, 3), system=st.text(max_size=20))
+def test_model_messages_keep_every_picture_in_order_and_alternate(earlier, last_text, last_images, system):
+    last = Turn(last_text, [picture(f"last{i}.png", (100 + i, 5)) for i in range(last_images)])
+    conversation = Conversation(turns=[*earlier, last])
+    messages = to_model_messages(conversation, system)
+    roles = [m["role"] for m in messages]
+    if system.strip():
+        assert roles[0] == "system"
+        roles = roles[1:]
+    # user, assistant, user, assistant, ..., user: the turn being answered comes last.
+    assert roles == ["user", "assistant"] * len(earlier) + ["user"]
+    sent = [part["image"] for m in messages for part in m["content"] if part["type"] == "image"]
+    assert [id(image) for image in sent] == [id(a.image) for a in conversation.images()]
+    answers = [m["content"][0]["text"] for m in messages if m["role"] == "assistant"]
+    assert answers == ["" if t.status == "error" else t.answer for t in earlier]
+    # The chat view numbers the same pictures the same way.
+    view = chatbot_messages(conversation, "qwen2-vl")
+    labels = [m["content"]["alt_text"] for m in view if isinstance(m["content"], dict) and m["role"] == "user"]
+    assert labels == [f"Picture {n}" for n in range(1, len(sent) + 1)]

@@ -1,0 +1,124 @@
+"""Saving a conversation to a JSON file and loading it back, images embedded as PNG.
+
+A loaded file is untrusted: its structure is checked strictly, its texts and images are held
+to the same limits as typed messages and uploads, its images are decoded by `demo.media` from
+bytes (never from a path or URL the file names), and anything off refuses the whole file with
+one sentence (`UploadError`). Knows nothing of Gradio or of any engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+from pathlib import Path
+
+from demo.conversation import Attachment, Conversation, Turn
+from demo.limits import Limits
+from demo.media import UploadError, load_image
+
+FORMAT = "qwen-vl-chat/conversation"
+VERSION = 1
+_STATUSES = {"done", "stopped", "error"}
+
+
+def dump_conversation(conversation: Conversation) -> str:
+    """The conversation as JSON text: questions, raw answers, statuses, images as PNG (base64)."""
+    turns = []
+    for turn in conversation.turns:
+        images = []
+        for attachment in turn.attachments:
+            png = io.BytesIO()
+            attachment.image.save(png, format="PNG")
+            images.append({"name": attachment.name, "png_base64": base64.b64encode(png.getvalue()).decode("ascii")})
+        status = turn.status if turn.status in _STATUSES else "stopped"  # an answer cut by saving mid-stream
+        turns.append(
+            {
+                "text": turn.text,
+                "images": images,
+                "answer": turn.answer,
+                "status": status,
+                "error": turn.error,
+                "input_sizes": [list(size) for size in turn.input_sizes],
+            }
+        )
+    return json.dumps({"format": FORMAT, "version": VERSION, "turns": turns}, ensure_ascii=False)
+
+
+def load_conversation(path: str, limits: Limits, image_dir: Path) -> Conversation:
+    """Read a file `dump_conversation` wrote; its images are written to `image_dir` (for display).
+
+    Raises UploadError with one sentence for anything that is not such a file, or that is over
+    the limits.
+    """
+    name = Path(path).name
+    max_bytes = limits.max_file_mb * 1024 * 1024 * (1 + limits.max_images)
+    if Path(path).stat().st_size > max_bytes:
+        raise UploadError(f"{name} is too large to be a conversation this app saved.")
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+        return _conversation(data, limits, image_dir)
+    except UploadError as e:
+        raise UploadError(f"{name} was not loaded: {e}") from None
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise UploadError(f"{name} is not a conversation this app saved ({type(e).__name__}).") from None
+
+
+def _conversation(data: object, limits: Limits, image_dir: Path) -> Conversation:
+    _expect(isinstance(data, dict) and data.get("format") == FORMAT, "it is not a conversation file of this app")
+    _expect(data.get("version") == VERSION, f"it is version {data.get('version')!r}, this app reads version {VERSION}")
+    raw_turns = data.get("turns")
+    _expect(isinstance(raw_turns, list), "it has no list of turns")
+    turns, images = [], 0
+    for number, raw in enumerate(raw_turns, 1):
+        _expect(isinstance(raw, dict), f"turn {number} is not an object")
+        text, answer, status, error = (raw.get(k) for k in ("text", "answer", "status", "error"))
+        _expect(all(isinstance(v, str) for v in (text, answer, error)), f"turn {number} has a text that is not a string")
+        _expect(status in _STATUSES, f"turn {number} has an unknown status")
+        _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
+        _expect(len(answer) <= 100 * limits.max_prompt_chars, f"turn {number}'s answer is too long")
+        raw_images = raw.get("images")
+        _expect(isinstance(raw_images, list), f"turn {number} has no list of images")
+        images += len(raw_images)
+        _expect(images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
+        attachments = [_attachment(item, limits, image_dir, number) for item in raw_images]
+        input_sizes = _sizes(raw.get("input_sizes", []), images, number)
+        turns.append(Turn(text, attachments, answer=answer, status=status, error=error, input_sizes=input_sizes))
+    return Conversation(turns=turns)
+
+
+def _attachment(item: object, limits: Limits, image_dir: Path, turn: int) -> Attachment:
+    _expect(isinstance(item, dict), f"an image of turn {turn} is not an object")
+    name, encoded = item.get("name"), item.get("png_base64")
+    _expect(isinstance(name, str) and isinstance(encoded, str), f"an image of turn {turn} is malformed")
+    _expect(len(encoded) <= limits.max_file_mb * 1024 * 1024 * 4 / 3 + 4, f"an image of turn {turn} is over the size limit")
+    try:
+        png = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise UploadError(f"an image of turn {turn} is not valid base64") from None
+    image_dir.mkdir(parents=True, exist_ok=True)
+    path = image_dir / f"{hashlib.sha256(png).hexdigest()[:24]}.png"  # our name: the file's name is only shown
+    path.write_bytes(png)
+    try:
+        image = load_image(str(path))
+    except UploadError:
+        raise UploadError(f"an image of turn {turn} cannot be decoded") from None
+    return Attachment(path=str(path), image=image, name=Path(name.replace("\\", "/")).name[:200])
+
+
+def _sizes(raw: object, images_so_far: int, turn: int) -> list[tuple[int, int]]:
+    """A turn's input sizes: none, or one positive (width, height) per image seen so far."""
+    _expect(isinstance(raw, list) and len(raw) in (0, images_so_far), f"turn {turn} has malformed input sizes")
+    sizes = []
+    for size in raw:
+        ok = isinstance(size, list) and len(size) == 2 and all(type(v) is int and 0 < v < 100_000 for v in size)
+        _expect(ok, f"turn {turn} has malformed input sizes")
+        sizes.append((size[0], size[1]))
+    return sizes
+
+
+def _expect(condition: bool, reason: str) -> None:
+    if not condition:
+        raise UploadError(reason)
