@@ -169,3 +169,21 @@ def test_boxes_are_drawn_live_in_the_chat(page, app, engine, photos, artifacts):
     page.wait_for_timeout(500)
     chat.locator("img").last.scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "chat-grounding.png"))
+
+
+def test_html_in_an_answer_shows_as_text_and_never_runs(page, app, engine, artifacts):
+    from tests.fakes import forced_answer
+
+    answer = '<img src=x onerror="window.pwned=1"> and <script>window.pwned=2</script> ![t](http://192.0.2.1/t.png)'
+    app["engine"].min_new_tokens = 0
+    try:
+        with forced_answer(engine, answer):
+            ask(page, "Say something dangerous.")
+    finally:
+        app["engine"].min_new_tokens = 150
+    bubble = bot_messages(page).last
+    assert '<img src=x onerror="window.pwned=1">' in bubble.inner_text()
+    assert "<script>window.pwned=2</script>" in bubble.inner_text()
+    assert page.evaluate("window.pwned") is None
+    assert bubble.locator("img, script").count() == 0
+    page.screenshot(path=str(artifacts / "chat-inert-html.png"))
