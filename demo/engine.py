@@ -110,11 +110,15 @@ class Engine(ABC):
 
     @abstractmethod
     def stream(
-        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event
+        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
         """Yield the answer to `messages` in pieces, as it is generated.
 
         Setting `stop` ends the generation within one decode step; the iterator then ends
         normally. Closing the iterator also stops the generation. Raises EngineError for
         failures the person should see (out of memory, a prompt the model cannot take).
+        `session` names the conversation, for engines that keep state between its turns.
         """
+
+    def forget(self, session: str) -> None:  # noqa: B027 - engines without session state need nothing
+        """Drop whatever the engine keeps for `session` (it was cleared, or it ended)."""

@@ -116,9 +116,14 @@ class ChatHandlers:
         restored = {"text": turn.text, "files": [a.path for a in turn.attachments]}
         return chatbot_messages(conversation, self.family), conversation, restored
 
-    def clear(self) -> ChatUpdate:
-        """Start a new, empty conversation."""
+    def clear(self, request: gr.Request | None = None) -> ChatUpdate:
+        """Start a new, empty conversation (and drop what the engine kept for the old one)."""
+        self._forget(_session(request))
         return [], Conversation(), None
+
+    def end_session(self, request: gr.Request | None = None) -> None:
+        """The tab was closed or reloaded: free what the engine kept for its session."""
+        self._forget(_session(request))
 
     def stop(self, conversation: Conversation | None, request: gr.Request | None = None) -> list[dict]:
         """Stop this session's answer at the next decode step; return the view once it has stopped."""
@@ -152,7 +157,7 @@ class ChatHandlers:
         path.write_text(dump_conversation(conversation), "utf-8")
         return str(path)
 
-    def load(self, file: str | None, conversation: Conversation | None) -> ChatUpdate:
+    def load(self, file: str | None, conversation: Conversation | None, request: gr.Request | None = None) -> ChatUpdate:
         """Replace the conversation with one saved earlier; a bad file is refused with a sentence."""
         conversation = conversation if conversation is not None else Conversation()
         if not file:
@@ -162,6 +167,7 @@ class ChatHandlers:
             loaded = load_conversation(file, self.limits, images)
         except (UploadError, OSError) as e:
             return self._refusal(conversation, str(e), "Not loaded")
+        self._forget(_session(request))
         return chatbot_messages(loaded, self.family), loaded, gr.skip()
 
     @property
@@ -194,7 +200,7 @@ class ChatHandlers:
             turn.status = "streaming"
             yield chatbot_messages(conversation, self.family), conversation, None
             last_update = time.monotonic()
-            with closing(engine.stream(messages, settings, stop)) as pieces:
+            with closing(engine.stream(messages, settings, stop, session)) as pieces:
                 for piece in pieces:
                     turn.answer += piece
                     if time.monotonic() - last_update >= self.min_update_interval:
@@ -212,6 +218,11 @@ class ChatHandlers:
                 turn.status = "stopped"
             self._end(session, running)
         yield chatbot_messages(conversation, self.family), conversation, None
+
+    def _forget(self, session: str) -> None:
+        engine = self.slot.wait(timeout=0)
+        if engine is not None:
+            engine.forget(session)
 
     def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> ChatUpdate:
         """The chat with a notice saying why something was refused; the conversation and the textbox stay."""

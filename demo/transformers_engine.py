@@ -23,6 +23,7 @@ import torch
 from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
+    DynamicCache,
     StoppingCriteria,
     StoppingCriteriaList,
     TextIteratorStreamer,
@@ -30,10 +31,12 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
+from demo.kv_reuse import CacheStore, SessionCache, reuse_kwargs
 from grounding import family_from_model_type
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CACHE_BYTES = 2 * 2**30  # all sessions' reusable caches together
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -82,10 +85,12 @@ class TransformersEngine(Engine):
         dtype: str = "auto",
         attn_implementation: str = "sdpa",
         name: str | None = None,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model_name = name or model
+        self.caches = CacheStore(cache_bytes)  # sessions' KV caches and vision encodings (0: no reuse)
         try:
             self.processor = AutoProcessor.from_pretrained(model)
             self.model = AutoModelForImageTextToText.from_pretrained(
@@ -179,7 +184,40 @@ class TransformersEngine(Engine):
         )
         return {"generation_config": config, "stopping_criteria": StoppingCriteriaList([_StopOnEvent(*stops)])}
 
-    def stream(self, messages: list[dict], settings: GenerationSettings, stop: threading.Event) -> Iterator[str]:
+    def generate(
+        self,
+        inputs,
+        settings: GenerationSettings,
+        session: str | None = None,
+        *,
+        stops: tuple[threading.Event, ...] = (),
+        **extra,
+    ):
+        """`model.generate` on prepared `inputs`; with a `session`, reusing and updating its cache.
+
+        Returns what `generate` returns (with a session: a `GenerateOutput`; `extra` is passed on,
+        e.g. a streamer or `output_logits=True`). A failure drops the session's cache.
+        """
+        kwargs = self._generation_kwargs(settings, *stops)
+        if session is not None and self.caches.max_bytes:
+            extra["return_dict_in_generate"] = True
+        kwargs.update(kwargs["generation_config"].update(**extra))  # generation options go in the config
+        if session is None or self.caches.max_bytes == 0:
+            with torch.inference_mode():
+                return self.model.generate(**inputs, **kwargs)
+        entry = self.caches.take(session, SessionCache(kv=DynamicCache(config=self.model.config)))
+        with torch.inference_mode():  # on a failure the entry, maybe half updated, is not given back
+            output = self.model.generate(**reuse_kwargs(self.model, inputs, entry), **kwargs)
+        entry.ids = output.sequences[0, : entry.kv.get_seq_length()].clone()
+        self.caches.give_back(session, entry)
+        return output
+
+    def forget(self, session: str) -> None:
+        self.caches.forget(session)
+
+    def stream(
+        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
+    ) -> Iterator[str]:
         inputs = self.prepare_inputs(messages, settings)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
         failure: list[BaseException] = []
@@ -187,8 +225,7 @@ class TransformersEngine(Engine):
 
         def run() -> None:
             try:
-                with torch.inference_mode():
-                    self.model.generate(**inputs, streamer=streamer, **self._generation_kwargs(settings, stop, closed))
+                self.generate(inputs, settings, session, stops=(stop, closed), streamer=streamer)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer below
                 failure.append(e)
                 streamer.end()

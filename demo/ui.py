@@ -139,4 +139,5 @@ def build_ui(
         load_btn.upload(handlers.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
+        demo.unload(handlers.end_session)
     return demo

@@ -35,7 +35,9 @@ class ScriptedEngine(Engine):
             raise EngineError("this image's aspect ratio is above 200")
         return VisionCost(input_wh=(28, 28), tokens=1)
 
-    def stream(self, messages: list[dict], settings: GenerationSettings, stop: threading.Event) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
+    ) -> Iterator[str]:
         self.calls.append((messages, settings))
         answer = self.answers.pop(0) if self.answers else ["ok"]
         if isinstance(answer, Exception):
@@ -68,11 +70,16 @@ class AtLeast(Engine):
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
         return self.inner.vision_cost(size_wh, settings)
 
-    def stream(self, messages: list[dict], settings: GenerationSettings, stop: threading.Event) -> Iterator[str]:
+    def stream(
+        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
+    ) -> Iterator[str]:
         from dataclasses import replace
 
         longer = replace(settings, max_new_tokens=max(settings.max_new_tokens, self.min_new_tokens), min_new_tokens=self.min_new_tokens)
-        return self.inner.stream(messages, longer, stop)
+        return self.inner.stream(messages, longer, stop, session)
+
+    def forget(self, session: str) -> None:
+        self.inner.forget(session)
 
 
 @contextmanager
