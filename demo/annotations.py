@@ -15,7 +15,7 @@ from pathlib import Path
 
 from demo.conversation import Attachment, Conversation
 from demo.markup import table_cell
-from grounding import Detection, draw, parse
+from grounding import Detection, draw, find_groundings, parse
 
 ANNOTATED_DIR = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "annotated"
 
@@ -55,4 +55,21 @@ def detections_markdown(detections: list[Detection]) -> str:
     for number, d in enumerate(detections, 1):
         where = d.bbox if d.bbox is not None else d.point
         rows.append(f"| {number} | {table_cell(d.label) or '—'} | Picture {d.image} | ({', '.join(f'{v:.0f}' for v in where)}) |")
+    return "\n".join(rows)
+
+
+def undrawn_groundings(answer: str, family: str, drawn: list[Detection]) -> str:
+    """A table of the boxes and points of `answer` on no picture (about a video, say), as written."""
+    spans = {d.span for d in drawn}
+    rest = [g for g in find_groundings(answer, family) if g.span not in spans]
+    if not rest:
+        return ""
+    rows = [
+        "Groundings not drawn (about a video, or on no picture), in the model's own coordinates:",
+        "",
+        "| | label | values |",
+        "|---|---|---|",
+    ]
+    for number, g in enumerate(rest, 1):
+        rows.append(f"| {number} | {table_cell(g.label) or '—'} | ({', '.join(f'{v:g}' for v in g.values)}) |")
     return "\n".join(rows)

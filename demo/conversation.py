@@ -1,38 +1,51 @@
 """The conversation record: the single source of truth of one chat session.
 
-A `Conversation` is a list of `Turn`s; a turn holds what the person sent (text and images)
+A `Conversation` is a list of `Turn`s; a turn holds what the person sent (text, images, videos)
 and the model's raw answer text (grounding markers and all: never an escaped or display copy).
 The model's messages are derived from it here by `to_model_messages`; the Chatbot's view
 is derived in `demo/views.py`. This module knows nothing of Gradio, torch or any engine.
 
 Images are numbered over the whole conversation, in the order they were sent: the n-th image
-is "Picture n" for the model (add_vision_id) and for the person alike.
+is "Picture n" for the model (add_vision_id) and for the person alike; videos are numbered
+apart, "Video n".
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
 from demo.engine import VisionCost
+
+if TYPE_CHECKING:
+    from demo.video import SampledVideo
 
 TurnStatus = Literal["waiting", "streaming", "done", "stopped", "error"]
 
 
 @dataclass
 class Attachment:
-    """One uploaded image: where Gradio stored it (for display) and the decoded image the model sees."""
+    """One upload: where Gradio stored it (for display), and what the model sees of it.
+
+    A picture has `image`; a video has `video` (its frames, sampled once at upload, so later
+    turns never decode it again) and `image` None.
+    """
 
     path: str
-    image: Image.Image  # RGB, EXIF orientation applied: what the person sees
+    image: Image.Image | None = None  # RGB, EXIF orientation applied: what the person sees
     name: str = ""  # the file name the person uploaded
     cost: VisionCost | None = None  # what the model saw at the last answer (set by the handlers)
+    video: SampledVideo | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.video is not None
 
     @property
     def size_wh(self) -> tuple[int, int]:
-        return self.image.size
+        return self.video.frame_wh if self.video is not None else self.image.size
 
 
 @dataclass
@@ -53,23 +66,36 @@ class Turn:
 class Conversation:
     turns: list[Turn] = field(default_factory=list)
 
-    def images(self) -> list[Attachment]:
-        """Every image of the conversation in Picture order (index 0 is Picture 1)."""
+    def attachments(self) -> list[Attachment]:
+        """Every upload of the conversation, pictures and videos, in the order they were sent."""
         return [a for turn in self.turns for a in turn.attachments]
 
-    def images_until(self, turn_index: int) -> list[Attachment]:
-        """The images the model had seen when it answered turn `turn_index` (Picture order)."""
-        return [a for turn in self.turns[: turn_index + 1] for a in turn.attachments]
+    def images(self) -> list[Attachment]:
+        """Every picture of the conversation in Picture order (index 0 is Picture 1)."""
+        return [a for a in self.attachments() if not a.is_video]
 
-    def first_picture_number(self, turn_index: int) -> int:
-        """The Picture number of the first image of turn `turn_index` (1-based numbering)."""
-        return 1 + sum(len(t.attachments) for t in self.turns[:turn_index])
+    def images_until(self, turn_index: int) -> list[Attachment]:
+        """The pictures the model had seen when it answered turn `turn_index` (Picture order)."""
+        return [a for turn in self.turns[: turn_index + 1] for a in turn.attachments if not a.is_video]
+
+    def labels(self) -> list[list[str]]:
+        """Per turn, each upload's label: "Picture n" or "Video n", counted over the conversation."""
+        counts = {"Picture": 0, "Video": 0}
+        labels = []
+        for turn in self.turns:
+            labels.append([])
+            for attachment in turn.attachments:
+                kind = "Video" if attachment.is_video else "Picture"
+                counts[kind] += 1
+                labels[-1].append(f"{kind} {counts[kind]}")
+        return labels
 
 
 def to_model_messages(conversation: Conversation, system_prompt: str) -> list[dict]:
     """The chat messages for the model: system prompt, then each turn as user/assistant.
 
-    Images come before the text in a user message, as in Qwen's own examples. The last turn
+    Images and videos come before the text in a user message, in the order they were sent, as in
+    Qwen's own examples. The last turn
     has no assistant message when it is the one being answered (its answer is empty and it
     is not finished); earlier turns always have one, even if empty, so roles alternate.
     A failed answer's partial text is not sent back (the question and its images are).
@@ -79,7 +105,10 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
     if system_prompt.strip():
         messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
     for index, turn in enumerate(conversation.turns):
-        content: list[dict] = [{"type": "image", "image": a.image} for a in turn.attachments]
+        content: list[dict] = [
+            {"type": "video", "video": a.video} if a.is_video else {"type": "image", "image": a.image}
+            for a in turn.attachments
+        ]
         if turn.text:
             content.append({"type": "text", "text": turn.text})
         messages.append({"role": "user", "content": content})

@@ -96,6 +96,7 @@ class Engine(ABC):
         random_weights: True when the weights are random (the answers are noise).
         default_min_pixels / default_max_pixels: the image pixel bounds used when the
             settings leave them at None.
+        resize_factor: image and video frame sides are multiples of this (patch × merge).
     """
 
     model_name: str
@@ -103,6 +104,7 @@ class Engine(ABC):
     random_weights: bool = False
     default_min_pixels: int
     default_max_pixels: int
+    resize_factor: int = 28
 
     @abstractmethod
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:

@@ -30,6 +30,7 @@ from demo.markup import inert
 from demo.media import UploadError, is_image_file, load_image
 from demo.presets import grounding_prompt
 from demo.session_file import dump_conversation, load_conversation
+from demo.video import VideoSettings, is_video_file, sample_video
 from demo.views import chatbot_messages
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,14 @@ class ChatHandlers:
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         min_pixels: float | None = None,
         max_pixels: float | None = None,
+        video_fps: float = 2.0,
+        video_max_frames: float = 64,
         request: gr.Request | None = None,
     ) -> Iterator[ChatUpdate]:
-        """Add the person's message (text and images) as a new turn and stream the answer."""
+        """Add the person's message (text, images, videos) as a new turn and stream the answer.
+
+        Videos are sampled here, once, at `video_fps` (at most `video_max_frames` frames).
+        """
         conversation = conversation if conversation is not None else Conversation()
         if isinstance(message, str):
             message = {"text": message, "files": []}
@@ -72,13 +78,15 @@ class ChatHandlers:
             if not text and not files:
                 raise UploadError("Type a question or attach an image first.")
             settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
-            self.limits.check_turn(text, len(conversation.images()), len(files))
-            self.limits.check_files([Path(f).stat().st_size for f in files], [Path(f).name for f in files])
-            attachments = [_attach(path) for path in files]
+            self.limits.check_turn(text, len(conversation.attachments()), len(files))
+            self.limits.check_files([_size(f) for f in files], [Path(f).name for f in files])
             engine = self.slot.wait(timeout=0)
+            factor = engine.resize_factor if engine is not None else VideoSettings.factor
+            video_settings = VideoSettings(fps=float(video_fps), max_frames=int(video_max_frames) // 2 * 2, factor=factor)
+            attachments = [_attach(path, video_settings) for path in files]
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
-                self._vision_costs(engine, conversation.images() + attachments, settings)
-        except (UploadError, EngineError, LimitError, OSError, ValueError) as e:
+                self._vision_costs(engine, conversation.attachments() + attachments, settings)
+        except (UploadError, EngineError, LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e))
             return
         conversation.turns.append(Turn(text=text, attachments=attachments))
@@ -192,10 +200,10 @@ class ChatHandlers:
         running = self._begin(session)
         stop = running.stop
         try:
-            costs = self._vision_costs(engine, conversation.images(), settings)
-            for attachment, cost in zip(conversation.images(), costs, strict=True):
+            uploads = conversation.attachments()
+            for attachment, cost in zip(uploads, self._vision_costs(engine, uploads, settings), strict=True):
                 attachment.cost = cost
-            turn.input_sizes = [cost.input_wh for cost in costs]
+            turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
             messages = to_model_messages(conversation, settings.system_prompt)
             turn.status = "streaming"
             yield chatbot_messages(conversation, self.family), conversation, None
@@ -231,8 +239,11 @@ class ChatHandlers:
         return chatbot_messages(conversation, self.family) + [notice], conversation, gr.skip()
 
     def _vision_costs(self, engine: Engine, images: list[Attachment], settings: GenerationSettings) -> list[VisionCost]:
-        """What each image costs the model; raises EngineError or LimitError when it cannot take them."""
-        costs = [engine.vision_cost(a.size_wh, settings) for a in images]
+        """What each upload costs the model; raises EngineError or LimitError when it cannot take them."""
+        costs = [
+            VisionCost(a.video.frame_wh, a.video.visual_tokens) if a.is_video else engine.vision_cost(a.size_wh, settings)
+            for a in images
+        ]
         self.limits.check_visual_tokens(sum(cost.tokens for cost in costs))
         return costs
 
@@ -291,7 +302,20 @@ def _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max
         raise ValueError(f"Invalid setting: {e}") from None
 
 
-def _attach(path: str) -> Attachment:
+def _size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        raise UploadError(f"{Path(path).name} could not be read (the upload is gone; send it again).") from None
+
+
+def _attach(path: str, video_settings: VideoSettings) -> Attachment:
+    name = Path(path).name
+    if is_video_file(path):
+        return Attachment(path=path, video=sample_video(path, video_settings), name=name)
     if not is_image_file(path):
-        raise UploadError(f"{Path(path).name} is not an image; this app takes PNG, JPEG, WebP, GIF, BMP or TIFF files.")
-    return Attachment(path=path, image=load_image(path), name=Path(path).name)
+        raise UploadError(
+            f"{name} is not an image or a video; this app takes PNG, JPEG, WebP, GIF, BMP, TIFF, "
+            "MP4, WebM, MOV, MKV and AVI files."
+        )
+    return Attachment(path=path, image=load_image(path), name=name)

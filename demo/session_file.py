@@ -15,6 +15,8 @@ import io
 import json
 from pathlib import Path
 
+from PIL import Image
+
 from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
 from demo.media import UploadError, load_image
@@ -28,11 +30,7 @@ def dump_conversation(conversation: Conversation) -> str:
     """The conversation as JSON text: questions, raw answers, statuses, images as PNG (base64)."""
     turns = []
     for turn in conversation.turns:
-        images = []
-        for attachment in turn.attachments:
-            png = io.BytesIO()
-            attachment.image.save(png, format="PNG")
-            images.append({"name": attachment.name, "png_base64": base64.b64encode(png.getvalue()).decode("ascii")})
+        images = [_dump_attachment(attachment) for attachment in turn.attachments]
         status = turn.status if turn.status in _STATUSES else "stopped"  # an answer cut by saving mid-stream
         turns.append(
             {
@@ -45,6 +43,29 @@ def dump_conversation(conversation: Conversation) -> str:
             }
         )
     return json.dumps({"format": FORMAT, "version": VERSION, "turns": turns}, ensure_ascii=False)
+
+
+def _png64(image: Image.Image) -> str:
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    return base64.b64encode(png.getvalue()).decode("ascii")
+
+
+def _dump_attachment(attachment: Attachment) -> dict:
+    if attachment.video is None:
+        return {"name": attachment.name, "png_base64": _png64(attachment.image)}
+    video = attachment.video  # its sampled frames: what the model saw
+    return {
+        "name": attachment.name,
+        "kind": "video",
+        "frames_png_base64": [_png64(frame) for frame in video.frames],
+        "timestamps": list(video.timestamps),
+        "source_wh": list(video.source_wh),
+        "source_fps": video.source_fps,
+        "duration": video.duration,
+        "sample_fps": video.sample_fps,
+        "factor": video.factor,
+    }
 
 
 def load_conversation(path: str, limits: Limits, image_dir: Path) -> Conversation:
@@ -91,9 +112,16 @@ def _conversation(data: object, limits: Limits, image_dir: Path) -> Conversation
 
 def _attachment(item: object, limits: Limits, image_dir: Path, turn: int) -> Attachment:
     _expect(isinstance(item, dict), f"an image of turn {turn} is not an object")
+    if item.get("kind") == "video":
+        return _video(item, limits, image_dir, turn)
     name, encoded = item.get("name"), item.get("png_base64")
     _expect(isinstance(name, str) and isinstance(encoded, str), f"an image of turn {turn} is malformed")
     _expect(len(encoded) <= limits.max_file_mb * 1024 * 1024 * 4 / 3 + 4, f"an image of turn {turn} is over the size limit")
+    path, image = _decode_png(encoded, image_dir, turn)
+    return Attachment(path=str(path), image=image, name=_name(name))
+
+
+def _decode_png(encoded: str, image_dir: Path, turn: int) -> tuple[Path, Image.Image]:
     try:
         png = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -102,10 +130,44 @@ def _attachment(item: object, limits: Limits, image_dir: Path, turn: int) -> Att
     path = image_dir / f"{hashlib.sha256(png).hexdigest()[:24]}.png"  # our name: the file's name is only shown
     path.write_bytes(png)
     try:
-        image = load_image(str(path))
+        return path, load_image(str(path))
     except UploadError:
         raise UploadError(f"an image of turn {turn} cannot be decoded") from None
-    return Attachment(path=str(path), image=image, name=Path(name.replace("\\", "/")).name[:200])
+
+
+def _name(name: str) -> str:
+    return Path(name.replace("\\", "/")).name[:200]
+
+
+def _video(item: dict, limits: Limits, image_dir: Path, turn: int) -> Attachment:
+    """A saved video: its sampled frames (shown as a strip of the first few), and where they came from."""
+    from demo.video import SampledVideo  # PyAV only when a file has videos
+
+    frames64, timestamps, name = item.get("frames_png_base64"), item.get("timestamps"), item.get("name")
+    numbers = [item.get(k) for k in ("source_fps", "duration", "sample_fps")]
+    _expect(isinstance(name, str) and isinstance(frames64, list) and isinstance(timestamps, list), f"a video of turn {turn} is malformed")
+    _expect(2 <= len(frames64) <= 256 and len(frames64) % 2 == 0 and len(timestamps) == len(frames64), f"a video of turn {turn} has a wrong frame count")
+    _expect(all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in numbers + timestamps), f"a video of turn {turn} is malformed")
+    _expect(item.get("factor") in (28, 32) and _is_size(item.get("source_wh")), f"a video of turn {turn} is malformed")
+    _expect(all(isinstance(f, str) for f in frames64), f"a video of turn {turn} is malformed")
+    frames = [_decode_png(f, image_dir, turn)[1] for f in frames64]
+    _expect(len({f.size for f in frames}) == 1, f"a video of turn {turn} has frames of different sizes")
+    strip = Image.new("RGB", (frames[0].width * min(8, len(frames)), frames[0].height))
+    for i, frame in enumerate(frames[:8]):
+        strip.paste(frame, (i * frame.width, 0))
+    image_dir.mkdir(parents=True, exist_ok=True)
+    strip_path = image_dir / f"strip-{hashlib.sha256(strip.tobytes()).hexdigest()[:24]}.png"
+    strip.save(strip_path)
+    video = SampledVideo(
+        frames=tuple(frames), timestamps=tuple(float(t) for t in timestamps), frame_wh=frames[0].size,
+        source_wh=tuple(item["source_wh"]), source_fps=float(numbers[0]), duration=float(numbers[1]),
+        sample_fps=float(numbers[2]), factor=item["factor"],
+    )
+    return Attachment(path=str(strip_path), video=video, name=_name(name))
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(type(v) is int and 0 < v < 100_000 for v in value)
 
 
 def _sizes(raw: object, images_so_far: int, turn: int) -> list[tuple[int, int]]:

@@ -32,6 +32,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
 from demo.kv_reuse import CacheStore, SessionCache, reuse_kwargs
+from demo.video import processor_video_kwargs
 from grounding import family_from_model_type
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class TransformersEngine(Engine):
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size
         self.merge_size = image_processor.merge_size
+        self.resize_factor = self.patch_size * self.merge_size
         self.default_min_pixels = image_processor.size["shortest_edge"]
         # A checkpoint's own bound can be huge (Qwen2-VL: 12.8 M pixels, 16k tokens an image): cap it.
         factor = self.patch_size * self.merge_size
@@ -153,8 +155,10 @@ class TransformersEngine(Engine):
         )
 
     def prepare_inputs(self, messages: list[dict], settings: GenerationSettings):
-        """Tokenize `messages` and preprocess their images, in conversation order, on the engine's device."""
-        images = [part["image"] for m in messages for part in m["content"] if part.get("type") == "image"]
+        """Tokenize `messages` and preprocess their images and videos (`SampledVideo`s), in order, on the engine's device."""
+        parts = [part for m in messages for part in m["content"]]
+        images = [part["image"] for part in parts if part.get("type") == "image"]
+        videos = [part["video"] for part in parts if part.get("type") == "video"]
         min_pixels, max_pixels = self._pixel_bounds(settings)
         try:
             inputs = self.processor(
@@ -162,6 +166,7 @@ class TransformersEngine(Engine):
                 images=images or None,
                 size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
                 return_tensors="pt",
+                **processor_video_kwargs(*videos),  # frames as sampled: no second resize or sampling
             )
         except ValueError as e:
             raise EngineError(f"the model cannot take this input: {_first_line(e)}") from None

@@ -19,7 +19,7 @@ from demo.presets import PRESETS
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
 CSS = """
-#chatbot .message img { max-height: 200px; width: auto; }
+#chatbot .message img, #chatbot .message video { max-height: 200px; width: auto; }
 footer { display: none !important; }
 """
 
@@ -30,6 +30,7 @@ def _examples() -> list[dict]:
         {"text": "What is in Picture 1? Describe it in two sentences.", "files": [photo("chelsea.png")]},
         {"text": "Compare Picture 1 and Picture 2: what do they have in common?", "files": [photo("astronaut.png"), photo("rocket.jpg")]},
         {"text": "Detect the bounding box of the coffee cup.", "files": [photo("coffee.png")]},
+        {"text": "What happens in Video 1?", "files": [photo("rocket-launch.mp4")]},
     ]
 
 
@@ -53,8 +54,8 @@ def build_ui(
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
-            "Chat with a Qwen vision-language model about your pictures. Attach several images in any turn: "
-            "each becomes **Picture N**, for you and for the model alike, so you can ask about *Picture 2*."
+            "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
+            "each becomes **Picture N** or **Video N**, for you and for the model alike, so you can ask about *Picture 2*."
         )
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
@@ -62,8 +63,8 @@ def build_ui(
         chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
         textbox = gr.MultimodalTextbox(
             file_count="multiple",
-            file_types=["image"],
-            placeholder="Ask about your pictures… (attach images with the clip; each becomes Picture N)",
+            file_types=["image", "video"],
+            placeholder="Ask about your pictures and videos… (attach with the clip: each becomes Picture N or Video N)",
             show_label=False,
             submit_btn=True,
             stop_btn=False,
@@ -89,6 +90,13 @@ def build_ui(
                 "Each image is resized to between min and max pixels (sides multiples of 28) before the model "
                 "sees it; the size it was seen at and its number of visual tokens are shown under its label."
             )
+            with gr.Row():
+                video_fps_in = gr.Slider(0.25, 4.0, value=2.0, step=0.25, label="Video: frames sampled per second")
+                video_frames_in = gr.Slider(2, 128, value=64, step=2, label="Video: at most this many frames")
+            gr.Markdown(
+                "A video is sampled once, when it is sent; its frames share a pixel budget, so a long video "
+                "costs no more than a short one. Its label says how many frames, at what size, and their tokens."
+            )
         with gr.Accordion("Save or load the conversation", open=False):
             gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
             with gr.Row():
@@ -110,8 +118,9 @@ def build_ui(
         model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
         glue = {"queue": False, "api_visibility": "private"}
 
+        video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
-            handlers.chat, [textbox, conversation, *settings], chat_outputs, api_name="chat", **model_queue
+            handlers.chat, [textbox, conversation, *settings, *video_settings], chat_outputs, api_name="chat", **model_queue
         )
         regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
             handlers.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue

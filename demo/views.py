@@ -10,20 +10,27 @@ under the answer, with a compact list of them.
 
 from __future__ import annotations
 
-from demo.annotations import annotated_png, by_picture, detections_markdown, turn_detections
+import re
+
+from demo.annotations import annotated_png, by_picture, detections_markdown, turn_detections, undrawn_groundings
 from demo.conversation import Attachment, Conversation, Turn
 from demo.markup import inert
 from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
+_TIMESTAMP = re.compile(r"(?<![\d:.])(\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)(?![\d:])")  # 0:12, 01:02:03, 12:05.5
 
 
-def picture_caption(number: int, attachment: Attachment) -> str:
-    """'Picture 2 · cat.png · 451×300 → 252×168 px, 54 visual tokens'."""
-    width, height = attachment.size_wh
-    parts = [f"**Picture {number}**"]
+def caption(label: str, attachment: Attachment) -> str:
+    """'Picture 2 · cat.png · 451×300 → 252×168 px, 54 visual tokens', or for a video
+    'Video 1 · clip.mp4 · 24 frames at 2.0 fps, 392×280 px each, 1,680 visual tokens'."""
+    parts = [f"**{label}**"]
     if attachment.name:
         parts.append(inert(attachment.name))
+    if attachment.video is not None:
+        parts.append(attachment.video.describe())
+        return " · ".join(parts)
+    width, height = attachment.size_wh
     size = f"{width}×{height}"
     if attachment.cost is not None:
         seen_w, seen_h = attachment.cost.input_wh
@@ -55,20 +62,21 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
     `family` is the model's grounding format family (it says how to read the answers).
     """
     messages: list[dict] = []
-    for index, turn in enumerate(conversation.turns):
-        first = conversation.first_picture_number(index)
-        for offset, attachment in enumerate(turn.attachments):
-            number = first + offset
-            messages.append({"role": "user", "content": picture_caption(number, attachment)})
-            messages.append(
-                {"role": "user", "content": {"path": attachment.path, "alt_text": f"Picture {number}"}}
-            )
+    has_video = any(a.is_video for a in conversation.attachments())
+    for index, (turn, labels) in enumerate(zip(conversation.turns, conversation.labels(), strict=True)):
+        for attachment, label in zip(turn.attachments, labels, strict=True):
+            messages.append({"role": "user", "content": caption(label, attachment)})
+            messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
         if turn.text:
             messages.append({"role": "user", "content": inert(turn.text)})
         detections = turn_detections(conversation, index, family)
         shown = inert(readable(turn.answer, family, detections))
+        if has_video:
+            shown = _TIMESTAMP.sub(r"**\1**", shown)
         messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
         messages += grounding_messages(conversation, detections)
+        if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
+            messages.append({"role": "assistant", "content": undrawn})
     return messages
 
 

@@ -187,3 +187,20 @@ def test_html_in_an_answer_shows_as_text_and_never_runs(page, app, engine, artif
     assert page.evaluate("window.pwned") is None
     assert bubble.locator("img, script").count() == 0
     page.screenshot(path=str(artifacts / "chat-inert-html.png"))
+
+
+def test_a_video_is_uploaded_labelled_and_answered(page, photos, artifacts):
+    from pathlib import Path
+
+    clip = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
+    page.set_input_files("#message input[type=file]", [str(clip), str(photos["astronaut"])])
+    page.wait_for_timeout(1000)
+    ask(page, "What happens in Video 1, and who is in Picture 1?")
+    chat = page.locator("#chatbot")
+    text = chat.inner_text()
+    assert "Video 1 · rocket-launch.mp4 · 8 frames at 2.0 fps" in text and "Picture 1 · astronaut.png" in text
+    assert chat.locator("video").count() == 1
+    assert bot_messages(page).last.inner_text().strip()
+    chat.locator("[data-testid='user']").first.locator("xpath=ancestor::div[contains(@class, 'message-row')][1]").screenshot(
+        path=str(artifacts / "chat-video.png")
+    )

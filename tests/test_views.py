@@ -9,7 +9,7 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engine import VisionCost
-from demo.views import answer_text, chatbot_messages, picture_caption
+from demo.views import answer_text, caption, chatbot_messages
 
 
 def picture(name: str, size=(40, 30), cost: VisionCost | None = None) -> Attachment:
@@ -59,8 +59,8 @@ def test_chatbot_labels_each_picture_over_the_whole_conversation():
 
 
 def test_picture_caption_shows_size_and_visual_tokens():
-    caption = picture_caption(2, picture("cat.png", (451, 300), VisionCost((252, 168), 54)))
-    assert caption == "**Picture 2** · cat.png · 451×300 → 252×168 px, 54 visual tokens"
+    shown = caption("Picture 2", picture("cat.png", (451, 300), VisionCost((252, 168), 54)))
+    assert shown == "**Picture 2** · cat.png · 451×300 → 252×168 px, 54 visual tokens"
 
 
 @pytest.mark.parametrize(

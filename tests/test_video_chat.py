@@ -1,0 +1,129 @@
+"""Videos in the chat: labels, the processor, bad files, no second decode, reuse, save/load."""
+
+from __future__ import annotations
+
+import pytest
+
+from demo.conversation import Conversation, Turn, to_model_messages
+from demo.engine import GenerationSettings
+from demo.engine_slot import EngineSlot
+from demo.handlers import ChatHandlers
+from demo.limits import Limits
+from demo.session_file import dump_conversation, load_conversation
+from tests.fakes import AtLeast
+from tests.test_video import BAD, write_video
+
+SHORT = 8
+
+
+@pytest.fixture
+def handlers(engine):
+    slot = EngineSlot("tiny")
+    slot.fill(AtLeast(engine, min_new_tokens=3))
+    return ChatHandlers(slot, min_update_interval=0.0)
+
+
+def test_an_image_and_a_video_in_one_turn_stream_an_answer(handlers, engine, photos, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", size=(96, 64), fps=10, frames=30)
+    updates = list(handlers.chat({"text": "What happens?", "files": [str(photos["chelsea"]), str(clip)]}, None, SHORT))
+    chatbot, conversation, _ = updates[-1]
+    assert len(updates) > 2 and conversation.turns[0].status == "done"
+    prompt = engine.render_prompt(to_model_messages(conversation, "You are a helpful assistant."))
+    assert "Picture 1: <|vision_start|><|image_pad|><|vision_end|>Video 1: <|vision_start|><|video_pad|>" in prompt
+    inputs = engine.prepare_inputs(to_model_messages(conversation, ""), GenerationSettings())
+    t, h, w = inputs["video_grid_thw"][0].tolist()
+    pads = int((inputs["input_ids"][0] == engine.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum())
+    video = conversation.turns[0].attachments[1].video
+    assert pads == t * h * w // 4 == video.visual_tokens
+    assert t == len(video.frames) // 2
+    captions = [m["content"] for m in chatbot if m["role"] == "user" and isinstance(m["content"], str)]
+    assert captions[0].startswith("**Picture 1** · chelsea.png")
+    assert captions[1].startswith("**Video 1** · clip.mp4 · 6 frames at 2.0 fps") and "visual tokens" in captions[1]
+    player = [m["content"] for m in chatbot if isinstance(m["content"], dict)][1]
+    assert player == {"path": str(clip), "alt_text": "Video 1"}
+
+
+def test_the_sampling_settings_reach_the_decoder(handlers, tmp_path):
+    clip = write_video(tmp_path / "long.mp4", size=(64, 48), fps=10, frames=100)  # 10 s
+    *_, (_, conversation, _) = handlers.chat({"text": "?", "files": [str(clip)]}, None, SHORT, 0.0, 0.9, "", None, None, 0.5, 4)
+    video = conversation.turns[0].attachments[0].video
+    assert len(video.frames) == 4 and video.sample_fps == pytest.approx(0.4, abs=0.11)
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [b[1:] for b in BAD if b[0] != "missing"] + [(lambda d: d / "gone.mp4", "gone.mp4 could not be read (the upload is gone")],
+    ids=[b[0] for b in BAD if b[0] != "missing"] + ["missing"],
+)
+def test_each_bad_video_gets_its_sentence_and_the_next_turn_works(handlers, tmp_path, make, says):
+    *_, (_, conversation, _) = handlers.chat("Hello", None, SHORT)
+    path = make(tmp_path)
+    (chatbot, after, _), = list(handlers.chat({"text": "And this?", "files": [str(path)]}, conversation, SHORT))
+    assert chatbot[-1]["content"].startswith("⚠ Not sent: ") and says in chatbot[-1]["content"]
+    assert len(after.turns) == 1
+    *_, (_, after, _) = handlers.chat("Still there?", after, SHORT)
+    assert [t.status for t in after.turns] == ["done", "done"]
+
+
+def test_a_one_frame_video_is_answered(handlers, tmp_path):
+    clip = write_video(tmp_path / "still.mp4", frames=1)
+    *_, (_, conversation, _) = handlers.chat({"text": "?", "files": [str(clip)]}, None, SHORT)
+    assert conversation.turns[0].status == "done" and len(conversation.turns[0].attachments[0].video.frames) == 2
+
+
+def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
+    import demo.handlers as module
+
+    decoded = []
+    original = module.sample_video
+    monkeypatch.setattr(module, "sample_video", lambda *a, **k: decoded.append(a) or original(*a, **k))
+    clip = write_video(tmp_path / "clip.mp4", frames=20)
+    *_, (_, conversation, _) = handlers.chat({"text": "What is this?", "files": [str(clip)]}, None, SHORT)
+    frames = conversation.turns[0].attachments[0].video.frames
+    *_, (_, conversation, _) = handlers.chat("And then?", conversation, SHORT)
+    *_, (_, conversation, _) = handlers.regenerate(conversation, SHORT)
+    assert len(decoded) == 1 and conversation.turns[0].attachments[0].video.frames is frames
+
+
+def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
+    from demo.handlers import _attach
+    from demo.video import VideoSettings
+
+    clip = _attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4))
+    settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)
+    conversation = Conversation(turns=[Turn("Watch.", [clip])])
+    engine.forget("video")
+    for follow_up in ("What moves?", "Anything else?"):
+        inputs = engine.prepare_inputs(to_model_messages(conversation, ""), settings)
+        reused = engine.generate(inputs, settings, "video").sequences[0, inputs["input_ids"].shape[1]:].tolist()
+        fresh = engine.generate(inputs, settings)[0, inputs["input_ids"].shape[1]:].tolist()
+        assert reused == fresh
+        conversation.turns[-1].answer, conversation.turns[-1].status = engine.tokenizer.decode(reused), "done"
+        conversation.turns[-1].answer = engine.clean(conversation.turns[-1].answer)
+        conversation.turns.append(Turn(follow_up))
+    engine.forget("video")
+
+
+def test_a_conversation_with_a_video_saves_and_loads(handlers, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", frames=20)
+    *_, (_, conversation, _) = handlers.chat({"text": "Watch.", "files": [str(clip)]}, None, SHORT)
+    saved = tmp_path / "c.json"
+    saved.write_text(dump_conversation(conversation))
+    loaded = load_conversation(str(saved), Limits(), tmp_path / "loaded")
+    before, after = conversation.turns[0].attachments[0].video, loaded.turns[0].attachments[0].video
+    assert [f.tobytes() for f in after.frames] == [f.tobytes() for f in before.frames]
+    assert after.timestamps == before.timestamps and after.visual_tokens == before.visual_tokens
+    *_, (chatbot, loaded, _) = handlers.chat("And now?", loaded, SHORT)
+    assert loaded.turns[-1].status == "done"
+
+
+def test_timestamps_in_an_answer_about_a_video_are_shown_bold(handlers, tmp_path):
+    from demo.views import chatbot_messages
+
+    clip = write_video(tmp_path / "clip.mp4", frames=20)
+    *_, (_, conversation, _) = handlers.chat({"text": "When?", "files": [str(clip)]}, None, SHORT)
+    conversation.turns[0].answer = "The cat jumps at 00:12 and again at 1:02:03, then <|box_start|>(1,2),(3,4)<|box_end|>."
+    chatbot = chatbot_messages(conversation, "qwen2-vl")
+    bubble = [m["content"] for m in chatbot if m["role"] == "assistant"]
+    assert "at **00:12** and again at **1:02:03**" in bubble[0]
+    assert "| 1 | — | (1, 2, 3, 4) |" in bubble[1]  # a box about the video is listed, as written
