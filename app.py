@@ -16,6 +16,7 @@ import time
 from demo.limits import Limits
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+ENV_PREFIX = "QWEN_CHAT_"
 TINY_MODEL = "tiny-random"
 
 log = logging.getLogger("app")
@@ -45,8 +46,45 @@ def limits_from(args: argparse.Namespace) -> Limits:
     )
 
 
+def _defaults_from_environment(parser: argparse.ArgumentParser) -> None:
+    """Take each flag's default from {ENV_PREFIX}FLAG_NAME when that is set (for Spaces)."""
+    environ = {**{f"{ENV_PREFIX}HOST": os.environ.get("GRADIO_SERVER_NAME"), f"{ENV_PREFIX}PORT": os.environ.get("GRADIO_SERVER_PORT")}}
+    environ.update({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)})
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        value = environ.get(ENV_PREFIX + action.dest.upper())
+        if value is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            action.default = value.strip().lower() in ("1", "true", "yes", "on")
+        elif action.choices is not None and value not in action.choices:
+            parser.error(f"{ENV_PREFIX}{action.dest.upper()}={value!r}: expected one of {', '.join(action.choices)}")
+        else:
+            action.default = value  # a string default goes through the flag's own type check
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Chat with Qwen2-VL about pictures, in the browser.")
+    parser = argparse.ArgumentParser(
+        description="Chat with Qwen2-VL about pictures and videos, in the browser.",
+        epilog=f"Every flag can also come from an environment variable (a Space has no command line): "
+        f"{ENV_PREFIX}MODEL, {ENV_PREFIX}MAX_NEW_TOKENS, ... (--host and --port also from GRADIO_SERVER_NAME and "
+        "GRADIO_SERVER_PORT). A flag on the command line wins.",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default="local",
+        help="local: run the model here with transformers; openai: stream from an OpenAI-compatible server "
+        "(vLLM, SGLang, transformers serve) at --base-url. Default: local",
+    )
+    parser.add_argument("--base-url", help="with --backend openai: the server's URL, e.g. http://HOST:8000/v1")
+    parser.add_argument("--api-key", help="with --backend openai: the server's key (default: $OPENAI_API_KEY)")
+    parser.add_argument(
+        "--family",
+        choices=["qwen-vl", "qwen2-vl", "qwen2.5-vl", "qwen3-vl"],
+        help="with --backend openai: the model's grounding format (default: read from the model name)",
+    )
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -77,7 +115,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="default max pixels per image (default: the model's, capped at 1280 visual tokens)",
     )
-    parser.add_argument("--concurrency", type=positive_int, default=1, help="answers generated at once (default: 1)")
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=None,
+        help="answers generated at once (default: 1 for the local engine, 16 for a server)",
+    )
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=2048,
+        help="local engine: memory for all sessions' reusable KV caches and vision encodings, in MB; "
+        "0 re-encodes every turn (default: 2048)",
+    )
     limits = parser.add_argument_group("limits per person (each refusal says which limit)")
     defaults = Limits()
     limits.add_argument("--max-file-mb", type=positive_float, default=defaults.max_file_mb, help="largest upload, in MB (default: %(default)s)")
@@ -88,7 +138,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-visual-tokens", type=positive_int, default=defaults.max_visual_tokens,
         help="visual tokens of all images in one request (default: %(default)s)",
     )
+    _defaults_from_environment(parser)
     args = parser.parse_args(argv)
+    if args.concurrency is None:
+        args.concurrency = 1 if args.backend == "local" else 16
+    if args.backend == "openai" and not args.base_url:
+        parser.error("--backend openai needs --base-url (for example http://127.0.0.1:8000/v1)")
+    if args.cache_mb < 0:
+        parser.error("--cache-mb must be 0 or more")
     if args.min_pixels and args.max_pixels and args.min_pixels > args.max_pixels:
         parser.error("--min-pixels is larger than --max-pixels")
     if args.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
@@ -97,7 +154,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load_engine(args: argparse.Namespace):
-    """Build the engine the flags ask for (this is where torch and transformers get imported)."""
+    """Build the engine the flags ask for (the local one is where torch and transformers get imported)."""
+    if args.backend == "openai":
+        from demo.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(
+            args.base_url,
+            args.model,
+            api_key=args.api_key,
+            family=args.family,
+            min_pixels=args.min_pixels,
+            max_pixels=args.max_pixels,
+        )
+    from demo.zerogpu import import_spaces_first, on_zero_gpu
+
+    import_spaces_first()
     from demo.transformers_engine import TransformersEngine
 
     model = args.model
@@ -106,9 +177,15 @@ def load_engine(args: argparse.Namespace):
 
         model = str(ensure_tiny_checkpoint())
         log.info("tiny random checkpoint: %s", model)
-    return TransformersEngine(
-        model, device=args.device, dtype=args.dtype, attn_implementation=args.attn_implementation, name=args.model
+    engine = TransformersEngine(
+        model,
+        device=args.device,
+        dtype=args.dtype,
+        attn_implementation=args.attn_implementation,
+        name=args.model,
+        cache_bytes=args.cache_mb * 2**20,
     )
+    return on_zero_gpu(engine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,15 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = load_engine(args)
     except Exception as e:  # noqa: BLE001 - one line for the person, not a traceback wall
-        from demo.transformers_engine import ModelLoadError
+        from demo.engine import ModelLoadError
 
-        reason = str(e) if isinstance(e, ModelLoadError) else f"{type(e).__name__}: {e}"
+        reason = str(e) if isinstance(e, (ModelLoadError, ValueError)) else f"{type(e).__name__}: {e}"
         slot.fail(reason)
         demo.close()
         print(f"error: {reason}", file=sys.stderr)
         return 1
     slot.fill(engine)
-    log.info("%s is ready (%s, %s) after %.1f s", engine.model_name, engine.device, engine.dtype, time.monotonic() - started)
+    log.info("%s (%s) is ready after %.1f s", engine.model_name, engine.family, time.monotonic() - started)
     try:
         demo.block_thread()
     except KeyboardInterrupt:

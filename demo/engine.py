@@ -83,6 +83,10 @@ class VisionCost:
     tokens: int
 
 
+class ModelLoadError(Exception):
+    """The model could not be loaded (or reached); the text is one line a person can act on."""
+
+
 class EngineError(Exception):
     """A failure the person should read as one plain sentence (the exception's text)."""
 

@@ -30,7 +30,15 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
+from demo.engine import (
+    GROUNDING_TOKENS,
+    RANDOM_WEIGHTS_MARKER,
+    Engine,
+    EngineError,
+    GenerationSettings,
+    ModelLoadError,
+    VisionCost,
+)
 from demo.kv_reuse import CacheStore, SessionCache, reuse_kwargs
 from demo.video import processor_video_kwargs
 from grounding import family_from_model_type
@@ -40,10 +48,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 2 * 2**30  # all sessions' reusable caches together
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-class ModelLoadError(Exception):
-    """The model could not be loaded; the text is one line a person can act on."""
 
 
 def resolve_device(device: str) -> str:

@@ -1,0 +1,262 @@
+"""An engine that drives an OpenAI-compatible inference server (vLLM, SGLang, `transformers serve`).
+
+It streams `{base_url}/chat/completions` with the official `openai` client. The app resizes
+each image itself with the family's rule (`demo/resize.py`) and sends it as a PNG data URL,
+never a path or URL, so the size the model sees is known here (Qwen2.5-VL answers in those
+pixels). A text part `Picture N: ` (N over the whole conversation) precedes each image: the
+labels the local engine's `add_vision_id` writes. A video part (a list of PIL frames) is sent
+as `Video N: ` then its frames as images, so the server counts each frame as an image.
+
+What it does not know: the server's own min/max pixels (an image outside them is resized again
+there: keep the app's bounds within the server's), and whether the weights are random (only a
+local checkpoint directory with the marker file tells). Qwen2-VL's grounding markers survive
+only if the server keeps special tokens: `transformers serve` streams them, vLLM strips them
+unless asked (`extra_body={"skip_special_tokens": False}`); other Qwen special tokens are
+removed here, as the local engine does. Only `delta.content` is streamed (a separate
+`reasoning_content` is dropped). `min_new_tokens` has no portable field and is not sent;
+`extra_body` passes server-specific fields (vLLM: `{"min_tokens": 8}`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import queue
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+from PIL import Image
+
+from demo.engine import RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
+from demo.resize import PATCH_GEOMETRY, smart_resize, visual_tokens
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, as the local engine caps it
+POLL_SECONDS = 0.05  # how often the answer loop looks at the stop event
+
+# Special tokens a server may leave in the text; the grounding markers are kept.
+_DROPPED_SPECIALS = re.compile(
+    r"<\|(?:endoftext|im_start|im_end|vision_start|vision_end|vision_pad|image_pad|video_pad)\|>"
+)
+# Newest first: "qwen2.5-vl" must not be read as "qwen2-vl".
+_FAMILY_PATTERNS = (
+    (re.compile(r"qwen3[-_.]?vl"), "qwen3-vl"),
+    (re.compile(r"qwen2[-_.]?5[-_.]?vl"), "qwen2.5-vl"),
+    (re.compile(r"qwen2[-_.]?vl"), "qwen2-vl"),
+    (re.compile(r"qwen[-_.]?vl"), "qwen-vl"),
+)
+
+
+def infer_family(model_name: str) -> str:
+    """The grounding family named by a model id or path ("Qwen/Qwen2.5-VL-7B-Instruct" -> "qwen2.5-vl")."""
+    name = model_name.lower().rstrip("/")
+    for text in (name.rsplit("/", 1)[-1], name):  # the last path part decides, else the whole
+        for pattern, family in _FAMILY_PATTERNS:
+            if pattern.search(text):
+                return family
+    raise ValueError(
+        f"cannot tell the Qwen VL family of model {model_name!r} from its name: "
+        f"pass --family ({', '.join(PATCH_GEOMETRY)})"
+    )
+
+
+class OpenAIEngine(Engine):
+    """A Qwen VL model behind an OpenAI-compatible server. Holds no conversation; safe to share."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        family: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        timeout: float = 60.0,
+        extra_body: dict | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model
+        self.family = family or infer_family(model)
+        if self.family not in PATCH_GEOMETRY:
+            raise ValueError(f"unknown family {self.family!r}: choose one of {', '.join(PATCH_GEOMETRY)}")
+        self.patch, self.merge = PATCH_GEOMETRY[self.family]
+        self.factor = self.resize_factor = self.patch * self.merge
+        self.default_min_pixels = min_pixels or 56 * 56
+        self.default_max_pixels = max_pixels or DEFAULT_MAX_VISUAL_TOKENS * self.factor**2
+        self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
+        self.timeout = timeout
+        self.extra_body = dict(extra_body or {})
+        # No retries: a server that is down should be reported now, not after a back-off.
+        self.client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            timeout=timeout,
+            max_retries=0,
+        )
+
+    def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
+        width, height = size_wh
+        min_pixels = settings.min_pixels or self.default_min_pixels
+        max_pixels = settings.max_pixels or self.default_max_pixels
+        try:
+            h, w = smart_resize(height, width, self.factor, min_pixels, max_pixels)
+        except (ValueError, ZeroDivisionError) as e:  # an aspect ratio above 200, an empty image
+            raise EngineError(f"this image cannot be used: {e}") from None
+        return VisionCost(input_wh=(w, h), tokens=visual_tokens((w, h), self.patch, self.merge))
+
+    def _image_part(self, image: object, settings: GenerationSettings) -> dict:
+        if not isinstance(image, Image.Image):  # never forward a path or URL for the server to fetch
+            raise EngineError("this engine sends only images the app has decoded, not paths or URLs")
+        size = self.vision_cost(image.size, settings).input_wh
+        buffer = io.BytesIO()
+        image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, format="PNG", compress_level=1)
+        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return {"type": "image_url", "image_url": {"url": url}}
+
+    def build_request(self, messages: list[dict], settings: GenerationSettings) -> dict:
+        """The keyword arguments of `chat.completions.create` for `messages` (without `stream`)."""
+        converted: list[dict] = []
+        pictures = videos = 0
+        for message in messages:
+            parts: list[dict] = []
+            for part in message["content"]:
+                kind = part.get("type")
+                if kind == "text":
+                    parts.append({"type": "text", "text": part["text"]})
+                elif kind == "image":
+                    pictures += 1
+                    parts += [
+                        {"type": "text", "text": f"Picture {pictures}: "},
+                        self._image_part(part["image"], settings),
+                    ]
+                elif kind == "video":
+                    frames = getattr(part["video"], "frames", part["video"])  # a SampledVideo, or frames
+                    if not isinstance(frames, (list, tuple)):
+                        raise EngineError("this engine sends a video only as a list of decoded frames")
+                    videos += 1
+                    parts.append({"type": "text", "text": f"Video {videos}: "})
+                    parts += [self._image_part(frame, settings) for frame in frames]
+            if message["role"] == "user":
+                converted.append({"role": "user", "content": parts})
+            else:  # system and assistant turns are plain text on every server
+                converted.append({"role": message["role"], "content": "".join(p["text"] for p in parts if "text" in p)})
+        request: dict = {"model": self.model_name, "messages": converted, "max_tokens": settings.max_new_tokens}
+        # temperature 0 is greedy on vLLM, SGLang and transformers serve. settings.min_new_tokens
+        # has no portable field (vLLM: min_tokens, SGLang: min_new_tokens): it is not sent.
+        request["temperature"] = settings.temperature
+        if settings.temperature > 0:
+            request["top_p"] = settings.top_p
+        if self.extra_body:
+            request["extra_body"] = self.extra_body
+        return request
+
+    def stream(
+        self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
+    ) -> Iterator[str]:
+        """Stream the answer. A reader thread does the blocking HTTP reads; this loop polls it
+        every POLL_SECONDS, so Stop (or closing the iterator) ends the answer at once and
+        shuts the connection down, which tells the server to stop generating. `session` is
+        unused: every request carries the whole conversation (a server may cache its prefix)."""
+        request = self.build_request(messages, settings)
+        items: queue.Queue = queue.Queue()
+        done = threading.Event()
+        opened: list = []  # the openai Stream, once the server has answered
+
+        def read() -> None:
+            try:
+                response = self.client.chat.completions.create(**request, stream=True)
+                opened.append(response)
+                if done.is_set():
+                    response.close()
+                    return
+                with response:
+                    for chunk in response:
+                        items.put(("chunk", chunk))
+                        if done.is_set():
+                            return
+                items.put(("end", None))
+            except Exception as e:  # noqa: BLE001 - handed to the answer loop
+                items.put(("error", (e, bool(opened))))
+
+        if stop.is_set():
+            return
+        threading.Thread(target=read, name="openai-stream", daemon=True).start()
+        finished = ended = False  # ended: the reader finished and closed the response itself
+        try:
+            while not stop.is_set():
+                try:
+                    kind, value = items.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    continue
+                ended = kind != "chunk"
+                if kind == "error":
+                    raise self._engine_error(*value)
+                if kind == "end" and finished:
+                    return
+                if kind == "end":
+                    raise EngineError(f"the inference server at {self.base_url} closed the stream mid-answer")
+                for choice in value.choices:
+                    finished = finished or choice.finish_reason is not None
+                    piece = _DROPPED_SPECIALS.sub("", (choice.delta and choice.delta.content) or "")
+                    if piece:
+                        yield piece
+        finally:
+            done.set()
+            if not ended:
+                for response in opened:
+                    _abort(response)
+
+    def _engine_error(self, error: BaseException, started: bool) -> EngineError:
+        where = f"the inference server at {self.base_url}"
+        if isinstance(error, openai.APITimeoutError):
+            return EngineError(f"{where} did not answer within {self.timeout:g} s")
+        if isinstance(error, openai.APIConnectionError):
+            if started:
+                return EngineError(f"the connection to {where} broke off in the middle of the answer")
+            return EngineError(f"cannot connect to {where}: is it running, and is the URL right?")
+        if isinstance(error, openai.APIStatusError):
+            status, detail = error.status_code, _detail(error.body)
+            if status == 404:
+                detail = "" if detail.lower() in ("not found", "no detail") else f" ({detail})"
+                return EngineError(
+                    f"{where} answered 404 Not Found{detail}: check that the URL ends in /v1 "
+                    f"and that the server has the model {self.model_name!r}"
+                )
+            if status in (401, 403):
+                return EngineError(f"{where} refused the API key ({status}): set OPENAI_API_KEY")
+            return EngineError(f"{where} answered {status}: {detail}")
+        if isinstance(error, openai.APIError):  # an error event inside the stream
+            return EngineError(f"{where} failed in the middle of the answer: {_detail(error.body)}")
+        log.error("request to %s failed", self.base_url, exc_info=error)
+        return EngineError(f"the request to {where} failed: {type(error).__name__}: {_detail(str(error))}")
+
+
+def _abort(response: openai.Stream) -> None:
+    """Shut the connection down now: this wakes a read blocked in the reader thread."""
+    stream = response.response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    try:
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+        else:
+            response.close()
+    except OSError:
+        pass  # already closed
+
+
+def _detail(body: object) -> str:
+    """The server's error message, on one short line."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        error = error.get("message") if isinstance(error, dict) else error
+        body = body.get("message") or body.get("detail") or error or body
+    text = " ".join(str(body).split()) or "no detail"
+    return text if len(text) <= 200 else text[:199] + "…"
