@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from demo.engine import RANDOM_WEIGHTS_MARKER
+from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER
 
 BUILD_VERSION = "1"
 CORPUS_PATH = Path(__file__).with_name("tiny_corpus.txt")
@@ -31,12 +31,7 @@ SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
     "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
+    *GROUNDING_TOKENS,
     "<|vision_start|>",
     "<|vision_end|>",
     "<|vision_pad|>",

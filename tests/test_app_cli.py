@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +9,9 @@ from pathlib import Path
 import pytest
 
 import app
+from tests.helpers import client_when_up, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_app(*flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -95,9 +89,7 @@ def test_a_gpu_asked_for_on_a_machine_without_one_is_one_sentence(tiny_checkpoin
 def test_tiny_random_starts_and_serves(tmp_path):
     """The real command a newcomer runs offline: the page answers once the model is ready."""
     import os
-    import time
 
-    from gradio_client import Client
 
     port = free_port()
     env = {**os.environ, "QWEN_CHAT_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
@@ -106,14 +98,7 @@ def test_tiny_random_starts_and_serves(tmp_path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 90
-        client = None
-        while client is None and time.monotonic() < deadline:
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", download_files=False, verbose=False)
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.5)
-        assert client is not None, "the app did not come up"
+        client = client_when_up(f"http://127.0.0.1:{port}/")
         history, _ = client.predict({"text": "Hello", "files": []}, api_name="/chat")
         assert history[-1]["role"] == "assistant"
         assert list(tmp_path.glob("tiny-random-qwen2-vl-*/config.json"))  # built into the cache

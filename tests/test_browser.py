@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 
 import pytest
+
+from tests.helpers import generate_threads, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -49,19 +49,6 @@ def page(browser, app):
     yield page
     if not page.is_closed():
         page.close()
-
-
-def generate_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "generate"]
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def send(page, text: str, files=()) -> None:

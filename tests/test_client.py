@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 from gradio_client import Client, handle_file
+
+from tests.helpers import generate_threads, wait_until
 
 
 def client(app) -> Client:
@@ -23,19 +22,6 @@ def texts(history: list[dict]) -> list[tuple[str, str]]:
         for part in m["content"]:
             out.append((m["role"], part.get("text") or part.get("alt_text")))
     return out
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-def generate_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "generate"]
 
 
 def test_two_turns_with_two_images_stream_and_keep_roles(app, photos):

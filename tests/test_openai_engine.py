@@ -32,17 +32,12 @@ from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engine import EngineError, GenerationSettings
 from demo.openai_engine import OpenAIEngine, infer_family
 from demo.resize import smart_resize
+from tests.helpers import client_when_up, free_port
 
 # The tiny checkpoint's own processor bound (64 visual tokens): within it, the server keeps the
 # app's resize as it is, so its token counts are those of the app's resize.
 SERVER_MAX_PIXELS = 50176
 SMALL = GenerationSettings(max_new_tokens=5, max_pixels=SERVER_MAX_PIXELS)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_one_sentence(error: EngineError, url: str) -> None:
@@ -562,7 +557,7 @@ def test_killing_the_server_mid_answer_then_restarting_it(server, long_engine):
 
 def test_the_app_serves_the_same_ui_from_a_server(server, tiny_checkpoint, photos):
     """`python app.py --backend openai --base-url … --model …`: a chat with a picture, through the page's API."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": "not-needed"}
@@ -571,13 +566,7 @@ def test_the_app_serves_the_same_ui_from_a_server(server, tiny_checkpoint, photo
     app = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
     try:
-        client, deadline = None, time.monotonic() + 90
-        while client is None and time.monotonic() < deadline:
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", download_files=False, verbose=False)
-            except Exception:  # noqa: BLE001 - not up yet
-                time.sleep(0.5)
-        assert client is not None, "the app did not come up"
+        client = client_when_up(f"http://127.0.0.1:{port}/")
         question = {"text": "What is in Picture 1?", "files": [handle_file(str(photos["chelsea"]))]}
         updates = list(client.submit(question, 16, api_name="/chat"))
         history = updates[-1][0]

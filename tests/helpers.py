@@ -1,0 +1,42 @@
+"""Small helpers shared by the tests that drive a running app or server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from gradio_client import Client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def generate_threads() -> list[threading.Thread]:
+    """The local engine's generation threads still running."""
+    return [t for t in threading.enumerate() if t.name == "generate"]
+
+
+def client_when_up(url: str, timeout: float = 90) -> Client:
+    """A gradio_client for the app at `url`, once it answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Client(url, download_files=False, verbose=False)
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
