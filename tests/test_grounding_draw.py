@@ -217,3 +217,24 @@ def test_real_photo_end_to_end():
     assert out.size == photo.size and photo.tobytes() == before
     x1 = detections[0].bbox[0]
     assert out.getpixel((round(x1), 250)) == label_color("cup")
+
+
+def test_chinese_and_japanese_labels_render_with_the_installed_cjk_font():
+    """With a CJK font on the system (CI installs fonts-wqy-microhei), labels are real glyphs, not boxes."""
+    from PIL import ImageFont
+
+    from grounding.fonts import find_cjk_font, label_font
+
+    find_cjk_font.cache_clear()
+    path = find_cjk_font()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no CJK font: CI must install fonts-wqy-microhei as the README says")
+        pytest.skip("no CJK font installed")
+    font = ImageFont.truetype(path, 24)
+    cat, dog = font.getmask("猫"), font.getmask("狗")
+    assert cat.getbbox() and bytes(cat) != bytes(dog)  # two different glyphs: the font has them
+    assert getattr(label_font("写真の猫", 24), "path", None) == path
+    image = Image.new("RGB", (200, 120), "white")
+    drawn = draw(image, [Detection(label="猫", image=1, bbox=(20, 40, 180, 110))])
+    assert drawn.tobytes() != image.tobytes()
