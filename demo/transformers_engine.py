@@ -130,8 +130,8 @@ class TransformersEngine(Engine):
         self.resize_factor = self.patch_size * self.merge_size
         self.default_min_pixels = image_processor.size["shortest_edge"]
         # A checkpoint's own bound can be huge (Qwen2-VL: 12.8 M pixels, 16k tokens an image): cap it.
-        factor = self.patch_size * self.merge_size
-        self.default_max_pixels = min(image_processor.size["longest_edge"], DEFAULT_MAX_VISUAL_TOKENS * factor**2)
+        cap = DEFAULT_MAX_VISUAL_TOKENS * self.resize_factor**2
+        self.default_max_pixels = min(image_processor.size["longest_edge"], cap)
         specials = [t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special]
         dropped = sorted((t for t in specials if t not in GROUNDING_TOKENS), key=len, reverse=True)
         self._drop_specials = re.compile("|".join(map(re.escape, dropped))) if dropped else None
@@ -145,7 +145,7 @@ class TransformersEngine(Engine):
         min_pixels, max_pixels = self._pixel_bounds(settings)
         width, height = size_wh
         try:
-            h, w = smart_resize(height, width, self.patch_size * self.merge_size, min_pixels, max_pixels)
+            h, w = smart_resize(height, width, self.resize_factor, min_pixels, max_pixels)
         except ValueError as e:  # e.g. an aspect ratio above 200
             raise EngineError(f"this image cannot be used: {e}") from None
         return VisionCost(input_wh=(w, h), tokens=(h // self.patch_size) * (w // self.patch_size) // self.merge_size**2)
