@@ -96,7 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dtype",
         choices=["auto", "bfloat16", "float16", "float32"],
         default="auto",
-        help="default: auto (bfloat16; float16 on GPUs without bf16)",
+        help="default: auto (bfloat16 on a GPU, float16 where it lacks bf16; float32 on the CPU, "
+        "where bfloat16 is emulated and several times slower)",
     )
     parser.add_argument(
         "--attn-implementation",

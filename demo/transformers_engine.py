@@ -60,12 +60,17 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """'auto' is bfloat16 (half the memory of float32, and faster on CPU too), float16 on GPUs without bf16."""
+    """'auto': bfloat16 on GPUs (float16 where bf16 is missing); float32 on the CPU.
+
+    On CPUs without bfloat16 instructions, bf16 matmuls are emulated: measured on this project's
+    2-core CPU with torch 2.14.1, a 2B model's vision encoder took 147 s on one 448×448 image in
+    bfloat16 against 32 s in float32 (float32 needs twice the memory: 9.4 GiB for the 2B model).
+    """
     if dtype != "auto":
         return DTYPES[dtype]
-    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 class _StopOnEvent(StoppingCriteria):
