@@ -22,8 +22,9 @@ mmapped weights resident, so every phase starts from the same RSS):
 
 Figures per generation:
 
-- `ttft_s`: from the call to the first non-empty piece of text the caller receives (the
-  streamer holds text back until a word ends, so this may be a few tokens after the first).
+- `ttft_s`: from the call to the first non-empty piece of text the caller receives. The
+  streamer holds text back until a word ends (a space or newline), so with random weights that
+  emit space-less runs (`cycycy…`) this can be the end of the answer: compare `first_token_s`.
 - `first_token_s`: from the call to the end of the model's first forward (the first token).
 - `decode_tok_s`: (generated tokens - 1) / (end of the iteration - end of the first forward).
   Tokens and their times come from forward hooks on the model: one forward per token.
@@ -32,21 +33,14 @@ Figures per generation:
 - `cpu_per_wall`: process CPU seconds / wall seconds (about the thread count when nothing
   else competes for the cores: a low value means the figures were disturbed).
 
-Peak RSS: a thread samples this process's resident set (/proc/self/statm, else psutil) every
-10 ms during each phase; the phase's peak is the largest sample. Before each phase freed heap
-memory is handed back to the OS (glibc `malloc_trim(0)`), so a phase does not look smaller
-than it is just because an earlier one left pages resident. The shared model is in every
-figure; `rss_before` of each phase shows that floor.
-
-Targets (reported PASS/FAIL, never adjusted): engine decode ≥ 0.97 × raw; engine turn-1 TTFT ≤
-1.05 × raw; TTFT of turns 2, 4, 5 with the session ≤ 0.10 × the re-prefill's; peak RSS of the
-session conversation ≤ raw generate's peak + 0.5 GiB.
+Peak RSS (`bench.probes.PeakRss`): this process's RSS sampled every 10 ms in a thread during
+each phase, after glibc `malloc_trim(0)`; the shared model is in every figure, and each phase's
+`rss_before` shows that floor. Targets and tables: `bench.report`. Models: `bench.models`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import platform
@@ -62,10 +56,11 @@ if str(REPO) not in sys.path:  # run as a file
     sys.path.insert(0, str(REPO))
 
 from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E402
+from bench.probes import PeakRss, TokenClock, rss_bytes, timed  # noqa: E402
+from bench.report import ratio, report, targets  # noqa: E402
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engine import GenerationSettings  # noqa: E402
 
-GiB = 2**30
 DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 1, "max_new_tokens": 16}}
 # (question, photos attached): images in turns 1 and 3, text follow-ups about them in 2, 4 and 5.
 TURNS: list[tuple[str, list[str]]] = [
@@ -75,117 +70,6 @@ TURNS: list[tuple[str, list[str]]] = [
     ("Which of the two pictures is brighter?", []),
     ("Summarise both pictures in one sentence.", []),
 ]
-FOLLOW_UPS = (2, 4, 5)  # 1-based turns whose session TTFT must be ≤ 0.10 × the re-prefill's
-
-
-# -- memory -------------------------------------------------------------------------------------
-
-
-def rss_bytes() -> int:
-    """This process's resident set size now."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-
-def release_freed_memory() -> None:
-    """Give freed heap pages back to the OS (glibc only; elsewhere a no-op)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-class PeakRss:
-    """Context manager: samples RSS every `interval` seconds in a thread; `.before` and `.peak` in bytes."""
-
-    def __init__(self, interval: float = 0.01) -> None:
-        self.interval = interval
-        self.before = self.peak = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
-
-    def _sample(self) -> None:
-        while not self._done.wait(self.interval):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __enter__(self) -> PeakRss:
-        release_freed_memory()
-        self.before = self.peak = rss_bytes()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
-
-
-# -- timing -------------------------------------------------------------------------------------
-
-
-class TokenClock:
-    """Forward hooks on the model: for every forward (one per generated token) its end time,
-    the tokens it was fed and the tokens already in its KV cache."""
-
-    def __init__(self, model) -> None:
-        self.calls: list[tuple[float, int, int]] = []  # (end time, tokens fed, tokens cached)
-        self._pending: tuple[int, int] = (0, 0)
-        self._handles = [
-            model.register_forward_pre_hook(self._before, with_kwargs=True),
-            model.register_forward_hook(self._after),
-        ]
-
-    def _before(self, module, args, kwargs) -> None:
-        ids = kwargs.get("input_ids")
-        if ids is None:
-            ids = kwargs.get("inputs_embeds")
-        cache = kwargs.get("past_key_values")
-        self._pending = (0 if ids is None else int(ids.shape[1]), 0 if cache is None else int(cache.get_seq_length()))
-
-    def _after(self, module, args, output) -> None:
-        self.calls.append((time.perf_counter(), *self._pending))
-
-    def reset(self) -> None:
-        self.calls = []
-
-    def close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-
-def timed(pieces: Iterator[str], started: float, clock: TokenClock) -> dict:
-    """Consume a stream of text pieces started at `started` (perf_counter); its figures."""
-    first_text = None
-    text = []
-    cpu_started = time.process_time()
-    for piece in pieces:
-        if piece and first_text is None:
-            first_text = time.perf_counter()
-        text.append(piece)
-    ended = time.perf_counter()
-    calls = clock.calls
-    if not calls:
-        raise RuntimeError("the model was never called: nothing was generated")
-    first_token, fed, cached = calls[0]
-    after_first = ended - first_token
-    return {
-        "ttft_s": None if first_text is None else first_text - started,
-        "first_token_s": first_token - started,
-        "decode_tok_s": (len(calls) - 1) / after_first if len(calls) > 1 and after_first > 0 else None,
-        "new_tokens": len(calls),
-        "prompt_tokens": fed + cached,
-        "prefilled_tokens": fed,
-        "cached_tokens": cached,
-        "total_s": ended - started,
-        "cpu_per_wall": (time.process_time() - cpu_started) / max(ended - started, 1e-9),
-        "loadavg_1min_end": os.getloadavg()[0],  # everything runnable on the machine, this run included
-        "answer": "".join(text),
-    }
 
 
 # -- the two ways to answer ---------------------------------------------------------------------
@@ -199,7 +83,9 @@ def raw_stream(model, processor, messages: list[dict], max_new_tokens: int) -> I
     images = [part["image"] for m in messages for part in m["content"] if part.get("type") == "image"]
     inputs = processor(text=[text], images=images or None, padding=True, return_tensors="pt").to(model.device)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    kwargs = dict(inputs, streamer=streamer, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False)
+    kwargs = dict(
+        inputs, streamer=streamer, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False
+    )
     failure: list[BaseException] = []
 
     def generate() -> None:  # the docs pass model.generate itself; this only keeps a failure from hanging the loop
@@ -227,7 +113,9 @@ def measure(clock: TokenClock, start: Callable[[], Iterable[str]]) -> dict:
     return figures
 
 
-def conversation_run(engine, clock: TokenClock, settings: GenerationSettings, photos: dict, session: str | None) -> dict:
+def conversation_run(
+    engine, clock: TokenClock, settings: GenerationSettings, photos: dict, session: str | None
+) -> dict:
     """The 5 turns, each answer appended as the app does; per-turn figures and the peak RSS of all."""
     conversation = Conversation()
     turns = []
@@ -266,12 +154,14 @@ def _summary(runs: list[dict]) -> dict:
     return summary
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | None = None, dtype: str = "bfloat16",
-        warmup: bool = True, log: Callable[[str], None] = print) -> dict:
+def run(
+    shape: str = "tiny",
+    repeats: int | None = None,
+    max_new_tokens: int | None = None,
+    dtype: str = "bfloat16",
+    warmup: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Measure everything once for `shape`; return the results (what `--json` writes)."""
     import torch
     import transformers
@@ -291,7 +181,9 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
     rss_after_load = rss_bytes()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, temperature=0.0)
     photos = {name: square_photo(name) for _, names in TURNS for name in names}
-    first_turn = Conversation(turns=[Turn(TURNS[0][0], [Attachment(f"bench/{n}", photos[n], n) for n in TURNS[0][1]], status="streaming")])
+    first_turn = Conversation(
+        turns=[Turn(TURNS[0][0], [Attachment(f"bench/{n}", photos[n], n) for n in TURNS[0][1]], status="streaming")]
+    )
     messages = to_model_messages(first_turn, settings.system_prompt)
     stop = threading.Event()
     clock = TokenClock(engine.model)
@@ -330,10 +222,11 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
             "peak_rss_bytes": _median([r["peak_rss_bytes"] for r in runs]),
         }
     ttft_ratio = [
-        _ratio(b["ttft_s"], a["ttft_s"]) for a, b in zip(strategies["reprefill"]["turns"], strategies["session"]["turns"], strict=True)
+        ratio(b["ttft_s"], a["ttft_s"])
+        for a, b in zip(strategies["reprefill"]["turns"], strategies["session"]["turns"], strict=True)
     ]
     first_token_ratio = [
-        _ratio(b["first_token_s"], a["first_token_s"])
+        ratio(b["first_token_s"], a["first_token_s"])
         for a, b in zip(strategies["reprefill"]["turns"], strategies["session"]["turns"], strict=True)
     ]
     results = {
@@ -368,7 +261,7 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
         "single_turn": {
             "raw": raw,
             "engine": eng,
-            "ratio": {k: _ratio(eng[k], raw[k]) for k in ("ttft_s", "first_token_s", "decode_tok_s", "peak_rss_bytes")},
+            "ratio": {k: ratio(eng[k], raw[k]) for k in ("ttft_s", "first_token_s", "decode_tok_s", "peak_rss_bytes")},
         },
         "conversation": {**strategies, "ttft_ratio": ttft_ratio, "first_token_ratio": first_token_ratio},
     }
@@ -376,111 +269,11 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
     return results
 
 
-def targets(results: dict) -> list[dict]:
-    """The four targets (one line per follow-up turn), each with its value, limit and verdict."""
-    raw, eng = results["single_turn"]["raw"], results["single_turn"]["engine"]
-    lines = []
-
-    def line(name: str, value: float | None, limit: float | None, at_most: bool, unit: str) -> None:
-        ok = value is not None and limit is not None and (value <= limit if at_most else value >= limit)
-        lines.append({"name": name, "value": value, "limit": limit, "at_most": at_most, "unit": unit, "pass": ok})
-
-    line("engine decode tok/s >= 0.97 x raw", eng["decode_tok_s"], _scaled(raw["decode_tok_s"], 0.97), False, "tok/s")
-    line("engine turn-1 TTFT <= 1.05 x raw", eng["ttft_s"], _scaled(raw["ttft_s"], 1.05), True, "s")
-    lines[-1]["by_first_token"] = (eng["first_token_s"], _scaled(raw["first_token_s"], 1.05))
-    conversation = results["conversation"]
-    for turn in FOLLOW_UPS:
-        a, b = conversation["reprefill"]["turns"][turn - 1], conversation["session"]["turns"][turn - 1]
-        line(f"turn {turn} follow-up TTFT <= 0.10 x re-prefill", b["ttft_s"], _scaled(a["ttft_s"], 0.10), True, "s")
-        lines[-1]["by_first_token"] = (b["first_token_s"], _scaled(a["first_token_s"], 0.10))
-    limit = raw["peak_rss_bytes"] + GiB // 2
-    line("5-turn session peak RSS <= raw peak + 0.5 GiB", conversation["session"]["peak_rss_bytes"], limit, True, "bytes")
-    return lines
-
-
-def _scaled(value: float | None, factor: float) -> float | None:
-    return None if value is None else value * factor
-
-
-# -- printing -----------------------------------------------------------------------------------
-
-
-def _fmt(value, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
-def _gib(value) -> str:
-    return "—" if value is None else f"{value / GiB:.2f}"
-
-
-def report(results: dict) -> str:
-    """The results as readable tables and one PASS/FAIL line per target."""
-    m, c = results["machine"], results["config"]
-    raw, eng, ratio = (results["single_turn"][k] for k in ("raw", "engine", "ratio"))
-    build = "—" if c["build_seconds"] is None else f"{c['build_seconds']:.1f} s ({'now' if c['built_now'] else 'cached'})"
-    out = [
-        f"shape {c['shape']} ({c['parameters'] / 1e6:,.2f} M parameters, {c['dtype']}), build {build}, load {c['load_seconds']:.1f} s; "
-        f"{c['repeats']} repeat(s), {c['max_new_tokens']} new tokens, {c['visual_tokens_per_image']} visual tokens per {c['image_side']}² image",
-        f"{m['cpu_count']} CPUs, {m['torch_threads']} torch threads, torch {m['torch']}, transformers {m['transformers']}; "
-        f"load average before {m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}",
-        f"RSS after load {_gib(results['rss']['after_load_bytes'])} GiB, after warm-up {_gib(results['rss']['after_warmup_bytes'])} GiB",
-        "",
-        "Single turn (1 image)           raw generate   engine turn 1   engine/raw",
-    ]
-    rows = [
-        ("time to first text (s)", "ttft_s", _fmt),
-        ("time to first token (s)", "first_token_s", _fmt),
-        ("decode (tok/s)", "decode_tok_s", _fmt),
-        ("total (s)", "total_s", _fmt),
-        ("prompt tokens", "prompt_tokens", _fmt),
-        ("CPU / wall", "cpu_per_wall", _fmt),
-        ("load average at the end", "loadavg_1min_end", _fmt),
-        ("RSS before (GiB)", "rss_before_bytes", _gib),
-        ("peak RSS (GiB)", "peak_rss_bytes", _gib),
-    ]
-    for label, key, fmt in rows:
-        r = ratio.get(key)
-        out.append(f"  {label:<29} {fmt(raw[key]):>12}   {fmt(eng[key]):>13}   {_fmt(r, 3) if r is not None else '':>10}")
-    out.append(f"  same prompt tokens: {raw['same_prompt']}")
-    conv = results["conversation"]
-    a, b = conv["reprefill"], conv["session"]
-    out += [
-        "",
-        "5-turn conversation             (a) re-prefill every turn    (b) engine session",
-        "  turn images prompt_tok    TTFT_s  1st_tok_s  tok/s     TTFT_s  1st_tok_s  tok/s  cached  b/a TTFT",
-    ]
-    for i, (ta, tb) in enumerate(zip(a["turns"], b["turns"], strict=True)):
-        out.append(
-            f"  {i + 1:>4} {ta['images']:>6} {ta['prompt_tokens']:>10}  {_fmt(ta['ttft_s']):>8} {_fmt(ta['first_token_s']):>10} "
-            f"{_fmt(ta['decode_tok_s']):>6}  {_fmt(tb['ttft_s']):>9} {_fmt(tb['first_token_s']):>10} {_fmt(tb['decode_tok_s']):>6} "
-            f"{tb['cached_tokens']:>7}  {_fmt(conv['ttft_ratio'][i], 3):>8}"
-        )
-    for label, key in (("CPU / wall", "cpu_per_wall"), ("load average at the end", "loadavg_1min_end")):
-        out.append(f"  {label} per turn: (a) {' '.join(_fmt(t[key]) for t in a['turns'])}   (b) {' '.join(_fmt(t[key]) for t in b['turns'])}")
-    out.append(
-        f"  peak RSS (GiB)                  {_gib(a['peak_rss_bytes']):>8} (before {_gib(a['rss_before_bytes'])})"
-        f"        {_gib(b['peak_rss_bytes']):>8} (before {_gib(b['rss_before_bytes'])})"
-    )
-    out += ["", "Targets"]
-    for t in results["targets"]:
-        show = _gib if t["unit"] == "bytes" else (lambda v: _fmt(v, 3))
-        unit = "GiB" if t["unit"] == "bytes" else t["unit"]
-        relation = "<=" if t["at_most"] else ">="
-        aside = ""
-        if "by_first_token" in t:  # for information: the same comparison at the first token, not the first text
-            value, limit = t["by_first_token"]
-            aside = f"   (at the first token: {show(value)} {relation} {show(limit)})"
-        out.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['name']}: {show(t['value'])} {relation} {show(t['limit'])} {unit}{aside}")
-    return "\n".join(out)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Measure the app's engine against raw transformers generate.")
-    parser.add_argument("--shape", choices=sorted(DEFAULTS), default="tiny", help="tiny checkpoint, or a random 2B-shaped one")
+    parser.add_argument(
+        "--shape", choices=sorted(DEFAULTS), default="tiny", help="tiny checkpoint, or a random 2B-shaped one"
+    )
     parser.add_argument("--repeats", type=int, help="runs per figure, medians reported (default: 3 tiny, 1 2b)")
     parser.add_argument("--max-new-tokens", type=int, help="tokens every answer decodes (default: 32 tiny, 16 2b)")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
@@ -489,8 +282,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1 or args.max_new_tokens is not None and args.max_new_tokens < 2:
         parser.error("--repeats must be >= 1 and --max-new-tokens >= 2")
-    results = run(args.shape, args.repeats, args.max_new_tokens, args.dtype, warmup=not args.no_warmup,
-                  log=lambda s: print(s, file=sys.stderr, flush=True))
+    results = run(
+        args.shape,
+        args.repeats,
+        args.max_new_tokens,
+        args.dtype,
+        warmup=not args.no_warmup,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
     print(report(results), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,128 @@
+"""The targets `bench.engine` reports against, and its results as readable tables.
+
+Targets (PASS/FAIL, never adjusted): engine decode ≥ 0.97 × raw; engine turn-1 TTFT ≤ 1.05 ×
+raw; TTFT of the text follow-ups (turns 2, 4, 5) with the session ≤ 0.10 × the re-prefill's;
+peak RSS of the session conversation ≤ raw generate's peak + 0.5 GiB. TTFT is the time to the
+first text; the same comparison at the first token is shown beside it, for information.
+"""
+
+from __future__ import annotations
+
+GiB = 2**30
+FOLLOW_UPS = (2, 4, 5)  # 1-based turns whose session TTFT must be ≤ 0.10 × the re-prefill's
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def targets(results: dict) -> list[dict]:
+    """The four targets (one line per follow-up turn), each with its value, limit and verdict."""
+    raw, eng = results["single_turn"]["raw"], results["single_turn"]["engine"]
+    lines = []
+
+    def line(name: str, value: float | None, limit: float | None, at_most: bool, unit: str) -> None:
+        ok = value is not None and limit is not None and (value <= limit if at_most else value >= limit)
+        lines.append({"name": name, "value": value, "limit": limit, "at_most": at_most, "unit": unit, "pass": ok})
+
+    line("engine decode tok/s >= 0.97 x raw", eng["decode_tok_s"], _scaled(raw["decode_tok_s"], 0.97), False, "tok/s")
+    line("engine turn-1 TTFT <= 1.05 x raw", eng["ttft_s"], _scaled(raw["ttft_s"], 1.05), True, "s")
+    lines[-1]["by_first_token"] = (eng["first_token_s"], _scaled(raw["first_token_s"], 1.05))
+    conversation = results["conversation"]
+    for turn in FOLLOW_UPS:
+        a, b = conversation["reprefill"]["turns"][turn - 1], conversation["session"]["turns"][turn - 1]
+        line(f"turn {turn} follow-up TTFT <= 0.10 x re-prefill", b["ttft_s"], _scaled(a["ttft_s"], 0.10), True, "s")
+        lines[-1]["by_first_token"] = (b["first_token_s"], _scaled(a["first_token_s"], 0.10))
+    limit = raw["peak_rss_bytes"] + GiB // 2
+    line(
+        "5-turn session peak RSS <= raw peak + 0.5 GiB", conversation["session"]["peak_rss_bytes"], limit, True, "bytes"
+    )
+    return lines
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+# -- printing -----------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _gib(value) -> str:
+    return "—" if value is None else f"{value / GiB:.2f}"
+
+
+def report(results: dict) -> str:
+    """The results as readable tables and one PASS/FAIL line per target."""
+    m, c = results["machine"], results["config"]
+    raw, eng, ratio = (results["single_turn"][k] for k in ("raw", "engine", "ratio"))
+    build = (
+        "—" if c["build_seconds"] is None else f"{c['build_seconds']:.1f} s ({'now' if c['built_now'] else 'cached'})"
+    )
+    out = [
+        f"shape {c['shape']} ({c['parameters'] / 1e6:,.2f} M parameters, {c['dtype']}), build {build}, load {c['load_seconds']:.1f} s; "
+        f"{c['repeats']} repeat(s), {c['max_new_tokens']} new tokens, {c['visual_tokens_per_image']} visual tokens per {c['image_side']}² image",
+        f"{m['cpu_count']} CPUs, {m['torch_threads']} torch threads, torch {m['torch']}, transformers {m['transformers']}; "
+        f"load average before {m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}",
+        f"RSS after load {_gib(results['rss']['after_load_bytes'])} GiB, after warm-up {_gib(results['rss']['after_warmup_bytes'])} GiB",
+        "",
+        "Single turn (1 image)           raw generate   engine turn 1   engine/raw",
+    ]
+    rows = [
+        ("time to first text (s)", "ttft_s", _fmt),
+        ("time to first token (s)", "first_token_s", _fmt),
+        ("decode (tok/s)", "decode_tok_s", _fmt),
+        ("total (s)", "total_s", _fmt),
+        ("prompt tokens", "prompt_tokens", _fmt),
+        ("CPU / wall", "cpu_per_wall", _fmt),
+        ("load average at the end", "loadavg_1min_end", _fmt),
+        ("RSS before (GiB)", "rss_before_bytes", _gib),
+        ("peak RSS (GiB)", "peak_rss_bytes", _gib),
+    ]
+    for label, key, fmt in rows:
+        r = ratio.get(key)
+        out.append(
+            f"  {label:<29} {fmt(raw[key]):>12}   {fmt(eng[key]):>13}   {_fmt(r, 3) if r is not None else '':>10}"
+        )
+    out.append(f"  same prompt tokens: {raw['same_prompt']}")
+    conv = results["conversation"]
+    a, b = conv["reprefill"], conv["session"]
+    out += [
+        "",
+        "5-turn conversation             (a) re-prefill every turn    (b) engine session",
+        "  turn images prompt_tok    TTFT_s  1st_tok_s  tok/s     TTFT_s  1st_tok_s  tok/s  cached  b/a TTFT",
+    ]
+    for i, (ta, tb) in enumerate(zip(a["turns"], b["turns"], strict=True)):
+        out.append(
+            f"  {i + 1:>4} {ta['images']:>6} {ta['prompt_tokens']:>10}  {_fmt(ta['ttft_s']):>8} {_fmt(ta['first_token_s']):>10} "
+            f"{_fmt(ta['decode_tok_s']):>6}  {_fmt(tb['ttft_s']):>9} {_fmt(tb['first_token_s']):>10} {_fmt(tb['decode_tok_s']):>6} "
+            f"{tb['cached_tokens']:>7}  {_fmt(conv['ttft_ratio'][i], 3):>8}"
+        )
+    for label, key in (("CPU / wall", "cpu_per_wall"), ("load average at the end", "loadavg_1min_end")):
+        out.append(
+            f"  {label} per turn: (a) {' '.join(_fmt(t[key]) for t in a['turns'])}   (b) {' '.join(_fmt(t[key]) for t in b['turns'])}"
+        )
+    out.append(
+        f"  peak RSS (GiB)                  {_gib(a['peak_rss_bytes']):>8} (before {_gib(a['rss_before_bytes'])})"
+        f"        {_gib(b['peak_rss_bytes']):>8} (before {_gib(b['rss_before_bytes'])})"
+    )
+    out += ["", "Targets"]
+    for t in results["targets"]:
+        show = _gib if t["unit"] == "bytes" else (lambda v: _fmt(v, 3))
+        unit = "GiB" if t["unit"] == "bytes" else t["unit"]
+        relation = "<=" if t["at_most"] else ">="
+        aside = ""
+        if "by_first_token" in t:  # for information: the same comparison at the first token, not the first text
+            value, limit = t["by_first_token"]
+            aside = f"   (at the first token: {show(value)} {relation} {show(limit)})"
+        out.append(
+            f"  {'PASS' if t['pass'] else 'FAIL'}  {t['name']}: {show(t['value'])} {relation} {show(t['limit'])} {unit}{aside}"
+        )
+    return "\n".join(out)
