@@ -113,7 +113,7 @@ def timed(pieces: Iterator[str], started: float, clock: TokenClock) -> dict:
     first_token, fed, cached = calls[0]
     after_first = ended - first_token
     return {
-        "ttft_s": None if first_text is None else first_text - started,
+        "first_text_s": None if first_text is None else first_text - started,
         "first_token_s": first_token - started,
         "decode_tok_s": (len(calls) - 1) / after_first if len(calls) > 1 and after_first > 0 else None,
         "new_tokens": len(calls),

@@ -3,7 +3,10 @@
 Targets (PASS/FAIL, never adjusted): engine decode ≥ 0.97 × raw; engine turn-1 TTFT ≤ 1.05 ×
 raw; TTFT of the text follow-ups (turns 2, 4, 5) with the session ≤ 0.10 × the re-prefill's;
 peak RSS of the session conversation ≤ raw generate's peak + 0.5 GiB. TTFT is the time to the
-first text; the same comparison at the first token is shown beside it, for information.
+first token, as the issue words it (the end of the first forward, timed by hooks: the same
+clock for raw generate and the engine). The time to the first text the caller receives is
+shown beside it: the engine streams token by token, raw generate's `TextIteratorStreamer`
+word by word, so that figure favours the engine whenever an answer's first word is long.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ def targets(results: dict) -> list[dict]:
         lines.append({"name": name, "value": value, "limit": limit, "at_most": at_most, "unit": unit, "pass": ok})
 
     line("engine decode tok/s >= 0.97 x raw", eng["decode_tok_s"], _scaled(raw["decode_tok_s"], 0.97), False, "tok/s")
-    line("engine turn-1 TTFT <= 1.05 x raw", eng["ttft_s"], _scaled(raw["ttft_s"], 1.05), True, "s")
-    lines[-1]["by_first_token"] = (eng["first_token_s"], _scaled(raw["first_token_s"], 1.05))
+    line("engine turn-1 TTFT <= 1.05 x raw", eng["first_token_s"], _scaled(raw["first_token_s"], 1.05), True, "s")
+    lines[-1]["by_first_text"] = (eng["first_text_s"], _scaled(raw["first_text_s"], 1.05))
     conversation = results["conversation"]
     for turn in FOLLOW_UPS:
         a, b = conversation["reprefill"]["turns"][turn - 1], conversation["session"]["turns"][turn - 1]
-        line(f"turn {turn} follow-up TTFT <= 0.10 x re-prefill", b["ttft_s"], _scaled(a["ttft_s"], 0.10), True, "s")
-        lines[-1]["by_first_token"] = (b["first_token_s"], _scaled(a["first_token_s"], 0.10))
+        limit = _scaled(a["first_token_s"], 0.10)
+        line(f"turn {turn} follow-up TTFT <= 0.10 x re-prefill", b["first_token_s"], limit, True, "s")
+        lines[-1]["by_first_text"] = (b["first_text_s"], _scaled(a["first_text_s"], 0.10))
     limit = raw["peak_rss_bytes"] + GiB // 2
     line(
         "5-turn session peak RSS <= raw peak + 0.5 GiB", conversation["session"]["peak_rss_bytes"], limit, True, "bytes"
@@ -76,7 +80,7 @@ def report(results: dict) -> str:
         "Single turn (1 image)           raw generate   engine turn 1   engine/raw",
     ]
     rows = [
-        ("time to first text (s)", "ttft_s", _fmt),
+        ("time to first text (s)", "first_text_s", _fmt),
         ("time to first token (s)", "first_token_s", _fmt),
         ("decode (tok/s)", "decode_tok_s", _fmt),
         ("total (s)", "total_s", _fmt),
@@ -97,13 +101,13 @@ def report(results: dict) -> str:
     out += [
         "",
         "5-turn conversation             (a) re-prefill every turn    (b) engine session",
-        "  turn images prompt_tok    TTFT_s  1st_tok_s  tok/s     TTFT_s  1st_tok_s  tok/s  cached  b/a TTFT",
+        "  turn images prompt_tok  1st_text_s  1st_tok_s  tok/s  1st_text_s  1st_tok_s  tok/s  cached  b/a 1st_tok",
     ]
     for i, (ta, tb) in enumerate(zip(a["turns"], b["turns"], strict=True)):
         out.append(
-            f"  {i + 1:>4} {ta['images']:>6} {ta['prompt_tokens']:>10}  {_fmt(ta['ttft_s']):>8} {_fmt(ta['first_token_s']):>10} "
-            f"{_fmt(ta['decode_tok_s']):>6}  {_fmt(tb['ttft_s']):>9} {_fmt(tb['first_token_s']):>10} {_fmt(tb['decode_tok_s']):>6} "
-            f"{tb['cached_tokens']:>7}  {_fmt(conv['ttft_ratio'][i], 3):>8}"
+            f"  {i + 1:>4} {ta['images']:>6} {ta['prompt_tokens']:>10}  {_fmt(ta['first_text_s']):>10} {_fmt(ta['first_token_s']):>10} "
+            f"{_fmt(ta['decode_tok_s']):>6}  {_fmt(tb['first_text_s']):>10} {_fmt(tb['first_token_s']):>10} {_fmt(tb['decode_tok_s']):>6} "
+            f"{tb['cached_tokens']:>7}  {_fmt(conv['first_token_ratio'][i], 3):>10}"
         )
     for label, key in (("CPU / wall", "cpu_per_wall"), ("load average at the end", "loadavg_1min_end")):
         out.append(
@@ -119,9 +123,9 @@ def report(results: dict) -> str:
         unit = "GiB" if t["unit"] == "bytes" else t["unit"]
         relation = "<=" if t["at_most"] else ">="
         aside = ""
-        if "by_first_token" in t:  # for information: the same comparison at the first token, not the first text
-            value, limit = t["by_first_token"]
-            aside = f"   (at the first token: {show(value)} {relation} {show(limit)})"
+        if "by_first_text" in t:  # for information: the same comparison at the first text received
+            value, limit = t["by_first_text"]
+            aside = f"   (at the first text: {show(value)} {relation} {show(limit)})"
         out.append(
             f"  {'PASS' if t['pass'] else 'FAIL'}  {t['name']}: {show(t['value'])} {relation} {show(t['limit'])} {unit}{aside}"
         )

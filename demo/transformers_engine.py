@@ -3,7 +3,7 @@
 Loads any checkpoint `AutoProcessor` + `AutoModelForImageTextToText` can load (a hub id or a
 local directory, including the tiny random one from `demo/tiny_model.py`), renders the
 conversation with the model's own chat template and `add_vision_id=True`, and streams the
-answer from `model.generate` running in a background thread.
+answer token by token from `model.generate` running in a background thread.
 
 The answer is decoded with special tokens kept, then every special token except Qwen2-VL's
 grounding markers is removed: `skip_special_tokens=True` would delete the markers too.
@@ -26,7 +26,6 @@ from transformers import (
     DynamicCache,
     StoppingCriteria,
     StoppingCriteriaList,
-    TextIteratorStreamer,
 )
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -40,6 +39,7 @@ from demo.engine import (
     VisionCost,
 )
 from demo.kv_reuse import CacheStore, SessionCache, reuse_kwargs
+from demo.streaming import TokenStreamer
 from demo.video import processor_video_kwargs
 from grounding import family_from_model_type
 
@@ -233,7 +233,7 @@ class TransformersEngine(Engine):
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
         inputs = self.prepare_inputs(messages, settings)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
+        streamer = TokenStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
         failure: list[BaseException] = []
         closed = threading.Event()  # set when this iterator ends, however it ends
 
