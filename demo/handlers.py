@@ -30,7 +30,8 @@ from demo.markup import inert
 from demo.media import UploadError, is_image_file, load_image
 from demo.presets import grounding_prompt
 from demo.session_file import dump_conversation, load_conversation
-from demo.video import VideoSettings, is_video_file, sample_video
+from demo.video import VideoSettings, is_video_file
+from demo.video_decode import sample_video
 from demo.views import chatbot_messages
 
 log = logging.getLogger(__name__)

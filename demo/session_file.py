@@ -20,6 +20,7 @@ from PIL import Image
 from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
 from demo.media import UploadError, load_image
+from demo.video import SampledVideo
 
 FORMAT = "qwen-vl-chat/conversation"
 VERSION = 1
@@ -141,8 +142,6 @@ def _name(name: str) -> str:
 
 def _video(item: dict, limits: Limits, image_dir: Path, turn: int) -> Attachment:
     """A saved video: its sampled frames (shown as a strip of the first few), and where they came from."""
-    from demo.video import SampledVideo  # PyAV only when a file has videos
-
     frames64, timestamps, name = item.get("frames_png_base64"), item.get("timestamps"), item.get("name")
     numbers = [item.get(k) for k in ("source_fps", "duration", "sample_fps")]
     _expect(isinstance(name, str) and isinstance(frames64, list) and isinstance(timestamps, list), f"a video of turn {turn} is malformed")

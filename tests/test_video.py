@@ -1,4 +1,4 @@
-"""demo/video.py: sampling frames from uploaded videos, on synthetic videos written here with PyAV.
+"""demo/video.py and video_decode.py: sampling frames from uploaded videos, on synthetic videos written with PyAV.
 
 Every frame written carries its index as a 4×4 grid of black/white cells (bit i in cell i), so a
 sampled frame says which source frame it is, whatever size it was resized to.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import video as video_module
+from demo import video_decode
 from demo.media import UploadError
 from demo.video import (
     VIDEO_EXTENSIONS,
@@ -27,8 +27,8 @@ from demo.video import (
     frame_size,
     is_video_file,
     processor_video_kwargs,
-    sample_video,
 )
+from demo.video_decode import sample_video
 
 DEFAULT = VideoSettings()
 
@@ -399,7 +399,7 @@ def test_bad_inputs_raise_one_sentence(tmp_path, make, says):
 
 
 def test_an_absurd_resolution_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(video_module, "MAX_SOURCE_PIXELS", 64 * 48 - 1)
+    monkeypatch.setattr(video_decode, "MAX_SOURCE_PIXELS", 64 * 48 - 1)
     path = write_video(tmp_path / "big.mp4")
     with pytest.raises(
         UploadError, match=r"^big\.mp4 is 64×48 pixels per frame, more than the 3,071 this app accepts\.$"
