@@ -17,10 +17,8 @@ stream). Knows nothing of the targets; `bench.engine` reports those.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -29,6 +27,7 @@ from pathlib import Path
 from bench.engine import TURNS, raw_stream
 from bench.models import ensure_checkpoint, square_photo
 from bench.probes import TokenClock
+from bench.report import publish
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engine import GenerationSettings
 
@@ -128,11 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.rounds < 1 or args.max_new_tokens < 2:
         parser.error("--rounds must be >= 1 and --max-new-tokens >= 2")
     results = run(args.shape, args.dtype, args.rounds, args.max_new_tokens)
-    print(report(results), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}", flush=True)
+    publish(report(results), results, args.json)
     return results
 
 

@@ -43,7 +43,6 @@ each phase, after glibc `malloc_trim(0)`; the shared model is in every figure, a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -59,7 +58,7 @@ if str(REPO) not in sys.path:  # run as a file
 
 from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E402
 from bench.probes import PeakRss, TokenClock, rss_bytes, timed  # noqa: E402
-from bench.report import ratio, report, targets  # noqa: E402
+from bench.report import publish, ratio, report, targets  # noqa: E402
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engine import GenerationSettings  # noqa: E402
 
@@ -292,11 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         warmup=not args.no_warmup,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
-    print(report(results), flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}", flush=True)
+    publish(report(results), results, args.json)
     return results
 
 

@@ -11,6 +11,9 @@ word by word, so that figure favours the engine whenever an answer's first word 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 GiB = 2**30
 FOLLOW_UPS = (2, 4, 5)  # 1-based turns whose session TTFT must be ≤ 0.10 × the re-prefill's
 
@@ -130,3 +133,12 @@ def report(results: dict) -> str:
             f"  {'PASS' if t['pass'] else 'FAIL'}  {t['name']}: {show(t['value'])} {relation} {show(t['limit'])} {unit}{aside}"
         )
     return "\n".join(out)
+
+
+def publish(table: str, results: dict, json_path: Path | None) -> None:
+    """Print `table`; with `json_path`, also write `results` there as JSON and say so."""
+    print(table, flush=True)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {json_path}", flush=True)
