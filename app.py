@@ -14,6 +14,7 @@ import sys
 import time
 
 from demo.limits import Limits
+from grounding.generations import FAMILIES
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 ENV_PREFIX = "QWEN_CHAT_"
@@ -82,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-key", help="with --backend openai: the server's key (default: $OPENAI_API_KEY)")
     parser.add_argument(
         "--family",
-        choices=["qwen-vl", "qwen2-vl", "qwen2.5-vl", "qwen3-vl"],
+        choices=FAMILIES,
         help="with --backend openai: the model's grounding format (default: read from the model name)",
     )
     parser.add_argument(
@@ -157,7 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_engine(args: argparse.Namespace):
     """Build the engine the flags ask for (the local one is where torch and transformers get imported)."""
     if args.backend == "openai":
-        from demo.openai_engine import OpenAIEngine
+        from demo.engines.server import OpenAIEngine
 
         return OpenAIEngine(
             args.base_url,
@@ -167,14 +168,14 @@ def load_engine(args: argparse.Namespace):
             min_pixels=args.min_pixels,
             max_pixels=args.max_pixels,
         )
-    from demo.zerogpu import import_spaces_first, on_zero_gpu
+    from demo.engines.zerogpu import import_spaces_first, on_zero_gpu
 
     import_spaces_first()
-    from demo.transformers_engine import TransformersEngine
+    from demo.engines.local import TransformersEngine
 
     model = args.model
     if model == TINY_MODEL:
-        from demo.tiny_model import ensure_tiny_checkpoint
+        from demo.engines.tiny_model import ensure_tiny_checkpoint
 
         model = str(ensure_tiny_checkpoint())
         log.info("tiny random checkpoint: %s", model)
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    from demo.engine_slot import EngineSlot
+    from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
 
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = load_engine(args)
     except Exception as e:  # noqa: BLE001 - one line for the person, not a traceback wall
-        from demo.engine import ModelLoadError
+        from demo.engines.base import ModelLoadError
 
         reason = str(e) if isinstance(e, (ModelLoadError, ValueError)) else f"{type(e).__name__}: {e}"
         slot.fail(reason)

@@ -29,7 +29,7 @@ from bench.models import ensure_checkpoint, square_photo
 from bench.probes import TokenClock
 from bench.report import publish
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import GenerationSettings
+from demo.engines.base import GenerationSettings
 
 SIDES = ("raw", "engine_session", "engine_no_session")
 
@@ -53,7 +53,7 @@ def run(shape: str = "tiny", dtype: str = "float32", rounds: int = 3, max_new_to
     """`rounds` rounds of the three sides; every run's figures, medians and engine/raw ratios."""
     from transformers import AutoProcessor
 
-    from demo.transformers_engine import TransformersEngine
+    from demo.engines.local import TransformersEngine
 
     checkpoint = ensure_checkpoint(shape)
     engine = TransformersEngine(str(checkpoint.path), device="cpu", dtype=dtype)

@@ -25,7 +25,7 @@ Figures per generation:
 - `first_token_s` (TTFT, what the targets use): from the call to the end of the model's first
   forward, i.e. the first token; timed by the same hooks for raw generate and the engine.
 - `first_text_s`: from the call to the first non-empty piece of text the caller receives. The
-  engine hands on text token by token (`demo.streaming.TokenStreamer`); raw generate's
+  engine hands on text token by token (`demo.engines.streaming.TokenStreamer`); raw generate's
   `TextIteratorStreamer` holds it back until a word ends (a space or newline), so with random
   weights that emit space-less runs (`cycycy…`) raw's first text can be the end of the answer.
 - `decode_tok_s`: (generated tokens - 1) / (end of the iteration - end of the first forward).
@@ -60,7 +60,7 @@ from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E4
 from bench.probes import PeakRss, TokenClock, rss_bytes, timed  # noqa: E402
 from bench.report import publish, ratio, report, targets  # noqa: E402
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
-from demo.engine import GenerationSettings  # noqa: E402
+from demo.engines.base import GenerationSettings  # noqa: E402
 
 DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 1, "max_new_tokens": 16}}
 # (question, photos attached): images in turns 1 and 3, text follow-ups about them in 2, 4 and 5.
@@ -168,7 +168,7 @@ def run(
     import transformers
     from transformers import AutoProcessor
 
-    from demo.transformers_engine import TransformersEngine
+    from demo.engines.local import TransformersEngine
 
     repeats = repeats or DEFAULTS[shape]["repeats"]
     max_new_tokens = max_new_tokens or DEFAULTS[shape]["max_new_tokens"]

@@ -1,4 +1,4 @@
-"""How long `demo.video_decode.sample_video` takes on a 30-minute 1280×720 video, default settings.
+"""How long `demo.media.video_decode.sample_video` takes on a 30-minute 1280×720 video, default settings.
 
     python -m bench.video_prep            # or: python bench/video_prep.py [--video PATH] [--repeats 3]
 
@@ -26,8 +26,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from demo.video import VideoSettings  # noqa: E402
-from demo.video_decode import sample_video  # noqa: E402
+from demo.media.video import VideoSettings  # noqa: E402
+from demo.media.video_decode import sample_video  # noqa: E402
 
 WIDTH, HEIGHT, FPS, MINUTES, GOP = 1280, 720, 24, 30, 48
 CACHED = Path(tempfile.gettempdir()) / "qwen-vl-chat-bench" / f"synthetic-{MINUTES}min-{WIDTH}x{HEIGHT}-{FPS}fps.mp4"

@@ -17,10 +17,16 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
-from demo.engine import VisionCost
-
 if TYPE_CHECKING:
-    from demo.video import SampledVideo
+    from demo.media.video import SampledVideo
+
+@dataclass(frozen=True)
+class VisionCost:
+    """What one image costs the model: the size it is resized to, and its visual tokens."""
+
+    input_wh: tuple[int, int]
+    tokens: int
+
 
 TurnStatus = Literal["waiting", "streaming", "done", "stopped", "error"]
 

@@ -21,18 +21,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import DEFAULT_SYSTEM_PROMPT, Engine, EngineError, GenerationSettings, VisionCost
-from demo.engine_slot import EngineSlot
+from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
+from demo.engines.base import DEFAULT_SYSTEM_PROMPT, Engine, EngineError, GenerationSettings
+from demo.engines.slot import EngineSlot
 from demo.export import write_exports
 from demo.limits import LimitError, Limits
 from demo.markup import inert
-from demo.media import UploadError, is_image_file, load_image
-from demo.presets import grounding_prompt
+from demo.media.pictures import UploadError, is_image_file, load_image
+from demo.media.video import VideoSettings, is_video_file
+from demo.media.video_decode import sample_video
 from demo.session_file import dump_conversation, load_conversation
-from demo.video import VideoSettings, is_video_file
-from demo.video_decode import sample_video
 from demo.views import chatbot_messages
+from grounding.generations import DEFAULT_FAMILY, grounding_prompt
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class ChatHandlers:
     def family(self) -> str:
         """The loaded model's grounding family (Qwen2-VL's until a model is there)."""
         engine = self.slot.wait(timeout=0)
-        return engine.family if engine is not None else "qwen2-vl"
+        return engine.family if engine is not None else DEFAULT_FAMILY
 
     def status(self) -> tuple[str, gr.Timer]:
         """The model status line, and the refresh timer (switched off once loading is over)."""

@@ -1,7 +1,7 @@
 """Saving a conversation to a JSON file and loading it back, images embedded as PNG.
 
 A loaded file is untrusted: its structure is checked strictly, its texts and images are held
-to the same limits as typed messages and uploads, its images are decoded by `demo.media` from
+to the same limits as typed messages and uploads, its images are decoded by `demo.media.pictures` from
 bytes (never from a path or URL the file names), and anything off refuses the whole file with
 one sentence (`UploadError`). Knows nothing of Gradio or of any engine.
 """
@@ -19,8 +19,8 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
-from demo.media import UploadError, load_image
-from demo.video import SampledVideo
+from demo.media.pictures import UploadError, load_image
+from demo.media.video import SampledVideo
 
 FORMAT = "qwen-vl-chat/conversation"
 VERSION = 1

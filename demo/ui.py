@@ -12,9 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo.engine import DEFAULT_SYSTEM_PROMPT
+from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers
-from demo.presets import PRESETS
+from grounding.generations import GENERATIONS, PRESETS
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
@@ -32,6 +32,15 @@ def _examples() -> list[dict]:
         {"text": "Detect the bounding box of the coffee cup.", "files": [photo("coffee.png")]},
         {"text": "What happens in Video 1?", "files": [photo("rocket-launch.mp4")]},
     ]
+
+
+def _factors() -> str:
+    """'28 for Qwen2-VL, Qwen2.5-VL; 32 for Qwen3-VL, Qwen3.5', from the registry."""
+    by_factor: dict[int, list[str]] = {}
+    for g in GENERATIONS:
+        if g.local:
+            by_factor.setdefault(g.resize_factor, []).append(g.title)
+    return "; ".join(f"{factor} for {', '.join(titles)}" for factor, titles in sorted(by_factor.items()))
 
 
 def _textbox_busy() -> gr.MultimodalTextbox:
@@ -87,7 +96,8 @@ def build_ui(
                 min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
                 max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
             gr.Markdown(
-                "Each image is resized to between min and max pixels (sides multiples of 28) before the model "
+                "Each image is resized to between min and max pixels (sides multiples of the model's patch size × merge: "
+                f"{_factors()}) before the model "
                 "sees it; the size it was seen at and its number of visual tokens are shown under its label."
             )
             with gr.Row():

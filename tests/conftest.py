@@ -17,7 +17,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept fo
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from demo.tiny_model import ensure_tiny_checkpoint
+    from demo.engines.tiny_model import ensure_tiny_checkpoint
 
     return ensure_tiny_checkpoint(tmp_path_factory.mktemp("model-cache"))
 
@@ -25,7 +25,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def engine(tiny_checkpoint):
     """The real transformers engine on the tiny checkpoint, in float32 for exact comparisons."""
-    from demo.transformers_engine import TransformersEngine
+    from demo.engines.local import TransformersEngine
 
     return TransformersEngine(str(tiny_checkpoint), device="cpu", dtype="float32")
 
@@ -48,7 +48,7 @@ def app(engine):
     Its engine is the real one, wrapped so that answers are at least `min_new_tokens` long
     (tests that stop a long answer raise it, then put it back).
     """
-    from demo.engine_slot import EngineSlot
+    from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
     from tests.fakes import AtLeast

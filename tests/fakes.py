@@ -7,7 +7,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from demo.engine import Engine, EngineError, GenerationSettings, VisionCost
+from demo.conversation import VisionCost
+from demo.engines.base import Engine, EngineError, GenerationSettings
 
 
 class ScriptedEngine(Engine):

@@ -65,7 +65,7 @@ def test_a_missing_model_ends_with_one_line_and_no_traceback(tmp_path):
 def test_an_out_of_memory_load_is_one_sentence(tiny_checkpoint, monkeypatch):
     import transformers
 
-    from demo.transformers_engine import ModelLoadError, TransformersEngine
+    from demo.engines.local import ModelLoadError, TransformersEngine
 
     def no_memory(*args, **kwargs):
         raise MemoryError()
@@ -78,7 +78,7 @@ def test_an_out_of_memory_load_is_one_sentence(tiny_checkpoint, monkeypatch):
 def test_a_gpu_asked_for_on_a_machine_without_one_is_one_sentence(tiny_checkpoint):
     import torch
 
-    from demo.transformers_engine import ModelLoadError, TransformersEngine
+    from demo.engines.local import ModelLoadError, TransformersEngine
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

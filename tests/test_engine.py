@@ -8,7 +8,7 @@ import time
 import pytest
 from PIL import Image
 
-from demo.engine import EngineError, GenerationSettings
+from demo.engines.base import EngineError, GenerationSettings
 from tests.fakes import forced_answer
 
 LONG = GenerationSettings(max_new_tokens=100_000, min_new_tokens=100_000)

@@ -11,7 +11,7 @@ import psutil
 import pytest
 from gradio_client import Client, handle_file
 
-from demo.engine_slot import EngineSlot
+from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from tests.fakes import AtLeast
 

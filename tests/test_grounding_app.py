@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
-from demo.engine_slot import EngineSlot
+from demo.engines.slot import EngineSlot
 from demo.export import coco_record, detections_record, write_exports
 from demo.handlers import ChatHandlers
-from demo.presets import PRESETS, grounding_prompt
 from grounding import label_color
+from grounding.generations import PRESETS, grounding_prompt
 from tests.fakes import ScriptedEngine, forced_answer
 
 

@@ -9,8 +9,8 @@ import gradio as gr
 import pytest
 
 from demo.conversation import Conversation
-from demo.engine import EngineError
-from demo.engine_slot import EngineSlot
+from demo.engines.base import EngineError
+from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from tests.fakes import ScriptedEngine
 

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import GenerationSettings
-from demo.kv_reuse import CacheStore, SessionCache
+from demo.engines.base import GenerationSettings
+from demo.engines.kv_reuse import CacheStore, SessionCache
 
 GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
 
@@ -199,7 +199,7 @@ def test_a_session_in_use_is_never_evicted():
 
 
 def test_clearing_or_closing_a_session_frees_its_cache(engine):
-    from demo.engine_slot import EngineSlot
+    from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
 
     class Request:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import GenerationSettings
+from demo.engines.base import GenerationSettings
 
 IMG = "<|vision_start|><|image_pad|><|vision_end|>"
 

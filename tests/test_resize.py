@@ -1,4 +1,4 @@
-"""demo/resize.py: the pure-Python resize rule equals transformers' own, and the token counts."""
+"""demo/media/resize.py: the pure-Python resize rule equals transformers' own, and the token counts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as transformers_smart_resize
 
-from demo.resize import PATCH_GEOMETRY, factor, smart_resize, visual_tokens
+from demo.media.resize import smart_resize, visual_tokens
+from grounding.generations import GENERATIONS
 
 QWEN2_MAX = 1280 * 28 * 28  # the app's default cap: 1280 visual tokens
 
@@ -61,11 +62,12 @@ def test_equals_transformers(height, width, factor_, min_pixels, extra):
 
 
 def test_family_geometry():
-    assert {family: factor(family) for family in PATCH_GEOMETRY} == {
+    assert {g.family: g.resize_factor for g in GENERATIONS} == {
         "qwen-vl": 28,
         "qwen2-vl": 28,
         "qwen2.5-vl": 28,
         "qwen3-vl": 32,  # patch 16, merge 2
+        "qwen3.5": 32,  # patch 16, merge 2, like Qwen3-VL
     }
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
-from demo.media import UploadError
+from demo.media.pictures import UploadError
 from demo.session_file import dump_conversation, load_conversation
 
 

@@ -89,7 +89,7 @@ def fake_spaces(monkeypatch) -> list:
 
 
 def build_app() -> None:
-    from demo.engine_slot import EngineSlot
+    from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.ui import build_ui
 
@@ -99,7 +99,7 @@ def build_app() -> None:
 def test_the_app_builds_without_spaces(monkeypatch):
     monkeypatch.setitem(sys.modules, "spaces", None)  # as if not installed
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    from demo.zerogpu import on_zero_gpu, zero_gpu_active
+    from demo.engines.zerogpu import on_zero_gpu, zero_gpu_active
 
     build_app()
     assert not zero_gpu_active()
@@ -110,7 +110,7 @@ def test_the_app_builds_without_spaces(monkeypatch):
 def test_with_spaces_but_no_zero_gpu_nothing_is_decorated(monkeypatch, engine):
     decorated = fake_spaces(monkeypatch)
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    from demo.zerogpu import on_zero_gpu
+    from demo.engines.zerogpu import on_zero_gpu
 
     build_app()
     stream = engine.stream
@@ -120,7 +120,7 @@ def test_with_spaces_but_no_zero_gpu_nothing_is_decorated(monkeypatch, engine):
 def test_on_zero_gpu_the_generation_runs_under_spaces_gpu(monkeypatch):
     decorated = fake_spaces(monkeypatch)
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    from demo.zerogpu import GPU_SECONDS, on_zero_gpu
+    from demo.engines.zerogpu import GPU_SECONDS, on_zero_gpu
 
     engine = types.SimpleNamespace(stream=lambda *a: iter(("a", "b")))
     original = engine.stream

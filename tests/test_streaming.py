@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from demo.engine import GenerationSettings
-from demo.streaming import TokenStreamer
+from demo.engines.base import GenerationSettings
+from demo.engines.streaming import TokenStreamer
 from tests.fakes import forced_answer
 
 ANSWERS = [

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demo.engine_slot import EngineSlot
+from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from demo.limits import Limits
-from demo.media import UploadError, load_image
+from demo.media.pictures import UploadError, load_image
 from tests.fakes import AtLeast
 
 SHORT = 8  # max new tokens: the answers' words do not matter here

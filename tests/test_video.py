@@ -1,4 +1,4 @@
-"""demo/video.py and video_decode.py: sampling frames from uploaded videos, on synthetic videos written with PyAV.
+"""demo/media/video.py and video_decode.py: sampling frames from uploaded videos, on synthetic videos written with PyAV.
 
 Every frame written carries its index as a 4×4 grid of black/white cells (bit i in cell i), so a
 sampled frame says which source frame it is, whatever size it was resized to.
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import video_decode
-from demo.media import UploadError
-from demo.video import (
+from demo.media import video_decode
+from demo.media.pictures import UploadError
+from demo.media.video import (
     VIDEO_EXTENSIONS,
     SampledVideo,
     VideoSettings,
@@ -28,7 +28,7 @@ from demo.video import (
     is_video_file,
     processor_video_kwargs,
 )
-from demo.video_decode import sample_video
+from demo.media.video_decode import sample_video
 
 DEFAULT = VideoSettings()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from demo.conversation import Conversation, Turn, to_model_messages
-from demo.engine import GenerationSettings
-from demo.engine_slot import EngineSlot
+from demo.engines.base import GenerationSettings
+from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from demo.limits import Limits
 from demo.session_file import dump_conversation, load_conversation
@@ -87,7 +87,7 @@ def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
 
 def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
     from demo.handlers import _attach
-    from demo.video import VideoSettings
+    from demo.media.video import VideoSettings
 
     clip = _attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4))
     settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
-from demo.engine import VisionCost
+from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
 from demo.views import answer_text, caption, chatbot_messages
 
 

@@ -1,7 +1,7 @@
 """An engine that drives an OpenAI-compatible inference server (vLLM, SGLang, `transformers serve`).
 
 It streams `{base_url}/chat/completions` with the official `openai` client. The app resizes
-each image itself with the family's rule (`demo/resize.py`) and sends it as a PNG data URL,
+each image itself with the family's rule (`demo/media/resize.py`) and sends it as a PNG data URL,
 never a path or URL, so the size the model sees is known here (Qwen2.5-VL answers in those
 pixels). A text part `Picture N: ` (N over the whole conversation) precedes each image: the
 labels the local engine's `add_vision_id` writes. A video part (a list of PIL frames) is sent
@@ -33,8 +33,10 @@ from pathlib import Path
 import openai
 from PIL import Image
 
-from demo.engine import RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, VisionCost
-from demo.resize import PATCH_GEOMETRY, smart_resize, visual_tokens
+from demo.conversation import VisionCost
+from demo.engines.base import RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings
+from demo.media.resize import smart_resize, visual_tokens
+from grounding.generations import FAMILIES, family_from_name, generation
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +47,14 @@ POLL_SECONDS = 0.05  # how often the answer loop looks at the stop event
 _DROPPED_SPECIALS = re.compile(
     r"<\|(?:endoftext|im_start|im_end|vision_start|vision_end|vision_pad|image_pad|video_pad)\|>"
 )
-# Newest first: "qwen2.5-vl" must not be read as "qwen2-vl".
-_FAMILY_PATTERNS = (
-    (re.compile(r"qwen3[-_.]?vl"), "qwen3-vl"),
-    (re.compile(r"qwen2[-_.]?5[-_.]?vl"), "qwen2.5-vl"),
-    (re.compile(r"qwen2[-_.]?vl"), "qwen2-vl"),
-    (re.compile(r"qwen[-_.]?vl"), "qwen-vl"),
-)
-
-
 def infer_family(model_name: str) -> str:
     """The grounding family named by a model id or path ("Qwen/Qwen2.5-VL-7B-Instruct" -> "qwen2.5-vl")."""
-    name = model_name.lower().rstrip("/")
-    for text in (name.rsplit("/", 1)[-1], name):  # the last path part decides, else the whole
-        for pattern, family in _FAMILY_PATTERNS:
-            if pattern.search(text):
-                return family
-    raise ValueError(
-        f"cannot tell the Qwen VL family of model {model_name!r} from its name: "
-        f"pass --family ({', '.join(PATCH_GEOMETRY)})"
-    )
+    family = family_from_name(model_name)
+    if family is None:
+        raise ValueError(
+            f"cannot tell the Qwen VL family of model {model_name!r} from its name: pass --family ({', '.join(FAMILIES)})"
+        )
+    return family
 
 
 class OpenAIEngine(Engine):
@@ -85,10 +75,9 @@ class OpenAIEngine(Engine):
         self.base_url = base_url.rstrip("/")
         self.model_name = model
         self.family = family or infer_family(model)
-        if self.family not in PATCH_GEOMETRY:
-            raise ValueError(f"unknown family {self.family!r}: choose one of {', '.join(PATCH_GEOMETRY)}")
-        self.patch, self.merge = PATCH_GEOMETRY[self.family]
-        self.factor = self.resize_factor = self.patch * self.merge
+        spec = generation(self.family)  # ValueError for an unknown family
+        self.patch, self.merge = spec.patch_size, spec.merge_size
+        self.factor = self.resize_factor = spec.resize_factor
         self.default_min_pixels = min_pixels or 56 * 56
         self.default_max_pixels = max_pixels or DEFAULT_MAX_VISUAL_TOKENS * self.factor**2
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()

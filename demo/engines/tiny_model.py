@@ -20,7 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from demo.engine import GROUNDING_TOKENS, RANDOM_WEIGHTS_MARKER
+from demo.engines.base import RANDOM_WEIGHTS_MARKER
+from grounding.generations import QWEN2_VL_MARKERS
 
 BUILD_VERSION = "1"
 CORPUS_PATH = Path(__file__).with_name("tiny_corpus.txt")
@@ -31,7 +32,7 @@ SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
     "<|im_end|>",
-    *GROUNDING_TOKENS,
+    *QWEN2_VL_MARKERS,
     "<|vision_start|>",
     "<|vision_end|>",
     "<|vision_pad|>",
@@ -192,5 +193,5 @@ def build_tiny_checkpoint(out_dir: Path) -> None:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     (out_dir / RANDOM_WEIGHTS_MARKER).write_text(
-        "The weights of this checkpoint are random: it answers with random text. Built by demo/tiny_model.py.\n"
+        "The weights of this checkpoint are random: it answers with random text. Built by demo/engines/tiny_model.py.\n"
     )

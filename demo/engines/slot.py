@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 
-from demo.engine import Engine
+from demo.engines.base import Engine
 
 
 class EngineSlot:

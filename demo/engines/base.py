@@ -5,7 +5,7 @@ images inline as PIL images, into a stream of answer text. It also says what eac
 costs (the size the model sees it at, and its number of visual tokens).
 
 This module knows no backend: it imports neither torch nor transformers. The transformers
-engine lives in `demo/transformers_engine.py`; tests plug in their own.
+engine lives in `demo/engines/local.py`; tests plug in their own.
 
 Message format (the same one `processor.apply_chat_template` takes)::
 
@@ -26,19 +26,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from demo.conversation import VisionCost
+
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 # A file in a local checkpoint directory that says its weights are random (the tiny test model).
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
 
-# Grounding markers of Qwen2-VL: special tokens an engine must keep in the answer text.
-GROUNDING_TOKENS = (
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-)
 
 
 @dataclass(frozen=True)
@@ -75,14 +68,6 @@ class GenerationSettings:
             raise ValueError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
 
 
-@dataclass(frozen=True)
-class VisionCost:
-    """What one image costs the model: the size it is resized to, and its visual tokens."""
-
-    input_wh: tuple[int, int]
-    tokens: int
-
-
 class ModelLoadError(Exception):
     """The model could not be loaded (or reached); the text is one line a person can act on."""
 
@@ -96,7 +81,7 @@ class Engine(ABC):
 
     Attributes:
         model_name: what the UI shows as the model.
-        family: grounding format family: "qwen-vl", "qwen2-vl", "qwen2.5-vl" or "qwen3-vl".
+        family: the generation, a family name of the registry (`grounding.generations`).
         random_weights: True when the weights are random (the answers are noise).
         default_min_pixels / default_max_pixels: the image pixel bounds used when the
             settings leave them at None.

@@ -5,7 +5,7 @@ resize factor); `frame_count` and `frame_size` turn a duration and a source size
 number of frames and the one size they all get: sides multiples of `factor`, pixel count within
 the per-frame bounds and within the whole video's `total_pixels` budget. `SampledVideo` holds
 the frames the model sees, and `processor_video_kwargs` hands them to a Qwen VL processor as
-they are. Decoding a file into a `SampledVideo` is `demo.video_decode.sample_video` (PyAV).
+they are. Decoding a file into a `SampledVideo` is `demo.media.video_decode.sample_video` (PyAV).
 Imports neither PyAV, torch nor transformers; knows nothing of Gradio.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from demo.resize import smart_resize
+from demo.media.resize import smart_resize
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 

@@ -7,27 +7,13 @@ Qwen2.5-VL and Qwen3-VL processors apply to every image): both sides become mult
 and the aspect ratio is kept as closely as those allow. `tests/test_resize.py` checks the
 equality against transformers itself.
 
-`PATCH_GEOMETRY` holds each model family's vision patch size and spatial merge size, and
+Each generation's patch size and merge size live in the registry (`grounding.generations`);
 `visual_tokens` counts the tokens an image of a given (already resized) size costs.
 """
 
 from __future__ import annotations
 
 import math
-
-# family -> (patch size, spatial merge size); the resize factor is their product.
-PATCH_GEOMETRY: dict[str, tuple[int, int]] = {
-    "qwen-vl": (14, 2),
-    "qwen2-vl": (14, 2),
-    "qwen2.5-vl": (14, 2),
-    "qwen3-vl": (16, 2),
-}
-
-
-def factor(family: str) -> int:
-    """The side multiple of `family`'s resize rule: 28 for Qwen(2/2.5)-VL, 32 for Qwen3-VL."""
-    patch, merge = PATCH_GEOMETRY[family]
-    return patch * merge
 
 
 def smart_resize(

@@ -1,7 +1,7 @@
 """The local engine: a Qwen VL checkpoint run in this process with transformers.
 
 Loads any checkpoint `AutoProcessor` + `AutoModelForImageTextToText` can load (a hub id or a
-local directory, including the tiny random one from `demo/tiny_model.py`), renders the
+local directory, including the tiny random one from `demo/engines/tiny_model.py`), renders the
 conversation with the model's own chat template and `add_vision_id=True`, and streams the
 answer token by token from `model.generate` running in a background thread.
 
@@ -29,19 +29,18 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-from demo.engine import (
-    GROUNDING_TOKENS,
+from demo.conversation import VisionCost
+from demo.engines.base import (
     RANDOM_WEIGHTS_MARKER,
     Engine,
     EngineError,
     GenerationSettings,
     ModelLoadError,
-    VisionCost,
 )
-from demo.kv_reuse import CacheStore, SessionCache, reuse_kwargs
-from demo.streaming import TokenStreamer
-from demo.video import processor_video_kwargs
-from grounding import family_from_model_type
+from demo.engines.kv_reuse import CacheStore, SessionCache, reuse_kwargs
+from demo.engines.streaming import TokenStreamer
+from demo.media.video import processor_video_kwargs
+from grounding.generations import family_from_model_type, generation
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,8 @@ class TransformersEngine(Engine):
         cap = DEFAULT_MAX_VISUAL_TOKENS * self.resize_factor**2
         self.default_max_pixels = min(image_processor.size["longest_edge"], cap)
         specials = [t.content for t in self.tokenizer.added_tokens_decoder.values() if t.special]
-        dropped = sorted((t for t in specials if t not in GROUNDING_TOKENS), key=len, reverse=True)
+        keep = generation(self.family).keep_tokens
+        dropped = sorted((t for t in specials if t not in keep), key=len, reverse=True)
         self._drop_specials = re.compile("|".join(map(re.escape, dropped))) if dropped else None
 
     # -- what images cost ---------------------------------------------------------------------

@@ -4,7 +4,7 @@
 duration × `VideoSettings.fps` rounded to an even count (Qwen's temporal patch is 2), at most
 `max_frames`. From each slice it takes the frame on screen at the slice's middle (the last frame
 starting at or before it; a frame repeats when the source has fewer frames than slices). Every
-frame is resized to the one size `demo.video.frame_size` gives. PyAV's scaler resizes
+frame is resized to the one size `demo.media.video.frame_size` gives. PyAV's scaler resizes
 each frame right after it is decoded, so only the sampled frames, already small, are kept: a
 30-minute or an 8K video costs the budget plus the decoder's own few frames.
 
@@ -32,8 +32,8 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from demo.media import UploadError
-from demo.video import DEFAULT_SETTINGS, SampledVideo, VideoSettings, frame_count, frame_size
+from demo.media.pictures import UploadError
+from demo.media.video import DEFAULT_SETTINGS, SampledVideo, VideoSettings, frame_count, frame_size
 
 MAX_SOURCE_PIXELS = 8192 * 8192  # a frame larger than this is refused; 8K UHD (7680×4320) is decoded
 MAX_ASPECT_RATIO = 200  # Qwen's smart_resize refuses longer, thinner frames
