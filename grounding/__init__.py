@@ -21,7 +21,24 @@ coordinate space):
       ```
       <points x1="284" y1="305" alt="rolling pin">rolling pin</points>
 
-- Qwen3-VL, the same JSON, 0-1000 again.
+  plain-text lines when the system prompt asks for them (the spatial-understanding cookbook)::
+
+      138,769,315,954 蛋糕
+
+  and QwenVL HTML from document parsing (Qwen3-VL writes it in 0-1000, with
+  QwenVL Markdown's ``<!-- Image (x1, y1, x2, y2) -->`` comments as well)::
+
+      <h2 data-bbox="310 94 658 132">Qwen2.5 Technical Report</h2>
+
+- Qwen3-VL, the same JSON, 0-1000 again; its image zoom-in tool call names the
+  picture itself (``img_idx`` 0 is Picture 1)::
+
+      <tool_call>
+      {"name": "image_zoom_in_tool", "arguments": {"label": "sign", "bbox_2d": [574, 301, 660, 468], "img_idx": 0}}
+      </tool_call>
+
+JSON labels are read from ``label``, ``name``, ``name_en``, ``name_zh``, ``names``
+or ``text_content``; ``bbox`` stands for ``bbox_2d``.
 
 Usage::
 
@@ -32,8 +49,9 @@ Usage::
 
 What it cannot know:
 
-- which image a box is on, beyond "Picture N" / "Image N" / 图N mentions before
-  the box in the answer (see :func:`parse`); with none it picks the last image;
+- which image a box is on, beyond a tool call's ``img_idx`` and "Picture N" /
+  "Image N" / 图N mentions before the box in the answer (see :func:`parse`); with
+  none it picks the last image;
 - where a ref begins in the bare stripped form (the label is a guess: the few
   words before the numbers);
 - whether a box is right: only that it is well-formed. Boxes are clipped to the

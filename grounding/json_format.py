@@ -8,11 +8,23 @@
     ```
 
 Fenced or not, with prose around it, a list or a single object. Every complete
-object holding ``bbox_2d`` (4 numbers) or ``point_2d`` (2 numbers) is one
-grounding; an object cut off by the end of the text is not. The label is
-``label`` (or ``text_content``, which the OCR prompts use), else ``""``.
-Python-style dicts (single quotes) and trailing commas are tolerated (until 50
-such readings of one text have failed: a guard against pathological text).
+object holding ``bbox_2d`` (4 numbers; ``bbox`` when there is no ``bbox_2d``) or
+``point_2d`` (2 numbers) is one grounding; an object cut off by the end of the
+text is not. The label is the first non-empty of ``label``, ``name``,
+``name_en``, ``name_zh``, ``names`` (``{"en": …, "zh": …}`` or a list),
+``text_content`` (what the OCR prompts ask for), else ``""``.
+
+As models really write them:
+
+- a tool call (Qwen3-VL "think with images"), whose ``img_idx`` (0-based) names
+  the picture: ``<tool_call>{"name": "image_zoom_in_tool", "arguments":
+  {"bbox_2d": […], "label": "…", "img_idx": 0}}</tool_call>``;
+- a stray ``{`` before an object (``{ {"bbox_2d": …}``), read as the object;
+- duplicate keys, as when a ``}, {`` went missing: each repeat of a key starts
+  a new object, so ``{"bbox_2d": A, "label": "a", "bbox_2d": B, "label": "b"}``
+  is two groundings;
+- Python-style dicts (single quotes) and trailing commas, tolerated until 50
+  such readings of one text have failed (a guard against pathological text).
 """
 
 from __future__ import annotations
@@ -23,13 +35,29 @@ import re
 
 from grounding.raw import RawGrounding, numbers_of
 
-#: JSON key -> (kind, arity).
-KEYS: dict[str, tuple[str, int]] = {"bbox_2d": ("box", 4), "point_2d": ("point", 2)}
+#: JSON key -> (kind, arity). ``bbox`` is read only where ``bbox_2d`` is absent.
+KEYS: dict[str, tuple[str, int]] = {"bbox_2d": ("box", 4), "point_2d": ("point", 2), "bbox": ("box", 4)}
+#: Keys holding the label, most preferred first (``names`` is handled apart).
+LABEL_KEYS: tuple[str, ...] = ("label", "name", "name_en", "name_zh", "names", "text_content")
 
-_KEY_RE = re.compile(r"""["']?\b(bbox_2d|point_2d)\b["']?\s*:""")
+_KEY_RE = re.compile(r"""["']?\b(bbox_2d|point_2d|bbox)\b["']?\s*:""")
+_TOOL_CALL_HEAD_RE = re.compile(r"""\{\s*"name"\s*:\s*"[^"\n]{0,100}"\s*,\s*"arguments"\s*:\s*\Z""")
+_TOOL_CALL_TAIL_RE = re.compile(r"""\s*\}""")
+_TOOL_CALL_OPEN = "<tool_call>"
+_TOOL_CALL_CLOSE_RE = re.compile(r"\s*</tool_call>")
 _FENCE_RE = re.compile(r"```[ \t]*(?:json)?[^\n`]*\n?(?:.*?)(?:```|\Z)", re.IGNORECASE | re.DOTALL)
 _TRAILING_COMMA_RE = re.compile(r",\s*([}\]])")
-_DECODER = json.JSONDecoder()
+
+
+class _Object(dict):
+    """A decoded JSON object that remembers its key/value pairs in order, repeats included."""
+
+    def __init__(self, pairs: list[tuple[str, object]]) -> None:
+        super().__init__(pairs)
+        self.pairs = pairs
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_Object)
 _BACKTRACK = 2  # how many "{" before a key are tried as its object's start
 _SCAN_BACK = 24  # how many "{" before a key are looked at
 _WINDOW = 3000  # longest object read, in characters
@@ -51,22 +79,63 @@ def parse_json(text: str) -> list[RawGrounding]:
     blocks = _blocks(text, [span for _, span in entries])
     groundings: list[RawGrounding] = []
     for (obj, span), block in zip(entries, blocks, strict=True):
-        label = _label(obj)
-        for key, (kind, arity) in KEYS.items():
-            numbers = numbers_of(obj.get(key), arity)
-            if numbers is not None:
-                groundings.append(RawGrounding(label, kind, numbers, span, block, "json"))  # type: ignore[arg-type]
+        for part in _split_repeats(obj):
+            label, picture = _label(part), _picture(part)
+            for key, (kind, arity) in KEYS.items():
+                if key == "bbox" and "bbox_2d" in part:
+                    continue
+                numbers = numbers_of(part.get(key), arity)
+                if numbers is not None:
+                    groundings.append(RawGrounding(label, kind, numbers, span, block, "json", picture))  # type: ignore[arg-type]
     return groundings
 
 
+def _split_repeats(obj: dict) -> list[dict]:
+    """``obj`` as one dict per run of distinct keys (a repeated key starts a new one)."""
+    pairs = getattr(obj, "pairs", None)
+    if pairs is None or len(pairs) == len(obj):
+        return [obj]
+    parts: list[dict] = [{}]
+    for key, value in pairs:
+        if key in parts[-1]:
+            parts.append({})
+        parts[-1][key] = value
+    return parts
+
+
 def _label(obj: dict) -> str:
-    for key in ("label", "text_content"):
+    for key in LABEL_KEYS:
         value = obj.get(key)
+        if key == "names":
+            value = _names(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if isinstance(value, str) and value.strip():
             return value.strip()
     return ""
+
+
+def _names(value: object) -> str | None:
+    """The English name of ``{"en": …, "zh": …}`` (else the first), or a list's first name."""
+    if isinstance(value, dict):
+        preferred = [value.get("en"), value.get("zh"), *value.values()]
+    elif isinstance(value, list):
+        preferred = value
+    else:
+        return None
+    return next((v.strip() for v in preferred if isinstance(v, str) and v.strip()), None)
+
+
+def _picture(obj: dict) -> int | None:
+    """The 1-based Picture a tool call's 0-based ``img_idx`` names, or None."""
+    index = obj.get("img_idx")
+    if isinstance(index, str) and index.strip().isdigit():
+        index = int(index)
+    if isinstance(index, float) and index.is_integer():
+        index = int(index)
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0 or index > 10_000:
+        return None
+    return index + 1
 
 
 def _enclosing_object(
@@ -80,9 +149,13 @@ def _enclosing_object(
         if start == -1:
             return None
         before = text[max(low, start - 8) : start].rstrip()
-        if before.endswith(("{", '"', "'")):  # a brace inside a label, like "{{x}}"
+        if before.endswith(('"', "'")):  # a brace inside a label, like "{x}"
             continue
         decoded = _decode_object(text, start, budget)
+        if before.endswith("{"):  # a stray "{" before the object, or "{{" in a label: no try spent
+            if decoded is not None and decoded[1] > key_at and any(k in decoded[0] for k in KEYS):
+                return decoded[0], (start, decoded[1])
+            continue
         if decoded is not None and decoded[1] > key_at and any(k in decoded[0] for k in KEYS):
             return decoded[0], (start, decoded[1])
         tries -= 1
@@ -155,14 +228,18 @@ def balanced_end(text: str, start: int) -> int | None:
 def _blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """For each entry, the markup group :func:`grounding.readable` replaces.
 
-    A fenced code block holding the entry; otherwise the run of comma-separated
-    entries with its ``[`` and ``]`` (to the end of the text when the list was cut off).
+    A fenced code block holding the entry; a tool call holding it as its
+    ``arguments`` (with its ``<tool_call>`` tags); otherwise the run of
+    comma-separated entries with its ``[`` and ``]`` (to the end of the text when
+    the list was cut off).
     """
     fences = [m.span() for m in _FENCE_RE.finditer(text)]
     blocks: list[tuple[int, int] | None] = [None] * len(spans)
     run: list[int] = []
     for i, (start, end) in enumerate(spans):
         fence = next((f for f in fences if f[0] <= start and end <= f[1]), None)
+        if fence is None:
+            fence = _tool_call(text, start, end)
         if fence is not None:
             blocks[i] = fence
             continue
@@ -175,11 +252,26 @@ def _blocks(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return blocks  # type: ignore[return-value]
 
 
+def _tool_call(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The ``{"name": …, "arguments": <entry>}`` object (and its tags) around an entry, or None."""
+    head = _TOOL_CALL_HEAD_RE.search(text, max(0, start - 200), start)
+    tail = _TOOL_CALL_TAIL_RE.match(text, end)
+    if head is None or tail is None:
+        return None
+    start, end = head.start(), tail.end()
+    opening = text.rfind(_TOOL_CALL_OPEN, max(0, start - 40), start)
+    closing = _TOOL_CALL_CLOSE_RE.match(text, end)
+    if opening != -1 and not text[opening + len(_TOOL_CALL_OPEN) : start].strip() and closing is not None:
+        start, end = opening, closing.end()
+    return start, end
+
+
 def _close_run(text: str, spans, run: list[int], blocks: list) -> None:
     start, end = spans[run[0]][0], spans[run[-1]][1]
-    head = text[:start].rstrip()
+    window = max(0, start - 200)  # bounded: no copy of the whole prefix per run
+    head = text[window:start].rstrip()
     if head.endswith("["):
-        start = len(head) - 1
+        start = window + len(head) - 1
     tail = re.match(r"\s*,?\s*(\]|\{|$)", text[end:])
     if tail is not None:
         if tail.group(1) == "]":

@@ -8,9 +8,11 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 
+from grounding.document import parse_html_bbox, parse_markdown_comments
 from grounding.families import BARE_FORM_FAMILIES, RELATIVE_FAMILIES, RELATIVE_SCALE, check_family
 from grounding.json_format import parse_json
 from grounding.mentions import find_mentions, mask_reasoning, picture_for
+from grounding.plain_text import parse_plain_text
 from grounding.points_xml import POINTS_RE, parse_points_xml
 from grounding.raw import RawGrounding
 from grounding.tags import MARKERS, parse_bare, parse_tags
@@ -22,19 +24,23 @@ Size = tuple[float, float]
 def find_groundings(text: str, family: str) -> list[RawGrounding]:
     """Every grounding in ``text``, unscaled, in text order.
 
-    All explicit formats are read for every family (JSON, ``<points>``, ``<ref>``/
-    ``<box>`` tags, Qwen2-VL tokens); the bare ``label(x1,y1),(x2,y2)`` form only for
+    All explicit formats are read for every family: JSON (tool calls too),
+    ``<points>``, ``<ref>``/``<box>`` tags, Qwen2-VL tokens, QwenVL HTML
+    ``data-bbox`` elements and QwenVL Markdown ``<!-- Image (…) -->`` comments.
+    Then, where none of those claimed the characters, plain-text
+    ``x1,y1,x2,y2 label`` lines; and the bare ``label(x1,y1),(x2,y2)`` form, only for
     ``qwen-vl`` and ``qwen2-vl``, whose markers decoding may have stripped, and only
     when the text has none of those markers (so half a box is never read). Reasoning
     (``<think>…</think>``) is skipped. Where two formats claim the same characters,
-    the first of JSON, tags, XML points wins.
+    the first of JSON, tags, XML points, HTML, Markdown comments wins.
     """
     check_family(family)
     scan = mask_reasoning(text)
     accepted: list[RawGrounding] = []
-    for found in (parse_json(scan), parse_tags(scan), parse_points_xml(scan)):
+    for parser in (parse_json, parse_tags, parse_points_xml, parse_html_bbox, parse_markdown_comments):
         overlaps = _overlap_test([g.span for g in accepted])
-        accepted += [g for g in found if not overlaps(g.span)]
+        accepted += [g for g in parser(scan) if not overlaps(g.span)]
+    accepted += parse_plain_text(scan, _overlap_test([g.span for g in accepted] + [g.block for g in accepted]))
     if family in BARE_FORM_FAMILIES and not any(marker in scan for marker in MARKERS):
         taken = [g.block for g in accepted] + [m.span() for m in POINTS_RE.finditer(scan)]
         accepted += parse_bare(scan, taken)
@@ -79,10 +85,11 @@ def parse(
     clipped to the image; a box with no area left after clipping (so one wholly
     outside), a point outside the image, and anything malformed are dropped.
 
-    Which image: a grounding belongs to the Picture named by the last
+    Which image: a tool call's ``img_idx`` (0-based: Picture ``img_idx + 1``)
+    when it is in range; otherwise the Picture named by the last
     "Picture N" / "Image N" / 图N / 图片N / 第N张 mention that ends before the
     grounding's markup starts (a mention inside a ref's label counts), skipping
-    numbers outside 1..len(image_sizes); with no such mention, to the last image.
+    numbers outside 1..len(image_sizes); with no such mention, the last image.
     Nothing else in the output says which image a box is on, so a mention placed
     after its boxes ("... are in Picture 2") is not seen.
 
@@ -108,7 +115,9 @@ def parse(
     mentions = find_mentions(mask_reasoning(text))
     detections = []
     for g in find_groundings(text, family):
-        image = picture_for(g.span[0], mentions, len(sizes))
+        image = g.picture if g.picture is not None and 1 <= g.picture <= len(sizes) else None
+        if image is None:
+            image = picture_for(g.span[0], mentions, len(sizes))
         space = (RELATIVE_SCALE, RELATIVE_SCALE) if family in RELATIVE_FAMILIES else inputs[image - 1]  # type: ignore[index]
         detection = to_detection(g, image, space, sizes[image - 1])
         if detection is not None:

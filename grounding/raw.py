@@ -29,8 +29,11 @@ class RawGrounding:
     ``values`` are x-first: ``(x1, y1, x2, y2)`` for a box, ``(x, y)`` for a point,
     ``(x1, y1, ..., x4, y4)`` for a quad. ``span`` is the ``(start, end)`` of this
     grounding's own markup in the text; ``block`` is the markup group it belongs to
-    (a ref with its boxes, a whole JSON list, one ``<points>`` element), which is
-    what :func:`grounding.readable` replaces.
+    (a ref with its boxes, a whole JSON list, one ``<points>`` element, a run of
+    plain-text lines, one ``data-bbox`` attribute), which is what
+    :func:`grounding.readable` replaces. ``picture`` is the 1-based Picture the
+    markup itself names (a tool call's ``img_idx`` + 1), else None; it may be out
+    of range, which :func:`grounding.parse` checks.
     """
 
     label: str
@@ -38,7 +41,8 @@ class RawGrounding:
     values: tuple[float, ...]
     span: tuple[int, int]
     block: tuple[int, int]
-    source: str  # "tags", "bare", "json" or "points-xml"
+    source: str  # "tags", "bare", "json", "points-xml", "plain", "html" or "md-comment"
+    picture: int | None = None
 
 
 def to_number(value: object) -> float | None:

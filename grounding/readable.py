@@ -22,13 +22,15 @@ _UNFINISHED_ELEMENT_RE = re.compile(
     r"(?:<box>|<\|box_start\|>|<quad>|<\|quad_start\|>)[^<>]*\Z|<points?\b[^<>]*(?<!/)(?:>[^<>]*)?\Z",
     re.IGNORECASE,
 )
-_MARKER_AT_END_RE = re.compile(r"(?:</?ref>|</?box>|</?quad>|<\|[A-Za-z0-9_]{1,40}\|>)\Z")
+_MARKER_AT_END_RE = re.compile(r"(?:</?ref>|</?box>|</?quad>|</?tool_call>|<\|[A-Za-z0-9_]{1,40}\|>)\Z")
 _MARKER_TAIL = 44  # longest marker
-_PARTIAL_TARGETS = (*MARKERS, "<think>", "</think>", "<points", "<point", "</points>", "</point>")
+_TOOL_CALL = ("<tool_call>", "</tool_call>")
+_PARTIAL_TARGETS = (*MARKERS, *_TOOL_CALL, "<think>", "</think>", "<points", "<point", "</points>", "</point>")
 _PARTIAL_GENERIC_RE = re.compile(r"<\|[A-Za-z0-9_]{0,40}\|?")
-_DETECTION_STARTS = tuple(
-    f'{bracket}{{"{key}"' for bracket in ("[", "") for key in ("bbox_2d", "point_2d", "label")
-)
+_DETECTION_KEYS = ("bbox_2d", "point_2d", "bbox", "label", "name_en", "name_zh", "names", "text_content")
+_DETECTION_STARTS = tuple(f'{bracket}{{"{key}"' for bracket in ("[", "") for key in _DETECTION_KEYS)
+#: A ``data-bbox`` attribute no complete element claimed (one still being written).
+_DATA_BBOX_RE = re.compile(r"""\s+data-bbox\s*=\s*(?:"[^"<>]{0,200}"?|'[^'<>]{0,200}'?)""", re.IGNORECASE)
 
 
 def readable(text: str, family: str, detections: Sequence[Detection] | None = None) -> str:
@@ -37,10 +39,14 @@ def readable(text: str, family: str, detections: Sequence[Detection] | None = No
     - ``<ref>the man</ref><box>…</box>`` (either spelling), ``<points …>the man</points>``
       and the bare ``the man(1,2),(3,4)`` become ``the man [Picture 1]``, or
       ``two apples [2 boxes on Picture 1]`` for several boxes;
-    - a JSON detection list (fenced or not) becomes ``[3 boxes on Picture 2: cat, cup ×2]``;
-    - every other ``<|…|>`` marker, ref/box tag and malformed box is removed;
+    - a JSON detection list (fenced or not), a tool call with a box and a run of
+      plain-text ``x1,y1,x2,y2 label`` lines become ``[3 boxes on Picture 2: cat, cup ×2]``;
+    - a QwenVL Markdown ``<!-- Table (…) -->`` comment becomes ``Table [Picture 1]``;
+    - a QwenVL HTML document stays a document: only its ``data-bbox`` attributes go;
+    - every other ``<|…|>`` marker, ref/box/tool_call tag and malformed box is removed;
     - the end of a partial answer loses whatever is half-written: a marker like
-      ``<|box_st``, an unclosed box or ``<points`` element, an unfinished JSON list.
+      ``<|box_st``, an unclosed box, ``<points`` element or tool call, an
+      unfinished JSON list.
 
     Picture numbers come from ``detections`` (what :func:`grounding.parse` returned for
     the same text); a grounding with no detection (dropped, or ``detections`` not
@@ -63,7 +69,7 @@ def readable(text: str, family: str, detections: Sequence[Detection] | None = No
             note += " "
         pieces.append(note)
         cursor = end
-    pieces.append(_clean(text[cursor:], at_end=True))
+    pieces.append(_clean(text[cursor:], at_end=True, fenced=text.count("```", 0, cursor) % 2 == 1))
     return _strip_markers("".join(pieces), at_end=True)
 
 
@@ -80,8 +86,10 @@ def _merged_blocks(groundings: list[RawGrounding]) -> list[tuple[int, int, list[
 
 def _note(group: list[RawGrounding], pictures: list[int]) -> str:
     """The replacement for one block of markup."""
+    if group[0].source == "html":
+        return ""  # the attribute goes; the element and its text stay
     on = f" on {_pictures(pictures)}" if pictures else ""
-    if group[0].source == "json" or len({g.label for g in group}) > 1:
+    if group[0].source in ("json", "plain") or len({g.label for g in group}) > 1:
         labels = _labels(group)
         return f"[{_counts(group)}{on}{': ' + labels if labels else ''}]"
     label = group[0].label if group[0].source != "bare" else ""
@@ -112,14 +120,22 @@ def _labels(group: list[RawGrounding]) -> str:
     return ", ".join(shown[:_MAX_LABELS]) + more
 
 
-def _clean(segment: str, at_end: bool) -> str:
-    """Remove markup no grounding claimed; at the end of the text, also half-written markup."""
+def _clean(segment: str, at_end: bool, fenced: bool = False) -> str:
+    """Remove markup no grounding claimed; at the end of the text, also half-written markup.
+
+    ``fenced``: the segment starts inside a code fence opened before it (a QwenVL
+    HTML document, whose ``data-bbox`` attributes split it into segments).
+    """
     if at_end:
         cut = len(segment)
         unfinished = _UNFINISHED_ELEMENT_RE.search(segment)
         if unfinished is not None:
             cut = unfinished.start()
-        segment = segment[: min(cut, _unfinished_json(segment))]
+        tool_call = segment.rfind(_TOOL_CALL[0])
+        if tool_call != -1 and _TOOL_CALL[1] not in segment[tool_call:]:
+            cut = min(cut, tool_call)
+        segment = segment[: min(cut, _unfinished_json(segment, fenced))]
+    segment = _DATA_BBOX_RE.sub("", segment)
     segment = _BOX_ELEMENT_RE.sub("", segment)
     segment = _POINTS_ELEMENT_RE.sub(lambda m: m.group(1) or "", segment)
     return _strip_markers(segment, at_end)
@@ -159,9 +175,9 @@ def _cut_partial_marker(text: str) -> str:
             return text[:end]
 
 
-def _unfinished_json(segment: str) -> int:
+def _unfinished_json(segment: str, fenced: bool = False) -> int:
     """Where an unfinished detection list (fenced or not) at the end starts, else len."""
-    if segment.count("```") % 2 == 1:
+    if (segment.count("```") + fenced) % 2 == 1 and "```" in segment:
         fence = segment.rfind("```")
         header_end = segment.find("\n", fence)
         body = "" if header_end == -1 else segment[header_end + 1 :]
@@ -169,7 +185,7 @@ def _unfinished_json(segment: str) -> int:
             return fence
     for bracket in re.finditer(r"[\[{]", segment[-2000:]):
         start = bracket.start() + max(0, len(segment) - 2000)
-        if _looks_like_detections(segment[start:]) and balanced_end(segment, start) is None:
+        if _looks_like_detections(segment[start : start + 200]) and balanced_end(segment, start) is None:
             return start
     return len(segment)
 

@@ -19,6 +19,10 @@ FRAGMENTS = [
     "Infinity", "-Infinity", "1e999", "true", "null", "-", ".", "<points", "<point", " x1=", " y1=", " x2=", " y2=",
     ' x="', ' y="', ' alt="a"', "</points>", "Picture 1", "Picture 2", "picture 9", "Image 3", "图2", "图片1", "第一张",
     "第2张", "<think>", "</think>", "the man", "击掌",
+    # shapes from issue 14: tool calls, other label keys, QwenVL HTML and Markdown, plain-text lines
+    "<tool_call>", "</tool_call>", '"img_idx"', '"name"', '"name_en"', '"name_zh"', '"names"', '"bbox"', '"en"',
+    '{"name": "image_zoom_in_tool", "arguments": ', "<p", "</p>", "<li", "</ol>", "<img", "/>", ' data-bbox="',
+    ' class="image"', "&amp;", "<!-- Image (", "<!-- Table (", ") -->", "\n10,20,300,400 cat\n", "\n5, 6, 70, 80 ",
 ]
 NUMBER = st.one_of(st.integers(-3000, 3000), st.floats(-5000, 5000, allow_nan=False), st.integers(-10**30, 10**30))
 FRAGMENT_TEXT = st.lists(
@@ -32,7 +36,7 @@ def answers(draw) -> str:
     n = draw(st.integers(1, 4))
     labels = draw(st.lists(st.sampled_from(["cat", "cup", "", "红色的杯子", 'a "q"']), min_size=n, max_size=n))
     boxes = draw(st.lists(st.lists(NUMBER, min_size=4, max_size=4), min_size=n, max_size=n))
-    style = draw(st.sampled_from(["json", "points", "tokens", "qwen-vl", "bare"]))
+    style = draw(st.sampled_from(["json", "points", "tokens", "qwen-vl", "bare", "tool", "html", "markdown", "names"]))
     pairs = list(zip(boxes, labels, strict=True))
     if style == "json":
         key = draw(st.sampled_from(["bbox_2d", "point_2d"]))
@@ -47,6 +51,20 @@ def answers(draw) -> str:
         )
     elif style == "qwen-vl":
         text = "".join(f"<ref>{lb}</ref><box>({b[0]},{b[1]}),({b[2]},{b[3]})</box>" for b, lb in pairs)
+    elif style == "tool":
+        text = "\n".join(
+            "<tool_call>\n" + json.dumps({"name": "image_zoom_in_tool", "arguments": {
+                "label": lb, "bbox_2d": b, "img_idx": draw(st.integers(-1, 3))}}) + "\n</tool_call>"
+            for b, lb in pairs
+        )
+    elif style == "html":
+        tag = draw(st.sampled_from(["p", "li", "div", "h2"]))
+        text = "".join(f'<{tag} data-bbox="{b[0]} {b[1]} {b[2]} {b[3]}">{lb}</{tag}>' for b, lb in pairs)
+    elif style == "markdown":
+        text = "\n".join(f"<!-- Image ({b[0]}, {b[1]}, {b[2]}, {b[3]}) -->" for b, _ in pairs)
+    elif style == "names":
+        body = json.dumps([{"bbox_2d": b, "names": {"zh": lb, "en": lb}} for b, lb in pairs])
+        text = body[:-1] + ", {" + body[-1] if draw(st.booleans()) else body  # maybe a stray "{" at the end
     else:
         text = " ".join(f"{lb}({b[0]},{b[1]}),({b[2]},{b[3]})" for b, lb in pairs)
     prefix = draw(st.sampled_from(["", "Picture 1: ", "In 图2, ", "Image 7 "]))
@@ -120,3 +138,31 @@ def test_truncation_only_drops_the_last_detections(text, family):
     for cut in range(0, len(text), max(1, len(text) // 8)):
         partial = key(parse(text[:cut], family, sizes, sizes))
         assert partial == full[: len(partial)]
+
+
+@st.composite
+def plain_answers(draw) -> str:
+    """Plain-text ``x1,y1,x2,y2 label`` lines with prose around them."""
+    n = draw(st.integers(1, 5))
+    lines = []
+    for _ in range(n):
+        x1, y1 = draw(st.integers(0, 900)), draw(st.integers(0, 900))
+        x2, y2 = x1 + draw(st.integers(1, 99)), y1 + draw(st.integers(1, 99))
+        sep = draw(st.sampled_from([",", ", "]))
+        lines.append(f"{x1}{sep}{y1}{sep}{x2}{sep}{y2} {draw(st.sampled_from(['cake', '红色的杯子', 'a b c']))}")
+    return draw(st.sampled_from(["", "Here:\n"])) + "\n".join(lines) + draw(st.sampled_from(["", "\n", "\nDone."]))
+
+
+@PROPS
+@given(text=plain_answers(), family=st.sampled_from(FAMILIES))
+def test_plain_lines_streaming_only_grows(text, family):
+    """A prefix of plain-text lines yields a prefix of their boxes; only the last label may still be growing."""
+    sizes = [(1000, 1000)]
+    full = parse(text, family, sizes, sizes)
+    assert len(full) == text.count("\n") + 1 - text.startswith("Here:") - text.endswith(("\n", "Done."))
+    for cut in range(len(text) + 1):
+        partial = parse(text[:cut], family, sizes, sizes)
+        assert [d.bbox for d in partial] == [d.bbox for d in full[: len(partial)]]
+        if partial:
+            assert [d.label for d in partial[:-1]] == [d.label for d in full[: len(partial) - 1]]
+            assert full[len(partial) - 1].label.startswith(partial[-1].label)
