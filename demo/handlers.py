@@ -1,11 +1,13 @@
-"""The chat's event handlers: plain methods from (message, conversation, settings) to views.
+"""The chat's event handlers: plain methods from (message, conversation, settings) to a `Reply`.
 
 `ChatHandlers` holds the engine slot shared by every session and the Stop switches of the
 answers being generated; each session's conversation arrives as an argument (a `gr.State`)
-and goes back out with the views derived from it. Streaming handlers are generators: Gradio
-closes them when the person presses Stop or closes the tab, and their `finally:` stops the
-generation. The only Gradio things used here are `gr.Request` (to know the session), `gr.Error`,
-`gr.Warning` and `gr.skip` (to refuse a message); the Blocks layout lives in `demo/ui.py`.
+and goes back out in a `Reply`: the conversation record, the grounding family to read it
+with, and a notice when something was refused. What the page shows is derived from a Reply
+by `ChatPage.render` in `demo/ui.py` (through `demo/views.py`), so no handler knows the page's layout.
+Streaming handlers are generators: Gradio closes them when the person presses Stop or closes
+the tab, and their `finally:` stops the generation. The only Gradio things used here are
+`gr.Request` (to know the session), `gr.Error` and `gr.Warning`.
 """
 
 from __future__ import annotations
@@ -16,27 +18,42 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
 
 from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
-from demo.engines.base import DEFAULT_SYSTEM_PROMPT, Engine, EngineError, GenerationSettings
+from demo.engines.base import Engine, EngineError, GenerationSettings
 from demo.engines.slot import EngineSlot
 from demo.export import write_exports
 from demo.limits import LimitError, Limits
-from demo.markup import inert
 from demo.media.pictures import UploadError, is_image_file, load_image
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
 from demo.session_file import dump_conversation, load_conversation
-from demo.views import chatbot_messages
+from demo.settings import Settings
 from grounding.generations import DEFAULT_FAMILY, grounding_prompt
 
 log = logging.getLogger(__name__)
 
-ChatUpdate = tuple[list[dict], Conversation, dict | None]  # chatbot, conversation, textbox value
+EMPTY_MESSAGE: dict = {"text": "", "files": []}  # the textbox, cleared
+
+
+@dataclass
+class Reply:
+    """What a handler gives the page: the conversation and how to show it.
+
+    `notice` is one sentence saying why something was refused (shown after the chat; the
+    conversation is unchanged); `waiting` replaces the pending answer while the model loads;
+    `message` is the textbox's new content, None to leave what the person is typing alone.
+    """
+
+    conversation: Conversation
+    family: str
+    notice: str = ""
+    waiting: str = ""
+    message: dict | None = None
 
 
 class ChatHandlers:
@@ -56,21 +73,15 @@ class ChatHandlers:
         self,
         message: dict | str | None,
         conversation: Conversation | None,
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        top_p: float = 0.9,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-        min_pixels: float | None = None,
-        max_pixels: float | None = None,
-        video_fps: float = 2.0,
-        video_max_frames: float = 64,
+        settings: Settings | None = None,
         request: gr.Request | None = None,
-    ) -> Iterator[ChatUpdate]:
+    ) -> Iterator[Reply]:
         """Add the person's message (text, images, videos) as a new turn and stream the answer.
 
-        Videos are sampled here, once, at `video_fps` (at most `video_max_frames` frames).
+        Videos are sampled here, once, at the settings' rate.
         """
         conversation = conversation if conversation is not None else Conversation()
+        settings = settings or Settings()
         if isinstance(message, str):
             message = {"text": message, "files": []}
         text = ((message or {}).get("text") or "").strip()
@@ -78,70 +89,61 @@ class ChatHandlers:
         try:
             if not text and not files:
                 raise UploadError("Type a question or attach an image first.")
-            settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+            generation = settings.generation()
             self.limits.check_turn(text, len(conversation.attachments()), len(files))
             self.limits.check_files([_size(f) for f in files], [Path(f).name for f in files])
             engine = self.slot.wait(timeout=0)
-            factor = engine.resize_factor if engine is not None else VideoSettings.factor
-            video_settings = VideoSettings(fps=float(video_fps), max_frames=int(video_max_frames) // 2 * 2, factor=factor)
+            video_settings = settings.video(engine.resize_factor if engine is not None else VideoSettings.factor)
             attachments = [_attach(path, video_settings) for path in files]
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
-                self._vision_costs(engine, conversation.attachments() + attachments, settings)
+                self._vision_costs(engine, conversation.attachments() + attachments, generation)
         except (UploadError, EngineError, LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e))
             return
         conversation.turns.append(Turn(text=text, attachments=attachments))
-        yield from self._answer(conversation, settings, _session(request))
+        yield from self._answer(conversation, generation, _session(request))
 
     def regenerate(
-        self,
-        conversation: Conversation | None,
-        max_new_tokens: float = 512,
-        temperature: float = 0.0,
-        top_p: float = 0.9,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
-        min_pixels: float | None = None,
-        max_pixels: float | None = None,
-        request: gr.Request | None = None,
-    ) -> Iterator[ChatUpdate]:
+        self, conversation: Conversation | None, settings: Settings | None = None, request: gr.Request | None = None
+    ) -> Iterator[Reply]:
         """Answer the last turn again, replacing its answer."""
         conversation = conversation if conversation is not None else Conversation()
         if not conversation.turns:
             raise gr.Error("There is no answer to regenerate yet.", print_exception=False)
         try:
-            settings = _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+            generation = (settings or Settings()).generation()
         except ValueError as e:
             raise gr.Error(str(e), print_exception=False) from None
         turn = conversation.turns[-1]
         turn.answer, turn.status, turn.error = "", "waiting", ""
-        yield from self._answer(conversation, settings, _session(request))
+        yield from self._answer(conversation, generation, _session(request))
 
-    def undo(self, conversation: Conversation | None) -> ChatUpdate:
+    def undo(self, conversation: Conversation | None) -> Reply:
         """Remove the last turn and put its question back in the textbox."""
         conversation = conversation if conversation is not None else Conversation()
         if not conversation.turns:
-            return [], conversation, None
+            return Reply(conversation, self.family, message=EMPTY_MESSAGE)
         turn = conversation.turns.pop()
         restored = {"text": turn.text, "files": [a.path for a in turn.attachments]}
-        return chatbot_messages(conversation, self.family), conversation, restored
+        return Reply(conversation, self.family, message=restored)
 
-    def clear(self, request: gr.Request | None = None) -> ChatUpdate:
+    def clear(self, request: gr.Request | None = None) -> Reply:
         """Start a new, empty conversation (and drop what the engine kept for the old one)."""
         self._forget(_session(request))
-        return [], Conversation(), None
+        return Reply(Conversation(), self.family, message=EMPTY_MESSAGE)
 
     def end_session(self, request: gr.Request | None = None) -> None:
         """The tab was closed or reloaded: free what the engine kept for its session."""
         self._forget(_session(request))
 
-    def stop(self, conversation: Conversation | None, request: gr.Request | None = None) -> list[dict]:
-        """Stop this session's answer at the next decode step; return the view once it has stopped."""
+    def stop(self, conversation: Conversation | None, request: gr.Request | None = None) -> Reply:
+        """Stop this session's answer at the next decode step; reply once it has stopped."""
         with self._lock:
             running = self._running.get(_session(request))
         if running is not None:
             running.stop.set()
             running.finished.wait(timeout=self.stop_wait)
-        return chatbot_messages(conversation or Conversation(), self.family)
+        return Reply(conversation if conversation is not None else Conversation(), self.family)
 
     def preset(self, name: str, message: dict | None) -> dict:
         """Put the grounding prompt `name`, in the loaded model's shape, in the textbox (files stay)."""
@@ -166,18 +168,18 @@ class ChatHandlers:
         path.write_text(dump_conversation(conversation), "utf-8")
         return str(path)
 
-    def load(self, file: str | None, conversation: Conversation | None, request: gr.Request | None = None) -> ChatUpdate:
+    def load(self, file: str | None, conversation: Conversation | None, request: gr.Request | None = None) -> Reply:
         """Replace the conversation with one saved earlier; a bad file is refused with a sentence."""
         conversation = conversation if conversation is not None else Conversation()
         if not file:
-            return chatbot_messages(conversation, self.family), conversation, gr.skip()
+            return Reply(conversation, self.family)
         try:
             images = Path(tempfile.mkdtemp(prefix="loaded-", dir=_exports_dir()))
             loaded = load_conversation(file, self.limits, images)
         except (UploadError, OSError) as e:
             return self._refusal(conversation, str(e), "Not loaded")
         self._forget(_session(request))
-        return chatbot_messages(loaded, self.family), loaded, gr.skip()
+        return Reply(loaded, self.family)
 
     @property
     def family(self) -> str:
@@ -191,12 +193,19 @@ class ChatHandlers:
 
     # -- the answer -----------------------------------------------------------------------------
 
-    def _answer(self, conversation: Conversation, settings: GenerationSettings, session: str) -> Iterator[ChatUpdate]:
+    def _answer(self, conversation: Conversation, settings: GenerationSettings, session: str) -> Iterator[Reply]:
+        """Stream the last turn's answer. The first reply clears the textbox; later ones leave
+        alone what the person types meanwhile."""
+        with closing(self._stream_answer(conversation, settings, session)) as replies:
+            for number, reply in enumerate(replies):
+                yield replace(reply, message=EMPTY_MESSAGE) if number == 0 else reply
+
+    def _stream_answer(self, conversation: Conversation, settings: GenerationSettings, session: str) -> Iterator[Reply]:
         turn = conversation.turns[-1]
         engine = yield from self._wait_for_engine(conversation)
         if engine is None:
             turn.status, turn.error = "error", f"The model could not be loaded: {self.slot.error}"
-            yield chatbot_messages(conversation, self.family), conversation, None
+            yield Reply(conversation, self.family)
             return
         running = self._begin(session)
         stop = running.stop
@@ -207,14 +216,14 @@ class ChatHandlers:
             turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
             messages = to_model_messages(conversation, settings.system_prompt)
             turn.status = "streaming"
-            yield chatbot_messages(conversation, self.family), conversation, None
+            yield Reply(conversation, self.family)
             last_update = time.monotonic()
             with closing(engine.stream(messages, settings, stop, session)) as pieces:
                 for piece in pieces:
                     turn.answer += piece
                     if time.monotonic() - last_update >= self.min_update_interval:
                         last_update = time.monotonic()
-                        yield chatbot_messages(conversation, self.family), conversation, None
+                        yield Reply(conversation, self.family)
             turn.status = "stopped" if stop.is_set() else "done"
         except (EngineError, LimitError) as e:
             turn.status, turn.error = "error", str(e)
@@ -226,18 +235,17 @@ class ChatHandlers:
             if turn.status == "streaming":
                 turn.status = "stopped"
             self._end(session, running)
-        yield chatbot_messages(conversation, self.family), conversation, None
+        yield Reply(conversation, self.family)
 
     def _forget(self, session: str) -> None:
         engine = self.slot.wait(timeout=0)
         if engine is not None:
             engine.forget(session)
 
-    def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> ChatUpdate:
-        """The chat with a notice saying why something was refused; the conversation and the textbox stay."""
+    def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> Reply:
+        """A notice saying why something was refused; the conversation and the textbox stay."""
         gr.Warning(reason)
-        notice = {"role": "assistant", "content": f"⚠ {what}: {inert(reason)}"}
-        return chatbot_messages(conversation, self.family) + [notice], conversation, gr.skip()
+        return Reply(conversation, self.family, notice=f"{what}: {reason}")
 
     def _vision_costs(self, engine: Engine, images: list[Attachment], settings: GenerationSettings) -> list[VisionCost]:
         """What each upload costs the model; raises EngineError or LimitError when it cannot take them."""
@@ -248,12 +256,12 @@ class ChatHandlers:
         self.limits.check_visual_tokens(sum(cost.tokens for cost in costs))
         return costs
 
-    def _wait_for_engine(self, conversation: Conversation) -> Iterator[ChatUpdate]:  # returns Engine | None
+    def _wait_for_engine(self, conversation: Conversation) -> Iterator[Reply]:  # returns Engine | None
         """Yield 'still loading' views until the engine is there; return it (None if loading failed)."""
         engine = self.slot.wait(timeout=0)
         while engine is None and self.slot.loading:
             note = f"The model is still loading ({self.slot.seconds_loading():.0f} s); your question will be answered once it is ready."
-            yield chatbot_messages(conversation, self.family, waiting_note=note), conversation, None
+            yield Reply(conversation, self.family, waiting=note)
             engine = self.slot.wait(timeout=1.0)
         return engine
 
@@ -286,21 +294,6 @@ def _exports_dir() -> Path:
 
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
-
-
-def _settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels) -> GenerationSettings:
-    """Settings from the UI's values; ValueError names a bad one."""
-    try:
-        return GenerationSettings(
-            max_new_tokens=int(max_new_tokens),
-            temperature=float(temperature),
-            top_p=float(top_p),
-            system_prompt=system_prompt or "",
-            min_pixels=int(min_pixels) if min_pixels else None,
-            max_pixels=int(max_pixels) if max_pixels else None,
-        )
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"Invalid setting: {e}") from None
 
 
 def _size(path: str) -> int:

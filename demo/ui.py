@@ -1,20 +1,30 @@
 """The Gradio page: builds the components and wires their events to `ChatHandlers`.
 
-Nothing here computes anything; every event calls a handler method. Model events share
-one concurrency group ("model"), so the engine serves `concurrency` answers at a time and
-later ones wait in Gradio's queue, which shows them their place.
+Nothing here computes anything. Handlers give a `Reply` (the conversation record and a
+notice); `ChatPage.render` is the one place that maps a Reply to the page's components, and
+`ChatPage`'s event methods only gather the settings components into one `Settings` and render
+what the handler replies. Model events share one concurrency group ("model"), so the engine
+serves `concurrency` answers at a time and later ones wait in Gradio's queue, which shows
+them their place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
-from demo.handlers import ChatHandlers
+from demo.handlers import ChatHandlers, Reply
+from demo.settings import Settings
+from demo.views import chatbot_messages
 from grounding.generations import GENERATIONS, PRESETS
+
+_DEFAULTS = Settings()
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
@@ -49,6 +59,78 @@ def _textbox_busy() -> gr.MultimodalTextbox:
 
 def _textbox_idle() -> gr.MultimodalTextbox:
     return gr.MultimodalTextbox(submit_btn=True, stop_btn=False)
+
+
+@dataclass
+class ChatPage:
+    """The components a `Reply` is shown in, and the model events as Gradio calls them.
+
+    The event methods' parameters are what Gradio passes in (their names are the API's
+    parameter names, as before: `max_new_tokens`, `temperature`, ...); each gathers the
+    settings into one `Settings` and yields `render(reply)` for every reply of the handler.
+    """
+
+    handlers: ChatHandlers
+    chatbot: gr.Chatbot
+    conversation: gr.State
+    textbox: gr.MultimodalTextbox
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.chatbot, self.conversation, self.textbox]
+
+    def render(self, reply: Reply) -> dict[gr.components.Component, Any]:
+        """The page's components for `reply`; the textbox only when the reply sets it."""
+        shown = chatbot_messages(reply.conversation, reply.family, reply.waiting, reply.notice)
+        update: dict[gr.components.Component, Any] = {self.chatbot: shown, self.conversation: reply.conversation}
+        if reply.message is not None:
+            update[self.textbox] = reply.message
+        return update
+
+    def chat(
+        self,
+        message: dict | None,
+        conversation: Any,
+        max_new_tokens: float = _DEFAULTS.max_new_tokens,
+        temperature: float = _DEFAULTS.temperature,
+        top_p: float = _DEFAULTS.top_p,
+        system_prompt: str = _DEFAULTS.system_prompt,
+        min_pixels: float | None = None,
+        max_pixels: float | None = None,
+        video_fps: float = _DEFAULTS.video_fps,
+        video_max_frames: float = _DEFAULTS.video_max_frames,
+        request: gr.Request | None = None,
+    ) -> Iterator[dict]:
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames)
+        for reply in self.handlers.chat(message, conversation, settings, request):
+            yield self.render(reply)
+
+    def regenerate(
+        self,
+        conversation: Any,
+        max_new_tokens: float = _DEFAULTS.max_new_tokens,
+        temperature: float = _DEFAULTS.temperature,
+        top_p: float = _DEFAULTS.top_p,
+        system_prompt: str = _DEFAULTS.system_prompt,
+        min_pixels: float | None = None,
+        max_pixels: float | None = None,
+        request: gr.Request | None = None,
+    ) -> Iterator[dict]:
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        for reply in self.handlers.regenerate(conversation, settings, request):
+            yield self.render(reply)
+
+    def stop(self, conversation: Any, request: gr.Request | None = None) -> dict:
+        return self.render(self.handlers.stop(conversation, request))
+
+    def undo(self, conversation: Any) -> dict:
+        return self.render(self.handlers.undo(conversation))
+
+    def clear(self, request: gr.Request | None = None) -> dict:
+        return self.render(self.handlers.clear(request))
+
+    def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
+        return self.render(self.handlers.load(file, conversation, request))
 
 
 def build_ui(
@@ -122,40 +204,42 @@ def build_ui(
             export_files = gr.File(label="Files", file_count="multiple", interactive=False)
         gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
 
+        page = ChatPage(handlers, chatbot, conversation, textbox)
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
-        chat_outputs = [chatbot, conversation, textbox]
+        chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
         model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
         glue = {"queue": False, "api_visibility": "private"}
 
         video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
-            handlers.chat, [textbox, conversation, *settings, *video_settings], chat_outputs, api_name="chat", **model_queue
+            page.chat, [textbox, conversation, *settings, *video_settings], chat_outputs, api_name="chat", **model_queue
         )
         regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
-            handlers.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue
+            page.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue
         )
         retry_event = chatbot.retry(_textbox_busy, None, textbox, **glue).then(
-            handlers.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
+            page.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
         )
         answering = [chat_event, regenerate_event, retry_event]
         for event in answering:
             event.then(_textbox_idle, None, textbox, **glue)
 
-        textbox.stop(handlers.stop, [conversation], [chatbot], cancels=answering, api_name="stop", concurrency_limit=None).then(
+        # Stop's reply never sets the textbox, so it is no output (the API returns the chat alone).
+        textbox.stop(page.stop, [conversation], [chatbot, conversation], cancels=answering, api_name="stop", concurrency_limit=None).then(
             _textbox_idle, None, textbox, **glue
         )
         for trigger, api in ((undo_btn.click, {"api_name": "undo"}), (chatbot.undo, {"api_visibility": "private"})):
-            trigger(handlers.undo, [conversation], chat_outputs, cancels=answering, **api).then(
+            trigger(page.undo, [conversation], chat_outputs, cancels=answering, **api).then(
                 _textbox_idle, None, textbox, **glue
             )
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
-            trigger(handlers.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
+            trigger(page.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
         for name, button in preset_buttons.items():
             button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
         export_btn.click(handlers.export, [conversation], [export_files], api_name="export")
         save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
-        load_btn.upload(handlers.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
+        load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
         demo.unload(handlers.end_session)

@@ -56,10 +56,12 @@ def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
     return text
 
 
-def chatbot_messages(conversation: Conversation, family: str, waiting_note: str = "") -> list[dict]:
+def chatbot_messages(conversation: Conversation, family: str, waiting_note: str = "", notice: str = "") -> list[dict]:
     """The Chatbot value: per turn its pictures, the question, the answer and the groundings drawn.
 
-    `family` is the model's grounding format family (it says how to read the answers).
+    `family` is the model's grounding format family (it says how to read the answers);
+    `waiting_note` replaces a pending answer's placeholder; `notice` (why something was refused)
+    comes last, marked ⚠.
     """
     messages: list[dict] = []
     has_video = any(a.is_video for a in conversation.attachments())
@@ -77,6 +79,8 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
             messages.append({"role": "assistant", "content": undrawn})
+    if notice:
+        messages.append({"role": "assistant", "content": f"⚠ {inert(notice)}"})
     return messages
 
 

@@ -40,3 +40,10 @@ def client_when_up(url: str, timeout: float = 90) -> Client:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def shown(reply) -> list[dict]:
+    """The chat a person sees for a handler's `Reply`: what the page renders from it."""
+    from demo.views import chatbot_messages
+
+    return chatbot_messages(reply.conversation, reply.family, reply.waiting, reply.notice)

@@ -13,7 +13,9 @@ from gradio_client import Client, handle_file
 
 from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
+from demo.settings import Settings
 from tests.fakes import AtLeast
+from tests.helpers import shown
 
 URLS = (
     "Look at http://example.com/cat.png and https://203.0.113.7/x.jpg, also file:///etc/passwd, "
@@ -52,9 +54,12 @@ def test_a_prompt_full_of_urls_fetches_nothing(engine, photos, tmp_path, outboun
     handlers = ChatHandlers(slot, min_update_interval=0.0)
     named_like_a_url = tmp_path / "http:__example.com_cat.png"
     named_like_a_url.write_bytes(photos["chelsea"].read_bytes())
-    *_, (chatbot, conversation, _) = handlers.chat({"text": URLS, "files": [str(named_like_a_url)]}, None, 8)
+    short = Settings(max_new_tokens=8)
+    conversation = list(handlers.chat({"text": URLS, "files": [str(named_like_a_url)]}, None, short))[-1].conversation
     conversation.turns[0].answer = URLS  # a model answer full of URLs, sent back next turn
-    *_, (chatbot, conversation, _) = handlers.chat(URLS, conversation, 8)
+    reply = list(handlers.chat(URLS, conversation, short))[-1]
+    conversation = reply.conversation
+    shown(reply)  # drawing the chat fetches nothing either
     handlers.export(conversation)
     assert [t.status for t in conversation.turns] == ["done", "done"]
     assert outbound == []

@@ -14,6 +14,7 @@ from demo.handlers import ChatHandlers
 from grounding import label_color
 from grounding.generations import PRESETS, grounding_prompt
 from tests.fakes import ScriptedEngine, forced_answer
+from tests.helpers import shown
 
 
 @pytest.mark.parametrize(
@@ -101,8 +102,8 @@ def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixel
         Image.new("RGB", size, "white").save(tmp_path / name)
         files.append(str(tmp_path / name))
     with forced_answer(engine, answer):
-        updates = list(handlers.chat({"text": "Where?", "files": files}, None))
-    chatbot, conversation, _ = updates[-1]
+        updates = [(reply, shown(reply)) for reply in handlers.chat({"text": "Where?", "files": files}, None)]
+    conversation, chatbot = updates[-1][0].conversation, updates[-1][1]
     assert conversation.turns[0].answer == answer  # the real decode kept the markers
     assistant = [m["content"] for m in chatbot if m["role"] == "assistant"]
     assert assistant[0] == "In Picture 1 the left half [Picture 1], in Picture 2 the middle [Picture 2]"
@@ -119,7 +120,7 @@ def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixel
         assert middle in [tall.getpixel((100, y)) for y in range(221, 229)]
         assert tall.getpixel((10, 10)) == (255, 255, 255) and tall.getpixel((100, 150)) == (255, 255, 255)
     # The boxes appeared while streaming, not only at the end.
-    seen_images = [sum(isinstance(m["content"], dict) and m["role"] == "assistant" for m in u[0]) for u in updates]
+    seen_images = [sum(isinstance(m["content"], dict) and m["role"] == "assistant" for m in view) for _, view in updates]
     assert 1 in seen_images and seen_images[-1] == 2
 
 
@@ -131,8 +132,8 @@ def test_export_handler_gives_files_and_refuses_an_empty_conversation(photos):
     handlers = ChatHandlers(slot)
     with pytest.raises(gr.Error, match="nothing to export"):
         handlers.export(None)
-    *_, (chatbot, conversation, _) = handlers.chat({"text": "cat?", "files": [str(photos["chelsea"])]}, None)
-    paths = handlers.export(conversation)
+    *_, reply = handlers.chat({"text": "cat?", "files": [str(photos["chelsea"])]}, None)
+    paths = handlers.export(reply.conversation)
     names = [p.rsplit("/", 1)[-1] for p in paths]
     assert names == ["detections.json", "detections-coco.json", "turn1-picture1.png"]
     record = json.loads(open(paths[0]).read())

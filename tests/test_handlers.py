@@ -11,8 +11,10 @@ import pytest
 from demo.conversation import Conversation
 from demo.engines.base import EngineError
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
+from demo.handlers import EMPTY_MESSAGE, ChatHandlers
+from demo.settings import Settings
 from tests.fakes import ScriptedEngine
+from tests.helpers import shown
 
 
 class Request:
@@ -35,10 +37,12 @@ def run(generator):
 
 def test_a_turn_streams_and_ends_done(photos):
     handlers, engine = make([["Hel", "lo", "!"]])
-    updates = list(handlers.chat({"text": "Hi", "files": [str(photos["chelsea"])]}, None, request=Request()))
-    chatbot, conversation, textbox = updates[-1]
-    assert [u[0][-1]["content"] for u in updates] == ["…", "Hel", "Hello", "Hello!", "Hello!"]
-    assert textbox is None  # the textbox is cleared
+    # A reply holds the conversation record, which goes on changing: the page renders each one as it comes.
+    updates = [(reply, shown(reply)) for reply in handlers.chat({"text": "Hi", "files": [str(photos["chelsea"])]}, None, request=Request())]
+    chatbot, conversation = updates[-1][1], updates[-1][0].conversation
+    assert [view[-1]["content"] for _, view in updates] == ["…", "Hel", "Hello", "Hello!", "Hello!"]
+    # The first reply clears the textbox; later ones leave alone what the person types meanwhile.
+    assert [reply.message for reply, _ in updates] == [EMPTY_MESSAGE, None, None, None, None]
     turn = conversation.turns[0]
     assert (turn.text, turn.answer, turn.status) == ("Hi", "Hello!", "done")
     assert turn.attachments[0].cost is not None
@@ -47,7 +51,7 @@ def test_a_turn_streams_and_ends_done(photos):
 
 def test_pictures_reach_the_engine_in_conversation_order(photos):
     handlers, engine = make([["a"], ["b"]])
-    _, conversation, _ = run(handlers.chat({"text": "two", "files": [str(photos["chelsea"]), str(photos["coffee"])]}, None))
+    conversation = run(handlers.chat({"text": "two", "files": [str(photos["chelsea"]), str(photos["coffee"])]}, None)).conversation
     run(handlers.chat({"text": "one more", "files": [str(photos["rocket"])]}, conversation))
     messages, _ = engine.calls[-1]
     images = [part["image"].size for m in messages for part in m["content"] if part["type"] == "image"]
@@ -57,7 +61,7 @@ def test_pictures_reach_the_engine_in_conversation_order(photos):
 
 def test_settings_reach_the_engine():
     handlers, engine = make([["a"]])
-    run(handlers.chat("Hi", None, 64, 0.5, 0.7, "Be brief.", 0, 100_000))
+    run(handlers.chat("Hi", None, Settings(64, 0.5, 0.7, "Be brief.", 0, 100_000)))
     _, settings = engine.calls[0]
     assert (settings.max_new_tokens, settings.temperature, settings.top_p, settings.system_prompt) == (64, 0.5, 0.7, "Be brief.")
     assert (settings.min_pixels, settings.max_pixels) == (None, 100_000)  # 0 or empty means the model's default
@@ -65,8 +69,9 @@ def test_settings_reach_the_engine():
 
 def refused(updates) -> str:
     """The notice of a refused message; checks that the conversation and the textbox were left alone."""
-    (chatbot, conversation, textbox), = updates
-    assert isinstance(textbox, type(gr.skip()))
+    (reply,) = updates
+    chatbot = shown(reply)
+    assert reply.message is None
     assert chatbot[-1]["role"] == "assistant" and chatbot[-1]["content"].startswith("⚠ Not sent: ")
     return chatbot[-1]["content"]
 
@@ -91,7 +96,7 @@ def test_a_file_that_is_not_an_image_is_refused_and_the_conversation_is_unchange
     conversation = Conversation()
     assert "not an image" in refused(list(handlers.chat({"text": "read this", "files": [str(notes)]}, conversation)))
     assert conversation.turns == [] and not engine.calls
-    _, conversation, _ = run(handlers.chat("and now?", conversation))  # the session goes on
+    conversation = run(handlers.chat("and now?", conversation)).conversation  # the session goes on
     assert conversation.turns[0].answer == "fine"
 
 
@@ -108,21 +113,21 @@ def test_an_image_the_model_cannot_take_is_refused_before_the_turn(tmp_path):
 
 def test_bad_settings_are_refused_with_their_name():
     handlers, engine = make([])
-    assert "top_p" in refused(list(handlers.chat("hi", None, 64, 0.5, 0.0)))
+    assert "top_p" in refused(list(handlers.chat("hi", None, Settings(64, 0.5, 0.0))))
 
 
 def test_stop_keeps_the_partial_answer_and_the_next_turn_works():
     handlers, engine = make([["x"] * 10_000, ["fine"]], delay=0.001)
     session = Request("s1")
     updates = handlers.chat("long please", None, request=session)
-    _, conversation, _ = next(updates)
+    conversation = next(updates).conversation
     next(updates)
     threading.Timer(0.05, handlers.stop, args=(conversation, session)).start()
     run(updates)
     turn = conversation.turns[0]
     assert turn.status == "stopped" and 0 < len(turn.answer) < 10_000
     assert engine.active == 0
-    _, conversation, _ = run(handlers.chat("next", conversation, request=session))
+    conversation = run(handlers.chat("next", conversation, request=session)).conversation
     assert conversation.turns[1].answer == "fine" and conversation.turns[1].status == "done"
 
 
@@ -130,11 +135,11 @@ def test_stop_returns_the_view_after_the_answer_has_stopped():
     handlers, engine = make([["x"] * 10_000], delay=0.001)
     session = Request("s1")
     updates = handlers.chat("long please", None, request=session)
-    _, conversation, _ = next(updates)
+    conversation = next(updates).conversation
     consumer = threading.Thread(target=run, args=(updates,))
     consumer.start()
     time.sleep(0.05)
-    view = handlers.stop(conversation, session)
+    view = shown(handlers.stop(conversation, session))
     consumer.join(5)
     assert view[-1]["content"].endswith("*(Stopped.)*")
 
@@ -143,8 +148,8 @@ def test_stop_in_one_session_leaves_another_alone():
     handlers, engine = make([["a"] * 300, ["b"] * 300], delay=0.001)
     first = handlers.chat("one", None, request=Request("s1"))
     second = handlers.chat("two", None, request=Request("s2"))
-    _, conversation_1, _ = next(first)
-    _, conversation_2, _ = next(second)
+    conversation_1 = next(first).conversation
+    conversation_2 = next(second).conversation
     next(first), next(second)
     threading.Timer(0.05, handlers.stop, args=(conversation_1, Request("s1"))).start()
     run(first), run(second)
@@ -156,7 +161,7 @@ def test_closing_the_generator_stops_the_answer():
     """Gradio closes the handler's generator on Stop, on job.cancel() and when the tab closes."""
     handlers, engine = make([["x"] * 10_000])
     updates = handlers.chat("long", None, request=Request())
-    _, conversation, _ = next(updates)
+    conversation = next(updates).conversation
     next(updates)
     updates.close()
     assert conversation.turns[0].status == "stopped"
@@ -166,25 +171,25 @@ def test_closing_the_generator_stops_the_answer():
 
 def test_an_engine_error_is_shown_and_the_next_turn_works():
     handlers, engine = make([EngineError("The model ran out of memory."), ["recovered"]])
-    chatbot, conversation, _ = run(handlers.chat("first", None))
-    assert chatbot[-1]["content"] == "⚠ The model ran out of memory."
-    _, conversation, _ = run(handlers.chat("second", conversation))
+    reply = run(handlers.chat("first", None))
+    assert shown(reply)[-1]["content"] == "⚠ The model ran out of memory."
+    conversation = run(handlers.chat("second", reply.conversation)).conversation
     assert conversation.turns[1].answer == "recovered"
 
 
 def test_an_unexpected_crash_is_shown_as_a_sentence():
     handlers, engine = make([RuntimeError("kaboom")])
-    chatbot, conversation, _ = run(handlers.chat("first", None))
-    assert conversation.turns[0].status == "error"
-    assert "kaboom" in chatbot[-1]["content"]
+    reply = run(handlers.chat("first", None))
+    assert reply.conversation.turns[0].status == "error"
+    assert "kaboom" in shown(reply)[-1]["content"]
 
 
 def test_regenerate_replaces_the_last_answer():
     handlers, engine = make([["first"], ["second"]])
-    _, conversation, _ = run(handlers.chat("q", None))
-    chatbot, conversation, _ = run(handlers.regenerate(conversation))
-    assert len(conversation.turns) == 1 and conversation.turns[0].answer == "second"
-    assert chatbot[-1]["content"] == "second"
+    conversation = run(handlers.chat("q", None)).conversation
+    reply = run(handlers.regenerate(conversation))
+    assert len(reply.conversation.turns) == 1 and reply.conversation.turns[0].answer == "second"
+    assert shown(reply)[-1]["content"] == "second"
     messages, _ = engine.calls[-1]
     assert [m["role"] for m in messages] == ["system", "user"]  # the old answer is not shown to the model
 
@@ -197,19 +202,19 @@ def test_regenerate_with_nothing_to_regenerate_is_refused():
 
 def test_undo_removes_the_last_turn_and_gives_back_its_message(photos):
     handlers, _ = make([["a"], ["b"]])
-    _, conversation, _ = run(handlers.chat("one", None))
-    _, conversation, _ = run(handlers.chat({"text": "two", "files": [str(photos["coffee"])]}, conversation))
-    chatbot, conversation, restored = handlers.undo(conversation)
-    assert [t.text for t in conversation.turns] == ["one"]
-    assert restored == {"text": "two", "files": [str(photos["coffee"])]}
-    assert chatbot[-1]["content"] == "a"
+    conversation = run(handlers.chat("one", None)).conversation
+    conversation = run(handlers.chat({"text": "two", "files": [str(photos["coffee"])]}, conversation)).conversation
+    reply = handlers.undo(conversation)
+    assert [t.text for t in reply.conversation.turns] == ["one"]
+    assert reply.message == {"text": "two", "files": [str(photos["coffee"])]}
+    assert shown(reply)[-1]["content"] == "a"
 
 
 def test_clear_starts_over():
     handlers, _ = make([["a"]])
     run(handlers.chat("one", None))
-    chatbot, conversation, textbox = handlers.clear()
-    assert chatbot == [] and conversation.turns == [] and textbox is None
+    reply = handlers.clear()
+    assert shown(reply) == [] and reply.conversation.turns == [] and reply.message == EMPTY_MESSAGE
 
 
 def test_a_question_asked_while_loading_waits_for_the_model():
@@ -217,18 +222,20 @@ def test_a_question_asked_while_loading_waits_for_the_model():
     slot = EngineSlot("scripted")
     handlers = ChatHandlers(slot, min_update_interval=0.0)
     threading.Timer(1.5, slot.fill, args=(engine,)).start()
-    updates = list(handlers.chat("hello", None))
-    assert "still loading" in updates[0][0][-1]["content"]
-    assert updates[-1][1].turns[0].answer == "ready now"
+    updates = [(reply, shown(reply)) for reply in handlers.chat("hello", None)]
+    assert "still loading" in updates[0][1][-1]["content"]
+    updates = [reply for reply, _ in updates]
+    assert updates[0].message == EMPTY_MESSAGE and updates[1].message is None
+    assert updates[-1].conversation.turns[0].answer == "ready now"
 
 
 def test_a_model_that_failed_to_load_says_so():
     slot = EngineSlot("broken-model")
     slot.fail("no such model")
     handlers = ChatHandlers(slot)
-    chatbot, conversation, _ = run(handlers.chat("hello", None))
-    assert conversation.turns[0].status == "error"
-    assert "no such model" in chatbot[-1]["content"]
+    reply = run(handlers.chat("hello", None))
+    assert reply.conversation.turns[0].status == "error"
+    assert "no such model" in shown(reply)[-1]["content"]
 
 
 def test_status_line_follows_loading():
@@ -245,9 +252,10 @@ def test_status_line_follows_loading():
 
 def test_save_then_load_restores_the_conversation(photos, tmp_path):
     handlers, _ = make([["an answer"]])
-    *_, (_, conversation, _) = handlers.chat({"text": "keep this", "files": [str(photos["rocket"])]}, None)
-    saved = handlers.save(conversation)
-    chatbot, loaded, _ = handlers.load(saved, Conversation())
+    *_, reply = handlers.chat({"text": "keep this", "files": [str(photos["rocket"])]}, None)
+    saved = handlers.save(reply.conversation)
+    reply = handlers.load(saved, Conversation())
+    chatbot, loaded = shown(reply), reply.conversation
     assert [(t.text, t.answer, t.status) for t in loaded.turns] == [("keep this", "an answer", "done")]
     assert loaded.turns[0].attachments[0].image.size == (640, 427)
     assert chatbot[0]["content"].startswith("**Picture 1** · rocket.jpg")
@@ -255,10 +263,12 @@ def test_save_then_load_restores_the_conversation(photos, tmp_path):
 
 def test_loading_a_bad_file_keeps_the_current_conversation(tmp_path):
     handlers, _ = make([["a"]])
-    *_, (_, conversation, _) = handlers.chat("mine", None)
+    *_, reply = handlers.chat("mine", None)
+    conversation = reply.conversation
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    chatbot, after, _ = handlers.load(str(bad), conversation)
-    assert after is conversation and chatbot[-1]["content"].startswith("⚠ Not loaded: bad.json is not a conversation")
+    reply = handlers.load(str(bad), conversation)
+    assert reply.conversation is conversation and reply.message is None
+    assert shown(reply)[-1]["content"].startswith("⚠ Not loaded: bad.json is not a conversation")
     with pytest.raises(gr.Error):
         handlers.save(Conversation())

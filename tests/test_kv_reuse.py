@@ -201,6 +201,7 @@ def test_a_session_in_use_is_never_evicted():
 def test_clearing_or_closing_a_session_frees_its_cache(engine):
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
+    from demo.settings import Settings
 
     class Request:
         session_hash = "tab-1"
@@ -208,10 +209,10 @@ def test_clearing_or_closing_a_session_frees_its_cache(engine):
     slot = EngineSlot("tiny")
     slot.fill(engine)
     handlers = ChatHandlers(slot)
-    list(handlers.chat("Hello", None, 4, request=Request()))
+    list(handlers.chat("Hello", None, Settings(max_new_tokens=4), request=Request()))
     assert "tab-1" in engine.caches.sessions()
     handlers.clear(Request())
     assert "tab-1" not in engine.caches.sessions()
-    list(handlers.chat("Hello again", None, 4, request=Request()))
+    list(handlers.chat("Hello again", None, Settings(max_new_tokens=4), request=Request()))
     handlers.end_session(Request())
     assert "tab-1" not in engine.caches.sessions()

@@ -11,7 +11,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import gradio as gr
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,9 +20,11 @@ from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from demo.limits import Limits
 from demo.media.pictures import UploadError, load_image
+from demo.settings import Settings
 from tests.fakes import AtLeast
+from tests.helpers import shown
 
-SHORT = 8  # max new tokens: the answers' words do not matter here
+SHORT = Settings(max_new_tokens=8)  # the answers' words do not matter here
 
 
 def png_with_size(width: int, height: int) -> bytes:
@@ -111,8 +112,8 @@ def write(tmp_path: Path, name: str, data: bytes) -> str:
 
 @pytest.mark.parametrize("name, data, size", GOOD, ids=[g[0] for g in GOOD])
 def test_unusual_images_are_answered(handlers, tmp_path, name, data, size):
-    *_, (chatbot, conversation, _) = handlers.chat({"text": "What is this?", "files": [write(tmp_path, name, data)]}, None, SHORT)
-    turn = conversation.turns[0]
+    *_, reply = handlers.chat({"text": "What is this?", "files": [write(tmp_path, name, data)]}, None, SHORT)
+    turn = reply.conversation.turns[0]
     assert turn.status == "done", turn.error
     image = turn.attachments[0].image
     assert image.mode == "RGB" and image.size == size
@@ -133,15 +134,15 @@ def test_what_the_person_sees_is_what_the_model_gets(tmp_path):
 
 @pytest.mark.parametrize("name, data, words", BAD, ids=[b[0] for b in BAD])
 def test_bad_uploads_get_one_sentence_and_the_session_goes_on(handlers, tmp_path, name, data, words):
-    *_, (_, conversation, _) = handlers.chat("Hello", None, SHORT)
-    updates = list(handlers.chat({"text": "And this?", "files": [write(tmp_path, name, data)]}, conversation, SHORT))
-    (chatbot, after, textbox), = updates
-    notice = chatbot[-1]["content"]
+    *_, reply = handlers.chat("Hello", None, SHORT)
+    updates = list(handlers.chat({"text": "And this?", "files": [write(tmp_path, name, data)]}, reply.conversation, SHORT))
+    (reply,) = updates
+    notice = shown(reply)[-1]["content"]
     assert notice.startswith("⚠ Not sent: ") and words in notice
     assert "\n" not in notice and "Traceback" not in notice
-    assert len(after.turns) == 1 and isinstance(textbox, type(gr.skip()))
-    *_, (_, after, _) = handlers.chat("Still there?", after, SHORT)
-    assert [t.status for t in after.turns] == ["done", "done"]
+    assert len(reply.conversation.turns) == 1 and reply.message is None  # the textbox keeps the message
+    *_, reply = handlers.chat("Still there?", reply.conversation, SHORT)
+    assert [t.status for t in reply.conversation.turns] == ["done", "done"]
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,7 @@ def test_each_limit_refuses_with_a_sentence(engine, tmp_path, limits, message, w
     handlers = ChatHandlers(slot, limits=limits)
     photo = write(tmp_path, "photo.png", encoded(Image.effect_noise((200, 200), 40).convert("RGB"), "PNG"))
     files = [photo for _ in message.get("files", [])]
-    notice = list(handlers.chat({"text": message.get("text", "look"), "files": files}, None, SHORT))[0][0][-1]["content"]
+    notice = shown(list(handlers.chat({"text": message.get("text", "look"), "files": files}, None, SHORT))[0])[-1]["content"]
     assert words in notice
 
 

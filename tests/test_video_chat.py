@@ -10,10 +10,12 @@ from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from demo.limits import Limits
 from demo.session_file import dump_conversation, load_conversation
+from demo.settings import Settings
 from tests.fakes import AtLeast
+from tests.helpers import shown
 from tests.test_video import BAD, write_video
 
-SHORT = 8
+SHORT = Settings(max_new_tokens=8)
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def handlers(engine):
 def test_an_image_and_a_video_in_one_turn_stream_an_answer(handlers, engine, photos, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", size=(96, 64), fps=10, frames=30)
     updates = list(handlers.chat({"text": "What happens?", "files": [str(photos["chelsea"]), str(clip)]}, None, SHORT))
-    chatbot, conversation, _ = updates[-1]
+    chatbot, conversation = shown(updates[-1]), updates[-1].conversation
     assert len(updates) > 2 and conversation.turns[0].status == "done"
     prompt = engine.render_prompt(to_model_messages(conversation, "You are a helpful assistant."))
     assert "Picture 1: <|vision_start|><|image_pad|><|vision_end|>Video 1: <|vision_start|><|video_pad|>" in prompt
@@ -45,7 +47,8 @@ def test_an_image_and_a_video_in_one_turn_stream_an_answer(handlers, engine, pho
 
 def test_the_sampling_settings_reach_the_decoder(handlers, tmp_path):
     clip = write_video(tmp_path / "long.mp4", size=(64, 48), fps=10, frames=100)  # 10 s
-    *_, (_, conversation, _) = handlers.chat({"text": "?", "files": [str(clip)]}, None, SHORT, 0.0, 0.9, "", None, None, 0.5, 4)
+    settings = Settings(max_new_tokens=8, system_prompt="", video_fps=0.5, video_max_frames=4)
+    conversation = list(handlers.chat({"text": "?", "files": [str(clip)]}, None, settings))[-1].conversation
     video = conversation.turns[0].attachments[0].video
     assert len(video.frames) == 4 and video.sample_fps == pytest.approx(0.4, abs=0.11)
 
@@ -56,18 +59,19 @@ def test_the_sampling_settings_reach_the_decoder(handlers, tmp_path):
     ids=[b[0] for b in BAD if b[0] != "missing"] + ["missing"],
 )
 def test_each_bad_video_gets_its_sentence_and_the_next_turn_works(handlers, tmp_path, make, says):
-    *_, (_, conversation, _) = handlers.chat("Hello", None, SHORT)
+    *_, reply = handlers.chat("Hello", None, SHORT)
     path = make(tmp_path)
-    (chatbot, after, _), = list(handlers.chat({"text": "And this?", "files": [str(path)]}, conversation, SHORT))
+    (reply,) = list(handlers.chat({"text": "And this?", "files": [str(path)]}, reply.conversation, SHORT))
+    chatbot = shown(reply)
     assert chatbot[-1]["content"].startswith("⚠ Not sent: ") and says in chatbot[-1]["content"]
-    assert len(after.turns) == 1
-    *_, (_, after, _) = handlers.chat("Still there?", after, SHORT)
-    assert [t.status for t in after.turns] == ["done", "done"]
+    assert len(reply.conversation.turns) == 1
+    *_, reply = handlers.chat("Still there?", reply.conversation, SHORT)
+    assert [t.status for t in reply.conversation.turns] == ["done", "done"]
 
 
 def test_a_one_frame_video_is_answered(handlers, tmp_path):
     clip = write_video(tmp_path / "still.mp4", frames=1)
-    *_, (_, conversation, _) = handlers.chat({"text": "?", "files": [str(clip)]}, None, SHORT)
+    conversation = list(handlers.chat({"text": "?", "files": [str(clip)]}, None, SHORT))[-1].conversation
     assert conversation.turns[0].status == "done" and len(conversation.turns[0].attachments[0].video.frames) == 2
 
 
@@ -78,10 +82,10 @@ def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
     original = module.sample_video
     monkeypatch.setattr(module, "sample_video", lambda *a, **k: decoded.append(a) or original(*a, **k))
     clip = write_video(tmp_path / "clip.mp4", frames=20)
-    *_, (_, conversation, _) = handlers.chat({"text": "What is this?", "files": [str(clip)]}, None, SHORT)
+    conversation = list(handlers.chat({"text": "What is this?", "files": [str(clip)]}, None, SHORT))[-1].conversation
     frames = conversation.turns[0].attachments[0].video.frames
-    *_, (_, conversation, _) = handlers.chat("And then?", conversation, SHORT)
-    *_, (_, conversation, _) = handlers.regenerate(conversation, SHORT)
+    conversation = list(handlers.chat("And then?", conversation, SHORT))[-1].conversation
+    conversation = list(handlers.regenerate(conversation, SHORT))[-1].conversation
     assert len(decoded) == 1 and conversation.turns[0].attachments[0].video.frames is frames
 
 
@@ -106,14 +110,14 @@ def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
 
 def test_a_conversation_with_a_video_saves_and_loads(handlers, tmp_path):
     clip = write_video(tmp_path / "clip.mp4", frames=20)
-    *_, (_, conversation, _) = handlers.chat({"text": "Watch.", "files": [str(clip)]}, None, SHORT)
+    conversation = list(handlers.chat({"text": "Watch.", "files": [str(clip)]}, None, SHORT))[-1].conversation
     saved = tmp_path / "c.json"
     saved.write_text(dump_conversation(conversation))
     loaded = load_conversation(str(saved), Limits(), tmp_path / "loaded")
     before, after = conversation.turns[0].attachments[0].video, loaded.turns[0].attachments[0].video
     assert [f.tobytes() for f in after.frames] == [f.tobytes() for f in before.frames]
     assert after.timestamps == before.timestamps and after.visual_tokens == before.visual_tokens
-    *_, (chatbot, loaded, _) = handlers.chat("And now?", loaded, SHORT)
+    loaded = list(handlers.chat("And now?", loaded, SHORT))[-1].conversation
     assert loaded.turns[-1].status == "done"
 
 
@@ -121,7 +125,7 @@ def test_timestamps_in_an_answer_about_a_video_are_shown_bold(handlers, tmp_path
     from demo.views import chatbot_messages
 
     clip = write_video(tmp_path / "clip.mp4", frames=20)
-    *_, (_, conversation, _) = handlers.chat({"text": "When?", "files": [str(clip)]}, None, SHORT)
+    conversation = list(handlers.chat({"text": "When?", "files": [str(clip)]}, None, SHORT))[-1].conversation
     conversation.turns[0].answer = "The cat jumps at 00:12 and again at 1:02:03, then <|box_start|>(1,2),(3,4)<|box_end|>."
     chatbot = chatbot_messages(conversation, "qwen2-vl")
     bubble = [m["content"] for m in chatbot if m["role"] == "assistant"]

@@ -1,0 +1,60 @@
+"""The page's wiring: handlers reply, `ChatPage.render` maps replies to components, the API stays."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from demo.conversation import Conversation, Turn
+from demo.engines.slot import EngineSlot
+from demo.handlers import EMPTY_MESSAGE, ChatHandlers, Reply
+from demo.ui import ChatPage, build_ui
+from tests.fakes import ScriptedEngine
+
+SETTINGS = ["max_new_tokens", "temperature", "top_p", "system_prompt", "min_pixels", "max_pixels"]
+
+
+def handlers(answers=()) -> ChatHandlers:
+    slot = EngineSlot("scripted")
+    slot.fill(ScriptedEngine(list(answers)))
+    return ChatHandlers(slot, min_update_interval=0.0)
+
+
+def page() -> ChatPage:
+    with gr.Blocks():
+        return ChatPage(handlers([["fine"]]), gr.Chatbot(), gr.State(), gr.MultimodalTextbox())
+
+
+def test_the_api_keeps_its_endpoints_parameters_and_returns():
+    """What gradio_client sees: the README's endpoints, optional settings by name, (history, textbox)."""
+    info = build_ui(handlers()).get_api_info()["named_endpoints"]
+    parameters = {name: [(p["parameter_name"], p["parameter_has_default"]) for p in info[name]["parameters"]] for name in info}
+    assert parameters["/chat"] == [("message", True)] + [(n, True) for n in SETTINGS + ["video_fps", "video_max_frames"]]
+    assert parameters["/regenerate"] == [(n, True) for n in SETTINGS]
+    assert parameters["/stop"] == parameters["/undo"] == parameters["/clear"] == []
+    assert parameters["/load"] == [("file", False)]
+    returns = {name: [r["component"] for r in info[name]["returns"]] for name in info}
+    for name in ("/chat", "/regenerate", "/undo", "/clear", "/load"):
+        assert returns[name] == ["Chatbot", "Multimodaltextbox"], name
+    assert returns["/stop"] == ["Chatbot"]
+    assert returns["/export"] == ["File"] and returns["/save"] == ["File"]
+
+
+def test_render_maps_a_reply_to_the_chat_and_sets_the_textbox_only_when_asked():
+    shown = page()
+    conversation = Conversation(turns=[Turn("Hi", answer="Hello", status="done")])
+    update = shown.render(Reply(conversation, "qwen2-vl", notice="Not sent: too long."))
+    assert set(update) == {shown.chatbot, shown.conversation}  # the textbox keeps what the person typed
+    assert update[shown.conversation] is conversation
+    assert [m["content"] for m in update[shown.chatbot]] == ["Hi", "Hello", "⚠ Not sent: too long."]
+    update = shown.render(Reply(conversation, "qwen2-vl", message=EMPTY_MESSAGE))
+    assert update[shown.textbox] == EMPTY_MESSAGE
+
+
+def test_page_events_gather_the_settings_into_one_object():
+    shown = page()
+    updates = list(shown.chat({"text": "Hi", "files": []}, None, 64, 0.5, 0.7, "Be brief.", 0, 100_000))
+    _, settings = shown.handlers.slot.wait(0).calls[0]
+    assert (settings.max_new_tokens, settings.temperature, settings.top_p, settings.system_prompt) == (64, 0.5, 0.7, "Be brief.")
+    assert (settings.min_pixels, settings.max_pixels) == (None, 100_000)
+    assert updates[0][shown.textbox] == EMPTY_MESSAGE and shown.textbox not in updates[-1]
+    assert updates[-1][shown.chatbot][-1]["content"] == "fine"
