@@ -14,11 +14,10 @@ import sys
 import time
 
 from demo.limits import Limits
-from grounding.generations import FAMILIES
+from grounding.generations import FAMILIES, TINY_CHECKPOINTS
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 ENV_PREFIX = "QWEN_CHAT_"
-TINY_MODEL = "tiny-random"
 
 log = logging.getLogger("app")
 
@@ -89,8 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"hub id, local checkpoint directory, or '{TINY_MODEL}' (a tiny random model built offline; "
-        f"answers are noise). Default: {DEFAULT_MODEL}",
+        help=f"hub id, local checkpoint directory, or a tiny random model built offline (answers are noise): "
+        f"{', '.join(TINY_CHECKPOINTS)}. Default: {DEFAULT_MODEL}",
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA if a GPU is visible)")
     parser.add_argument(
@@ -174,10 +173,10 @@ def load_engine(args: argparse.Namespace):
     from demo.engines.local import TransformersEngine
 
     model = args.model
-    if model == TINY_MODEL:
-        from demo.engines.tiny_model import ensure_tiny_checkpoint
+    if model in TINY_CHECKPOINTS:
+        from demo.engines.tiny import ensure_tiny_checkpoint
 
-        model = str(ensure_tiny_checkpoint())
+        model = str(ensure_tiny_checkpoint(model))
         log.info("tiny random checkpoint: %s", model)
     engine = TransformersEngine(
         model,

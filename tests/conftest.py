@@ -17,9 +17,9 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept fo
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from demo.engines.tiny_model import ensure_tiny_checkpoint
+    from demo.engines.tiny import ensure_tiny_checkpoint
 
-    return ensure_tiny_checkpoint(tmp_path_factory.mktemp("model-cache"))
+    return ensure_tiny_checkpoint("tiny-random", tmp_path_factory.mktemp("model-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The local engine: a Qwen VL checkpoint run in this process with transformers.
 
 Loads any checkpoint `AutoProcessor` + `AutoModelForImageTextToText` can load (a hub id or a
-local directory, including the tiny random one from `demo/engines/tiny_model.py`), renders the
+local directory, including the tiny random ones from `demo/engines/tiny/`), renders the
 conversation with the model's own chat template and `add_vision_id=True`, and streams the
 answer token by token from `model.generate` running in a background thread.
 
