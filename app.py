@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from demo.limits import Limits
-from grounding.generations import FAMILIES, TINY_CHECKPOINTS
+from grounding.generations import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    TINY_CHECKPOINTS,
+    family_from_model_type,
+    family_from_name,
+    tiny_checkpoint_family,
+)
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 ENV_PREFIX = "QWEN_CHAT_"
@@ -154,6 +163,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def expected_family(args: argparse.Namespace) -> str:
+    """The family the flags will load, known before loading: from --family, a tiny checkpoint's name,
+    a local directory's config.json `model_type`, or else the model's name (Qwen2-VL's if none says)."""
+    if args.backend == "openai" and args.family:
+        return args.family
+    if args.model in TINY_CHECKPOINTS:
+        return tiny_checkpoint_family(args.model) or DEFAULT_FAMILY
+    config = Path(args.model, "config.json")
+    if config.is_file():
+        try:
+            return family_from_model_type(json.loads(config.read_text("utf-8")).get("model_type", ""))
+        except (OSError, ValueError, AttributeError):  # unreadable, or not a Qwen VL: loading will say why
+            pass
+    return family_from_name(args.model) or DEFAULT_FAMILY
+
+
 def load_engine(args: argparse.Namespace):
     """Build the engine the flags ask for (the local one is where torch and transformers get imported)."""
     if args.backend == "openai":
@@ -199,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
 
-    slot = EngineSlot(args.model)
+    slot = EngineSlot(args.model, expected_family(args))
     handlers = ChatHandlers(slot, limits=limits_from(args))
     demo = build_ui(
         handlers,
