@@ -80,11 +80,12 @@ def artifacts() -> Path:
 
 
 @contextmanager
-def serve_app(engine, name: str, min_new_tokens: int = 150) -> Iterator[dict]:
+def serve_app(engine, name: str, min_new_tokens: int = 150, max_new_tokens: int = 512) -> Iterator[dict]:
     """The real app on `engine`, served on a free local port, while the context lasts.
 
     Its engine is the real one, wrapped so that answers are at least `min_new_tokens` long
-    (tests that stop a long answer raise it, then put it back).
+    (tests that stop a long answer raise it, then put it back); `max_new_tokens` is the
+    setting's default on the page.
     """
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
@@ -95,7 +96,7 @@ def serve_app(engine, name: str, min_new_tokens: int = 150) -> Iterator[dict]:
     slot = EngineSlot(name, engine.family)
     slot.fill(longer)
     handlers = ChatHandlers(slot)
-    demo = build_ui(handlers, concurrency=2)
+    demo = build_ui(handlers, max_new_tokens=max_new_tokens, concurrency=2)
     demo.queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
     try:

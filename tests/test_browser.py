@@ -208,7 +208,7 @@ def test_each_generation_answers_pictures_a_video_and_a_follow_up(browser, tiny_
     engine = tiny_checkpoints.engine(name)
     title, factor = generation(engine.family).title, engine.resize_factor
     clip = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
-    with serve_app(engine, name, min_new_tokens=12) as app:
+    with serve_app(engine, name, min_new_tokens=12, max_new_tokens=40) as app:
         page = browser.new_page(viewport={"width": 1200, "height": 1100})
         try:
             page.goto(app["url"])
