@@ -20,25 +20,16 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept fo
 class TinyCheckpoints:
     """The tiny checkpoints by `--model` name, each built on first use, once per run, in one cache.
 
-    `build_seconds[name]` is how long its build took here. `engine(name)` is the real transformers
-    engine on it (float32, for exact comparisons), also made once.
+    `engine(name)` is the real transformers engine on it (float32, for exact comparisons), also made once.
     """
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache
-        self.build_seconds: dict[str, float] = {}
         self._engines: dict = {}
 
     def __getitem__(self, name: str) -> Path:
-        import time
+        from demo.engines.tiny import ensure_tiny_checkpoint
 
-        from demo.engines.tiny import checkpoint_dir, ensure_tiny_checkpoint
-
-        if name not in self.build_seconds and not (checkpoint_dir(name, self.cache) / "config.json").exists():
-            started = time.perf_counter()
-            path = ensure_tiny_checkpoint(name, self.cache)
-            self.build_seconds[name] = time.perf_counter() - started
-            return path
         return ensure_tiny_checkpoint(name, self.cache)
 
     def engine(self, name: str):

@@ -7,6 +7,7 @@ variant where the chat template matters) and Qwen3.5, each built once per run
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import threading
@@ -60,7 +61,7 @@ def test_a_tiny_checkpoint_has_the_real_classes_tokens_and_template(tiny_checkpo
     assert type(engine.model).__name__ == architecture
     # The real added tokens, in the real order, with the real `special` flags, right after the BPE vocabulary.
     module, variant = RECIPES[name]
-    recipe = __import__(f"demo.engines.tiny.{module}", fromlist=["ADDED"])
+    recipe = importlib.import_module(f"demo.engines.tiny.{module}")
     added = sorted(engine.tokenizer.added_tokens_decoder.items())
     assert [(t.content, t.special) for _, t in added] == list(recipe.ADDED)
     assert [i for i, _ in added] == list(range(added[0][0], added[0][0] + len(added)))

@@ -9,7 +9,8 @@ linear-attention layers...), only small, so it answers with random text. Each is
 code as a real checkpoint. One module per generation holds its recipe; `common` the tokenizer
 training and the templates they share.
 
-Building one takes a second or two; the result is cached in a directory whose name carries a
+Building one takes about 0.1 s once transformers' model classes are imported (the first build in
+a process imports them, a few seconds); the result is cached in a directory whose name carries a
 digest of the recipe (its source, the shared code, the template, the corpus and the transformers
 version), so a changed recipe builds anew.
 """
