@@ -22,9 +22,8 @@ videos as lists of frames. Every row says whether we agree with it, and when we 
 from __future__ import annotations
 
 import pytest
-from PIL import Image
-
 import qwen_vl_utils  # requirements-test.txt; it imports torch and torchvision itself
+from PIL import Image
 from qwen_vl_utils.vision_process import (
     IMAGE_MAX_TOKEN_NUM,
     IMAGE_MIN_TOKEN_NUM,
@@ -236,7 +235,12 @@ def test_frame_sizes_against_fetch_video(family, what, source, n, agree, agree_h
     assert n * ours[0] * ours[1] <= settings.total_pixels
     frames = [Image.new("RGB", source_wh, "gray")] * n
     for total, expected in ((settings.total_pixels, agree), (settings.total_pixels / 2, agree_half)):
-        ele = {"video": frames, "min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels, "total_pixels": total}
+        ele = {
+            "video": frames,
+            "min_pixels": settings.min_pixels,
+            "max_pixels": settings.max_pixels,
+            "total_pixels": total,
+        }
         _, _, h, w = fetch_video(ele, image_patch_size=patch).shape
         assert ((w, h) == ours) is expected, (total, (w, h), ours)
         if not expected and total == settings.total_pixels and source[1] > 1:
@@ -264,8 +268,13 @@ def test_its_frame_list_timing_starts_at_zero_ours_at_the_frames_real_times():
     # a 4 s video, 0, 1, 2, 3 s there against 0.5, 1.5, 2.5, 3.5 s here (the middle of each second).
     frames = tuple(Image.new("RGB", (56, 56), "gray") for _ in range(4))
     video = SampledVideo(
-        frames=frames, timestamps=(0.5, 1.5, 2.5, 3.5), frame_wh=(56, 56), source_wh=(56, 56),
-        source_fps=12.0, duration=4.0, sample_fps=1.0,
+        frames=frames,
+        timestamps=(0.5, 1.5, 2.5, 3.5),
+        frame_wh=(56, 56),
+        source_wh=(56, 56),
+        source_fps=12.0,
+        duration=4.0,
+        sample_fps=1.0,
     )
     _, theirs = fetch_video({"video": list(frames), "sample_fps": 1.0}, return_video_metadata=True)
     ours = video_metadata(video)

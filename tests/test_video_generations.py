@@ -88,7 +88,11 @@ def test_the_frames_reach_the_model_unchanged_and_the_tokens_shown_are_the_proce
         fw, fh = video.frame_wh
         assert fw % engine.resize_factor == 0 and fh % engine.resize_factor == 0
         assert (t, h * patch, w * patch) == (len(video.frames) // 2, fh, fw)
-    assert video_pads(engine, inputs) == sum(v.visual_tokens for v in videos) == sum(t * h * w for t, h, w in grids) // merge**2
+    assert (
+        video_pads(engine, inputs)
+        == sum(v.visual_tokens for v in videos)
+        == sum(t * h * w for t, h, w in grids) // merge**2
+    )
 
     # The pixels are the frames' own: the first patch of the first video, back from the
     # processor's normalisation, is the top-left patch × patch of its frames 1 and 2 (one
@@ -108,7 +112,10 @@ def test_frames_larger_than_the_processors_own_bounds_are_kept(engine_of):
     fw, fh = video.frame_wh
     assert fw * fh > engine.processor.video_processor.size["longest_edge"]
     inputs, _ = model_inputs(engine, video)
-    assert inputs["video_grid_thw"][0].tolist()[1:] == [fh // generation(engine.family).patch_size, fw // generation(engine.family).patch_size]
+    assert inputs["video_grid_thw"][0].tolist()[1:] == [
+        fh // generation(engine.family).patch_size,
+        fw // generation(engine.family).patch_size,
+    ]
 
 
 # -- time, per generation ----------------------------------------------------------------------------
@@ -128,9 +135,10 @@ def test_each_generation_gets_time_its_own_way(engine_of):
         assert TIMESTAMP.findall(text) == ["1.0", "3.0"]
         assert "second_per_grid_ts" not in inputs
         per_pair = video.visual_tokens // 2
-        assert re.findall(r"<\d+\.\d seconds><\|vision_start\|>((?:<\|video_pad\|>)+)<\|vision_end\|>", text) == [
-            "<|video_pad|>" * per_pair
-        ] * 2
+        assert (
+            re.findall(r"<\d+\.\d seconds><\|vision_start\|>((?:<\|video_pad\|>)+)<\|vision_end\|>", text)
+            == ["<|video_pad|>" * per_pair] * 2
+        )
 
 
 @pytest.fixture(scope="module")
@@ -141,9 +149,15 @@ def clips(tmp_path_factory) -> dict[str, tuple[str, dict]]:
     vfr = [0, 40, 90, 170, 200, 260, 330, 400, 410, 480, 560, 600, 690, 720, 800, 880, 900, 990, 1040, 1100]
     return {
         "rocket, 2 a second": (str(CLIP), {}),
-        "NTSC 3.7 s, 1 a second": (str(write_video(tmp_path / "ntsc.mp4", fps=Fraction(30000, 1001), frames=111)), {"fps": 1.0}),
+        "NTSC 3.7 s, 1 a second": (
+            str(write_video(tmp_path / "ntsc.mp4", fps=Fraction(30000, 1001), frames=111)),
+            {"fps": 1.0},
+        ),
         "25 fps 5.2 s, 4 a second": (str(write_video(tmp_path / "pal.mp4", fps=25, frames=130)), {"fps": 4.0}),
-        "variable frame rate": (str(write_video(tmp_path / "vfr.mp4", fps=25, frames=len(vfr), pts_ms=vfr)), {"fps": 4.0}),
+        "variable frame rate": (
+            str(write_video(tmp_path / "vfr.mp4", fps=25, frames=len(vfr), pts_ms=vfr)),
+            {"fps": 4.0},
+        ),
     }
 
 
@@ -161,9 +175,13 @@ def test_qwen25_seconds_per_grid_is_two_over_our_sample_rate_and_spaces_the_posi
         inputs, _ = model_inputs(engine, video)
         step = inputs["second_per_grid_ts"].item()
         assert step == pytest.approx(temporal_patch / video.sample_fps, rel=1e-6), what  # a float32 tensor
-        assert step == pytest.approx(2 * video.duration / len(video.frames), rel=1e-6), what  # a float32 tensor  # a pair of frames' span
+        assert step == pytest.approx(2 * video.duration / len(video.frames), rel=1e-6), (
+            what
+        )  # a float32 tensor  # a pair of frames' span
         positions, _ = engine.model.model.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], video_grid_thw=inputs["video_grid_thw"],
+            inputs["input_ids"],
+            inputs["mm_token_type_ids"],
+            video_grid_thw=inputs["video_grid_thw"],
             second_per_grid_ts=inputs["second_per_grid_ts"],
         )
         temporal = positions[0, 0][inputs["mm_token_type_ids"][0] == 2]
@@ -218,7 +236,11 @@ def app_of(engine_of, monkeypatch):
 
 
 def captions(chatbot: list[dict]) -> list[str]:
-    return [m["content"] for m in chatbot if m["role"] == "user" and isinstance(m["content"], str) and m["content"].startswith("**")]
+    return [
+        m["content"]
+        for m in chatbot
+        if m["role"] == "user" and isinstance(m["content"], str) and m["content"].startswith("**")
+    ]
 
 
 def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
@@ -232,7 +254,10 @@ def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
     assert video_pads(engine, inputs) == video.visual_tokens
     w, h = video.frame_wh
     assert w % f == 0 and h % f == 0
-    assert captions(chatbot)[1] == f"**Video 1** · rocket-launch.mp4 · 8 frames at 2.0 fps, {w}×{h} px each, {video.visual_tokens:,} visual tokens"
+    assert (
+        captions(chatbot)[1]
+        == f"**Video 1** · rocket-launch.mp4 · 8 frames at 2.0 fps, {w}×{h} px each, {video.visual_tokens:,} visual tokens"
+    )
 
     second = write_video(tmp_path / "second.mp4", size=(96, 64), fps=10, frames=30)
     *_, (chatbot, conversation, _) = handlers.chat({"text": "And this one?", "files": [str(second)]}, conversation, 8)

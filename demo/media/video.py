@@ -5,7 +5,9 @@ resize factor); `frame_count` and `frame_size` turn a duration and a source size
 number of frames and the one size they all get: sides multiples of `factor`, pixel count within
 the per-frame bounds and within the whole video's `total_pixels` budget. `SampledVideo` holds
 the frames the model sees, and `processor_video_kwargs` hands them to a Qwen VL processor as
-they are. Decoding a file into a `SampledVideo` is `demo.media.video_decode.sample_video` (PyAV).
+they are, with metadata from which each generation's processor reads the frames' real timing
+(Qwen2.5-VL's seconds per temporal grid, Qwen3-VL's and Qwen3.5's `<t seconds>`; Qwen2-VL has
+none). Decoding a file into a `SampledVideo` is `demo.media.video_decode.sample_video` (PyAV).
 Imports neither PyAV, torch nor transformers; knows nothing of Gradio.
 """
 
@@ -21,6 +23,7 @@ from PIL import Image
 from demo.media.resize import smart_resize
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
+
 
 def is_video_file(path: str) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
@@ -119,7 +122,9 @@ class SampledVideo:
         w, h = self.frame_wh
         new_h, new_w = smart_resize(h, w, factor, factor * factor, max(w * h, factor * factor))
         frames = {id(frame): frame.resize((new_w, new_h), Image.Resampling.BICUBIC) for frame in self.frames}
-        return replace(self, frames=tuple(frames[id(frame)] for frame in self.frames), frame_wh=(new_w, new_h), factor=factor)
+        return replace(
+            self, frames=tuple(frames[id(frame)] for frame in self.frames), frame_wh=(new_w, new_h), factor=factor
+        )
 
     def describe(self) -> str:
         """One line for the chat, e.g. '24 frames at 2.0 fps, 336×196 px each, 1,008 visual tokens'."""
