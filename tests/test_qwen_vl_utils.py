@@ -129,6 +129,44 @@ def test_its_default_cap_is_16384_tokens_ours_1280(family):
     assert ours_h * ours_w // (f * f) <= DEFAULT_MAX_VISUAL_TOKENS
 
 
+# (width, height, how fetch_image compares): images given to each generation's real engine, whose
+# bounds are the checkpoint's own size["shortest_edge"] and the smaller of its size["longest_edge"]
+# and 1,280 tokens (the tiny checkpoints' longest_edge is 64 tokens' worth).
+ENGINE_IMAGES = [
+    (640, 427, "same"),
+    (1000, 1000, "same"),  # both scale down to the cap
+    (64, 64, "same"),  # both scale up to the minimum
+    # A side under half a factor (see IMAGE_ROWS): it clamps the side to one factor and keeps the
+    # long side (28×588 / 32×608); transformers, and so the processor and we, scale the whole
+    # image to min_pixels (28×392 / 32×448).
+    (600, 13, "differs"),
+    # Under this small cap its scale-down floors the short side to 0 and PIL refuses the resize;
+    # we keep one factor (28×1932 / 32×2208), as the processor does.
+    (3000, 40, "raises"),
+]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_engines_vision_cost_against_fetch_image(family, tiny_checkpoints):
+    from demo.engines.base import GenerationSettings
+
+    engine = tiny_checkpoints.engine(generation(family).tiny_checkpoint)
+    f, patch = engine.resize_factor, PATCHES[family]
+    assert engine.patch_size == patch
+    bounds = {"min_pixels": engine.default_min_pixels, "max_pixels": engine.default_max_pixels}
+    for w, h, relation in ENGINE_IMAGES:
+        cost = engine.vision_cost((w, h), GenerationSettings())
+        assert cost.tokens == (cost.input_wh[0] // f) * (cost.input_wh[1] // f)
+        image = Image.new("RGB", (w, h), "gray")
+        if relation == "raises":
+            assert min(cost.input_wh) == f
+            with pytest.raises(ValueError, match="must be > 0"):
+                fetch_image({"image": image, **bounds}, image_patch_size=patch)
+            continue
+        theirs = fetch_image({"image": image, **bounds}, image_patch_size=patch).size
+        assert (cost.input_wh == theirs) is (relation == "same"), (w, h, cost.input_wh, theirs)
+
+
 # -- videos: how many frames -----------------------------------------------------------------------
 
 # (what, source frames, source fps, sample fps, max_frames, ours, theirs): `frame_count` against
