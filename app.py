@@ -22,6 +22,7 @@ from grounding.generations import (
     TINY_CHECKPOINTS,
     family_from_model_type,
     family_from_name,
+    generation,
     tiny_checkpoint_family,
 )
 
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {reason}", file=sys.stderr)
         return 1
     slot.fill(engine)
-    log.info("%s (%s) is ready after %.1f s", engine.model_name, engine.family, time.monotonic() - started)
+    log.info("%s (%s) is ready after %.1f s", engine.model_name, generation(engine.family).title, time.monotonic() - started)
     try:
         demo.block_thread()
     except KeyboardInterrupt:

@@ -313,3 +313,34 @@ def test_the_status_line_names_the_family(tiny_checkpoints, name):
     assert f"({title}," in slot.status_markdown()  # while loading
     slot.fill(engine)
     assert f"**{name}** ({title}) is ready." in slot.status_markdown()
+
+
+@pytest.mark.parametrize(
+    ("dense", "moe_config", "moe_model", "moe_type"),
+    [
+        ("tiny-random-qwen3-vl", "Qwen3VLMoeConfig", "Qwen3VLMoeForConditionalGeneration", "qwen3_vl_moe"),
+        ("tiny-random-qwen3.5", "Qwen3_5MoeConfig", "Qwen3_5MoeForConditionalGeneration", "qwen3_5_moe"),
+    ],
+)
+def test_the_mixture_of_experts_checkpoints_run_as_their_generation(tiny_checkpoints, tmp_path, dense, moe_config, moe_model, moe_type):
+    """Qwen3-VL-30B-A3B's and Qwen3.5-35B-A3B's kinds: the dense tiny checkpoint's config with experts."""
+    import torch
+    import transformers
+
+    from demo.engines.local import TransformersEngine
+
+    source = tiny_checkpoints.engine(dense)
+    settings = json.loads((tiny_checkpoints[dense] / "config.json").read_text())
+    text = {k: v for k, v in settings["text_config"].items() if k not in ("model_type", "intermediate_size")}
+    text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)
+    vision = {k: v for k, v in settings["vision_config"].items() if k != "model_type"}
+    ids = {k: settings[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")}
+    config = getattr(transformers, moe_config)(text_config=text, vision_config=vision, **ids)
+    torch.manual_seed(0)
+    getattr(transformers, moe_model)(config).save_pretrained(tmp_path)
+    source.processor.save_pretrained(tmp_path)
+    engine = TransformersEngine(str(tmp_path), device="cpu", dtype="float32")
+    assert (engine.model.config.model_type, engine.family) == (moe_type, source.family)
+    image = {"type": "image", "image": Image.effect_noise((90, 60), 40).convert("RGB")}
+    answer = engine.stream(question("Describe Picture 1.", image), GenerationSettings(max_new_tokens=4, min_new_tokens=4), threading.Event())
+    assert "".join(answer)

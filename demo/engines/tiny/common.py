@@ -27,6 +27,10 @@ BPE_VOCAB_SIZE = 1024  # asked of the trainer; the small corpus gives about 820
 HIDDEN = 64  # the text model's width: forward passes stay fast on a CPU
 MIN_TOKENS = 4  # visual tokens per image, at the least
 MAX_TOKENS = 64  # ... and at the most: images stay cheap on a CPU
+# Output embeddings untied from the input ones, as in the larger checkpoints (Qwen2.5-VL-7B,
+# Qwen3-VL-8B). The small ones tie them, but a random model with tied embeddings repeats one
+# token (a newline) forever, and tests need answers with visible text.
+TIE_WORD_EMBEDDINGS = False
 
 # Where each official chat template was read. Qwen2.5-VL's chat_template.json holds the very
 # same string as Qwen2-VL's, so both use templates/qwen2-vl.jinja.

@@ -41,7 +41,7 @@ def build(out_dir: Path) -> None:
             "num_key_value_heads": 2,
             "max_position_embeddings": 32768,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-            "tie_word_embeddings": True,  # as the 3B
+            "tie_word_embeddings": common.TIE_WORD_EMBEDDINGS,
             **common.text_ids(tokenizer),
         },
         vision_config={
@@ -58,7 +58,7 @@ def build(out_dir: Path) -> None:
             "fullatt_block_indexes": [1, 3],
             "tokens_per_second": 2,
         },
-        tie_word_embeddings=True,
+        tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
     size = common.pixel_bounds(28)

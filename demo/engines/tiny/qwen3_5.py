@@ -3,8 +3,8 @@
 Shaped like Qwen/Qwen3.5-0.8B (config.json): text layers of Gated DeltaNet linear attention with
 full (gated) attention every fourth layer (`layer_types`, `full_attention_interval` 4: here
 3 linear + 1 full), a causal convolution of kernel 4 before the linear attention, partial
-rotary embedding (`partial_rotary_factor` 0.25) with interleaved M-RoPE (sections [11, 11, 10]),
-tied embeddings; a vision tower of patch 16, merge 2, temporal patch 2, without DeepStack.
+rotary embedding (`partial_rotary_factor` 0.25) with interleaved M-RoPE (sections [11, 11, 10]);
+a vision tower of patch 16, merge 2, temporal patch 2, without DeepStack.
 transformers 5.23 runs the linear attention and the convolution in plain torch when
 `flash-linear-attention` and `causal-conv1d` are not installed (they are not needed here).
 Its vocabulary is Qwen3.5's (`Qwen3_5Tokenizer`, its own pre-tokenizer rule): the 14 Qwen2
@@ -68,7 +68,7 @@ def build(out_dir: Path) -> None:
                 "mrope_section": [3, 3, 2],
                 "mrope_interleaved": True,
             },
-            "tie_word_embeddings": True,
+            "tie_word_embeddings": common.TIE_WORD_EMBEDDINGS,
             **common.text_ids(tokenizer),
         },
         vision_config={
@@ -82,7 +82,7 @@ def build(out_dir: Path) -> None:
             "temporal_patch_size": 2,
             "num_position_embeddings": 256,
         },
-        tie_word_embeddings=True,
+        tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
     size = common.pixel_bounds(32)

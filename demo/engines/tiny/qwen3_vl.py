@@ -3,8 +3,7 @@
 Shaped like Qwen/Qwen3-VL-2B-Instruct (config.json): vision patch 16, merge 2, temporal patch
 2, a learned position grid (`num_position_embeddings`), GELU-tanh MLPs, DeepStack (the outputs
 of vision blocks `deepstack_visual_indexes` [5, 11, 17] of 24 are added to the first text
-layers; here [1, 2] of 4), interleaved M-RoPE (sections [24, 20, 20] of head_dim 128), tied
-embeddings. Image and video normalisation 0.5/0.5, as its processor config. Its vocabulary is
+layers; here [1, 2] of 4), interleaved M-RoPE (sections [24, 20, 20] of head_dim 128). Image and video normalisation 0.5/0.5, as its processor config. Its vocabulary is
 Qwen3's: the 14 Qwen2 special tokens, then 12 that are not special (<tool_call> ... </think>).
 The Thinking variant differs only in its chat template (the real ones differ in weights too).
 """
@@ -51,7 +50,7 @@ def build(out_dir: Path, variant: str = "instruct") -> None:
                 "mrope_section": [4, 2, 2],  # sums to head_dim / 2, in the 2B's proportions
                 "mrope_interleaved": True,
             },
-            "tie_word_embeddings": True,
+            "tie_word_embeddings": common.TIE_WORD_EMBEDDINGS,
             **common.text_ids(tokenizer),
         },
         vision_config={
@@ -66,7 +65,7 @@ def build(out_dir: Path, variant: str = "instruct") -> None:
             "num_position_embeddings": 256,  # a 16 × 16 grid, interpolated to each image
             "deepstack_visual_indexes": [1, 2],
         },
-        tie_word_embeddings=True,
+        tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
     size = common.pixel_bounds(32)
