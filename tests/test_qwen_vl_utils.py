@@ -250,16 +250,16 @@ def test_our_budget_drops_frames_where_it_shrinks_them_below_its_floor():
 # multiples of 2 × factor within max_pixels, so that its first pass over each frame (the last row)
 # leaves them alone and the rows compare the video rule itself.
 FRAME_SIZE_ROWS = [
-    ("4:3, few frames: max_pixels decides", (16, 12), 8, True, True),
-    ("16:9, few frames: max_pixels decides", (32, 18), 8, True, True),
+    ("4:3, few frames: max_pixels decides", (16, 12), 4, True, True),
+    ("16:9, few frames: max_pixels decides", (16, 9), 4, True, True),
     # The budget decides. Ours counts every frame (n × w × h <= total_pixels); qwen-vl-utils counts
     # each pair of frames once (total_pixels / n × 2 a frame): with half our budget it gives ours.
     ("16:10, 16 frames: the budget decides", (16, 10), 16, False, True),
-    ("tiny frames scale up to min_pixels", (6, 4), 8, True, True),
+    ("tiny frames scale up to min_pixels", (6, 4), 4, True, True),
     # Its list-of-frames path first runs fetch_image(frame, image_factor) on every frame:
     # fetch_image takes a *patch size* there and multiplies it by 2, so each frame is first
     # rounded to multiples of 2 × factor (56 or 64), here 1 factor high becomes 2. Ours stays.
-    ("200:1, one factor high", (200, 1), 8, False, False),
+    ("200:1, one factor high", (200, 1), 4, False, False),
 ]
 
 
