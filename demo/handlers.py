@@ -212,6 +212,9 @@ class ChatHandlers:
         stop = running.stop
         try:
             uploads = conversation.attachments()
+            for attachment in uploads:  # a video sized for another generation (a saved conversation)
+                if attachment.is_video:
+                    attachment.video = attachment.video.for_factor(engine.resize_factor)
             for attachment, cost in zip(uploads, self._vision_costs(engine, uploads, settings), strict=True):
                 attachment.cost = cost
             turn.input_sizes = [a.cost.input_wh for a in conversation.images()]

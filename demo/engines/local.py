@@ -170,7 +170,8 @@ class TransformersEngine(Engine):
         """Tokenize `messages` and preprocess their images and videos (`SampledVideo`s), in order, on the engine's device."""
         parts = [part for m in messages for part in m["content"]]
         images = [part["image"] for part in parts if part.get("type") == "image"]
-        videos = [part["video"] for part in parts if part.get("type") == "video"]
+        # Frames sampled for another generation's factor (28 vs 32) are resized to this one's.
+        videos = [part["video"].for_factor(self.resize_factor) for part in parts if part.get("type") == "video"]
         min_pixels, max_pixels = self._pixel_bounds(settings)
         try:
             inputs = self.processor(

@@ -5,14 +5,16 @@ resize factor); `frame_count` and `frame_size` turn a duration and a source size
 number of frames and the one size they all get: sides multiples of `factor`, pixel count within
 the per-frame bounds and within the whole video's `total_pixels` budget. `SampledVideo` holds
 the frames the model sees, and `processor_video_kwargs` hands them to a Qwen VL processor as
-they are. Decoding a file into a `SampledVideo` is `demo.media.video_decode.sample_video` (PyAV).
+they are, with metadata from which each generation's processor reads the frames' real timing
+(Qwen2.5-VL's seconds per temporal grid, Qwen3-VL's and Qwen3.5's `<t seconds>`; Qwen2-VL has
+none). Decoding a file into a `SampledVideo` is `demo.media.video_decode.sample_video` (PyAV).
 Imports neither PyAV, torch nor transformers; knows nothing of Gradio.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,27 +24,40 @@ from demo.media.resize import smart_resize
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 
+
 def is_video_file(path: str) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+# The default bounds in units of factor² pixels (one merged patch of one frame), the same for
+# every generation, as qwen-vl-utils 0.0.14 counts them (VIDEO_MIN_TOKEN_NUM = 128,
+# VIDEO_MAX_TOKEN_NUM = 768) and transformers' Qwen3-VL video processor (32 × 32 × 768).
+FRAME_MIN_UNITS = 128
+FRAME_MAX_UNITS = 768
+VIDEO_UNITS = 64 * FRAME_MIN_UNITS  # summed over every frame; the prompt gets half (pairs of frames)
 
 
 @dataclass(frozen=True)
 class VideoSettings:
     """How to sample a video. Pixel counts are width × height of one resized frame.
 
-    The default budget, 64 frames at the minimum size (6,422,528 pixels), is at most 4,096 visual
-    tokens per video (Qwen2-VL's 3,211,264 `total_pixels`, which counts each pair of frames once).
-    For the 2B model in bfloat16 on a 2-core CPU that is about 75 s of vision encoding (4.6 s
-    measured per 256-token image, scaled; not measured with video). Any video longer than about
-    5 s costs nearly the whole budget: fewer frames get more pixels each, up to max_pixels.
+    `factor` is the model's resize factor (patch × merge: 28 for Qwen2-VL and Qwen2.5-VL, 32 for
+    Qwen3-VL and Qwen3.5, from `grounding.generations`). The pixel bounds left at None follow it,
+    so that every generation gets the same budget in tokens: frames of 128 × factor² to
+    768 × factor² pixels (each pair of frames then costs 128 to 768 visual tokens), and
+    64 × 128 × factor² pixels over all the frames of a video (every frame counted), which is at
+    most 4,096 visual tokens. For the 2B model in bfloat16 on a 2-core CPU that is about 75 s of
+    vision encoding (4.6 s measured per 256-token image, scaled; not measured with video). Any
+    video longer than about 5 s costs nearly the whole budget: fewer frames get more pixels
+    each, up to max_pixels.
     """
 
     fps: float = 2.0
     max_frames: int = 64
-    total_pixels: int = 64 * 128 * 28 * 28
-    min_pixels: int = 128 * 28 * 28
-    max_pixels: int = 768 * 28 * 28
-    factor: int = 28  # patch 14 × merge 2 (Qwen2-VL, Qwen2.5-VL); 32 for Qwen3-VL
+    total_pixels: int | None = None
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    factor: int = 28
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.fps <= 4:
@@ -51,8 +66,13 @@ class VideoSettings:
             raise ValueError(f"max_frames must be even and at least 2, got {self.max_frames}")
         if self.factor < 1:
             raise ValueError(f"factor must be positive, got {self.factor}")
-        if self.min_pixels < self.factor**2:
-            raise ValueError(f"min_pixels must be at least factor² = {self.factor**2}, got {self.min_pixels}")
+        token = self.factor**2
+        defaults = {"min_pixels": FRAME_MIN_UNITS, "max_pixels": FRAME_MAX_UNITS, "total_pixels": VIDEO_UNITS}
+        for name, units in defaults.items():
+            if getattr(self, name) is None:  # frozen: set once, here
+                object.__setattr__(self, name, units * token)
+        if self.min_pixels < token:
+            raise ValueError(f"min_pixels must be at least factor² = {token}, got {self.min_pixels}")
         if self.max_pixels < self.min_pixels:
             raise ValueError(f"max_pixels ({self.max_pixels}) is smaller than min_pixels ({self.min_pixels})")
         if self.total_pixels < 2 * self.min_pixels:
@@ -89,6 +109,22 @@ class SampledVideo:
         """Tokens in the prompt: frame pairs × (w/factor) × (h/factor) (temporal patch 2, merge 2×2)."""
         w, h = self.frame_wh
         return len(self.frames) // 2 * (w // self.factor) * (h // self.factor)
+
+    def for_factor(self, factor: int) -> SampledVideo:
+        """These frames for a model whose sides are multiples of `factor`: itself when they are.
+
+        Otherwise (a conversation saved with one generation and answered by another) every frame
+        is resized to the size of that factor nearest its own, no larger (transformers'
+        smart_resize with its pixel count as the maximum); times and frame count stay.
+        """
+        if factor == self.factor:
+            return self
+        w, h = self.frame_wh
+        new_h, new_w = smart_resize(h, w, factor, factor * factor, max(w * h, factor * factor))
+        frames = {id(frame): frame.resize((new_w, new_h), Image.Resampling.BICUBIC) for frame in self.frames}
+        return replace(
+            self, frames=tuple(frames[id(frame)] for frame in self.frames), frame_wh=(new_w, new_h), factor=factor
+        )
 
     def describe(self) -> str:
         """One line for the chat, e.g. '24 frames at 2.0 fps, 336×196 px each, 1,008 visual tokens'."""
@@ -142,10 +178,12 @@ def processor_video_kwargs(*videos: SampledVideo) -> dict:
     conversation order, each as a (T, H, W, 3) uint8 array. In `videos_kwargs`, so that they
     never reach the image processor: `do_resize=False` keeps the frames' size (already multiples
     of the factor) whatever `size` the call passes for images; `do_sample_frames=False` keeps
-    every frame; `cap_pixels_per_frame=False` silences transformers' warning about a budget that
-    only applies when it resizes; `video_metadata` says where the frames come from (Qwen2-VL
-    ignores it; Qwen2.5-VL takes its time step from it, 2 / 24 s a grid without it; Qwen3-VL its
-    timestamps). No `fps`: transformers 5.23 rejects qwen-vl-utils' list of fps for Qwen2-VL.
+    every frame (and with it the video processors' own `fps`, `min_frames` and `max_frames`
+    stay unused); `cap_pixels_per_frame=False` silences transformers' warning about a budget
+    that only applies when it resizes; `video_metadata` (see `video_metadata`) gives each
+    generation its timing: Qwen2-VL ignores it, Qwen2.5-VL takes its seconds per temporal grid
+    from it, Qwen3-VL and Qwen3.5 the `<t seconds>` before each pair of frames. No `fps`:
+    transformers 5.23 rejects qwen-vl-utils' list of fps for Qwen2-VL.
     """
     if not videos:
         return {}
@@ -155,17 +193,29 @@ def processor_video_kwargs(*videos: SampledVideo) -> dict:
             "do_sample_frames": False,
             "do_resize": False,
             "cap_pixels_per_frame": False,
-            "video_metadata": [_metadata(video) for video in videos],
+            "video_metadata": [video_metadata(video) for video in videos],
         },
     }
 
 
-def _metadata(video: SampledVideo) -> dict:
-    """transformers' VideoMetadata fields: its `sampled_fps` comes out as the video's sample_fps."""
-    fps = video.source_fps or video.sample_fps
+def video_metadata(video: SampledVideo) -> dict:
+    """transformers' `VideoMetadata` fields for `video`, such that the processors read its real timing.
+
+    transformers 5.23 reads two things from it (`video_utils.VideoMetadata`):
+    `sampled_fps` = len(frames_indices) / total_num_frames × fps, from which Qwen2.5-VL's
+    processor makes `second_per_grid_ts` = temporal_patch_size / sampled_fps; and the frame
+    times frames_indices / fps, which Qwen3-VL's processor averages over each pair of frames
+    into the `<t seconds>` it writes before the pair. So, with fps the source's frame rate:
+    frames_indices = each frame's time × fps (its position in source frames: a whole number
+    for a constant frame rate, a fraction otherwise) and total_num_frames = frames / sample_fps
+    × fps (the duration in source frames, a float as qwen-vl-utils also writes it for a list of
+    frames): sampled_fps is then exactly `sample_fps`, and the times exactly `timestamps`.
+    """
+    rate = video.sample_fps if video.sample_fps > 0 else 1.0  # > 0 unless a saved file says otherwise
+    fps = video.source_fps or rate
     return {
         "fps": fps,
         "duration": video.duration,
-        "total_num_frames": max(1, round(video.duration * fps)),
-        "frames_indices": [round(t * fps) for t in video.timestamps],
+        "total_num_frames": len(video.frames) / rate * fps,
+        "frames_indices": [t * fps for t in video.timestamps],
     }
