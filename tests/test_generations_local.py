@@ -24,7 +24,7 @@ from demo.handlers import ChatHandlers
 from grounding import label_color
 from grounding.generations import GENERATIONS, TINY_CHECKPOINTS, generation, tiny_checkpoint_family
 from tests.fakes import forced_answer
-from tests.helpers import generate_threads, wait_until
+from tests.helpers import generate_threads, shown, wait_until
 
 LOCAL = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
 ALL = LOCAL + ["tiny-random-qwen3-vl-thinking"]
@@ -238,7 +238,8 @@ def test_boxes_land_on_the_right_picture_in_each_familys_coordinates(tiny_checkp
     if generation(engine.family).thinking == "switch":  # the prompt opened <think>: reasoning, then the answer
         answer = "Two pictures, a box on each.\n</think>\n\n" + answer
     with forced_answer(engine, answer):
-        *_, (chatbot, conversation, _) = handlers.chat({"text": "Where?", "files": files}, None)
+        *_, reply = handlers.chat({"text": "Where?", "files": files}, None)
+    conversation, chatbot = reply.conversation, shown(reply)
     assert conversation.turns[0].answer == answer  # decoded as generated, markers kept where the family has them
     assert conversation.turns[0].input_sizes == inputs
     annotated = [c["path"] for c in (m["content"] for m in chatbot if m["role"] == "assistant") if isinstance(c, dict)]
@@ -298,7 +299,7 @@ def test_a_video_sent_while_the_model_loads_is_sized_for_the_family_being_loaded
     slot = EngineSlot("loading", family)
     handlers = ChatHandlers(slot)
     updates = handlers.chat({"text": "What happens?", "files": [str(CLIP)]}, None)
-    _, conversation, _ = next(updates)  # "still loading": the turn is there, its video sampled
+    conversation = next(updates).conversation  # "still loading": the turn is there, its video sampled
     slot.fail("stopped by the test")
     list(updates)
     video = conversation.turns[0].attachments[0].video

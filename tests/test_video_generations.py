@@ -31,8 +31,10 @@ from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from demo.media.video import SampledVideo, VideoSettings, video_metadata
 from demo.media.video_decode import sample_video
+from demo.settings import Settings
 from grounding.generations import generation
 from tests.fakes import AtLeast
+from tests.helpers import shown
 from tests.test_video import write_video
 
 CLIP = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"  # 4 s, 12 fps
@@ -246,7 +248,8 @@ def captions(chatbot: list[dict]) -> list[str]:
 def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
     handlers, engine, seen = app_of
     f = engine.resize_factor
-    *_, (chatbot, conversation, _) = handlers.chat({"text": "What happens?", "files": [str(PHOTO), str(CLIP)]}, None, 8)
+    *_, reply = handlers.chat({"text": "What happens?", "files": [str(PHOTO), str(CLIP)]}, None, Settings(max_new_tokens=8))
+    chatbot, conversation = shown(reply), reply.conversation
     assert conversation.turns[0].status == "done" and conversation.turns[0].answer
     video = conversation.turns[0].attachments[1].video
     inputs, text = seen[-1]
@@ -260,7 +263,8 @@ def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
     )
 
     second = write_video(tmp_path / "second.mp4", size=(96, 64), fps=10, frames=30)
-    *_, (chatbot, conversation, _) = handlers.chat({"text": "And this one?", "files": [str(second)]}, conversation, 8)
+    *_, reply = handlers.chat({"text": "And this one?", "files": [str(second)]}, conversation, Settings(max_new_tokens=8))
+    chatbot, conversation = shown(reply), reply.conversation
     assert conversation.turns[1].status == "done"
     inputs, text = seen[-1]
     assert text.index("Picture 1: ") < text.index("Video 1: ") < text.index("Video 2: ")
@@ -274,12 +278,13 @@ def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
 def test_a_video_sent_while_the_model_loads_is_answered_once_it_has(engine_of):
     slot = EngineSlot("loading", engine_of.family)  # the family app.py reads from the checkpoint's config
     handlers = ChatHandlers(slot, min_update_interval=0.0)
-    updates = handlers.chat({"text": "What happens?", "files": [str(CLIP)]}, None, 4)
-    _, conversation, _ = next(updates)  # still loading: the video is sampled already
+    updates = handlers.chat({"text": "What happens?", "files": [str(CLIP)]}, None, Settings(max_new_tokens=4))
+    conversation = next(updates).conversation  # still loading: the video is sampled already
     video = conversation.turns[0].attachments[0].video
     assert video.factor == engine_of.resize_factor
     threading.Timer(0.2, slot.fill, [AtLeast(engine_of, min_new_tokens=2)]).start()
-    *_, (_, conversation, _) = updates
+    *_, last = updates
+    conversation = last.conversation
     assert conversation.turns[0].status == "done"
     assert conversation.turns[0].attachments[0].video is video  # taken as sampled
     inputs = engine_of.prepare_inputs(to_model_messages(conversation, ""), GenerationSettings())
@@ -293,15 +298,17 @@ def test_a_conversation_saved_with_another_generation_is_answered(tiny_checkpoin
     from demo.session_file import dump_conversation
 
     old = ChatHandlers(_filled(tiny_checkpoints.engine("tiny-random")), min_update_interval=0.0)
-    *_, (_, saved, _) = old.chat({"text": "What happens?", "files": [str(CLIP)]}, None, 4)
+    *_, first = old.chat({"text": "What happens?", "files": [str(CLIP)]}, None, Settings(max_new_tokens=4))
+    saved = first.conversation
     assert saved.turns[0].attachments[0].video.factor == 28
     path = tmp_path / "conversation.json"
     path.write_text(dump_conversation(saved), "utf-8")
 
     engine = tiny_checkpoints.engine("tiny-random-qwen3-vl")
     new = ChatHandlers(_filled(engine), min_update_interval=0.0)
-    _, loaded, _ = new.load(str(path), None)
-    *_, (chatbot, conversation, _) = new.chat("And then?", loaded, 4)
+    loaded = new.load(str(path), None).conversation
+    *_, reply = new.chat("And then?", loaded, Settings(max_new_tokens=4))
+    chatbot, conversation = shown(reply), reply.conversation
     assert conversation.turns[-1].status == "done", conversation.turns[-1].error
     video = conversation.turns[0].attachments[0].video
     assert video.factor == 32 and video.frame_wh[0] % 32 == 0 and video.frame_wh[1] % 32 == 0
