@@ -155,6 +155,7 @@ def test_qwen2_vl_tokens_highlight_toggle_and_zoom(page, app, photos, artifacts)
 
     # Zoom: the wheel over the picture enlarges it and its boxes; lines stay 2.5 px wide on screen.
     before = drawn(page)[0]["w"]
+    page.locator("#inspect-view .qi-viewport").scroll_into_view_if_needed()
     page.mouse.move(*picture_to_screen(page, 220, 150))
     page.mouse.wheel(0, -500)
     page.wait_for_function("parseInt(document.querySelector('#inspect-view .qi-zoom').textContent) > 250")
@@ -253,6 +254,11 @@ def test_the_inspector_updates_live_while_the_answer_streams(page, app, photos):
     assert {(1, True), (2, True)} <= seen  # boxes appeared one by one, before the answer ended
     drawn(page, 3)
     assert not page.locator("#inspect-view .qi-live").is_visible()
+    # Regenerate: the inspector follows the new answer.
+    app["engine"].say("qwen3-vl", '[{"bbox_2d": [305, 60, 685, 670], "label": "just the cup"}]')
+    page.get_by_text("Regenerate", exact=True).click()
+    drawn(page, 1)
+    assert list_rows(page)[0][1] == "just the cup"
 
 
 def coco_for_coffee(tmp_path) -> str:
