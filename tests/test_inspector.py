@@ -160,3 +160,32 @@ def test_pictures_the_browser_cannot_show_as_they_are_are_served_as_png(tmp_path
     upright = ImageOps.exif_transpose(Image.open(turned))
     served = servable_path(str(turned), upright.size, upright)
     assert served != str(turned) and Image.open(served).size == (20, 30)
+
+
+def test_a_conversation_with_no_picture_says_so():
+    conversation = chat(Turn("hello", answer="Hi.", status="done"))
+    shown = inspect(conversation, "qwen2-vl", Picks(), None)
+    assert shown.pictures == [] and shown.view["message"] == "No picture in the conversation yet."
+
+
+def test_the_page_exports_the_comparison_with_the_loaded_references():
+    """The Export button of the page passes the loaded references and the chosen threshold on."""
+    import json
+
+    import gradio as gr
+
+    from demo.engines.slot import EngineSlot
+    from demo.handlers import ChatHandlers
+    from demo.inspector_ui import InspectorPage
+    from tests.fakes import ScriptedEngine
+
+    slot = EngineSlot("scripted")
+    slot.fill(ScriptedEngine([]))
+    with gr.Blocks():
+        page = InspectorPage(ChatHandlers(slot), gr.State())
+    conversation = chat(Turn("find", [picture("a.png")], answer=CAT, status="done"))
+    references = References("ref.json", "COCO", {"a.png": (Reference("the cat", (0, 0, 100, 50)),)}, {})
+    paths = page.export(conversation, Picks(threshold=0.7, match_labels=False), references)
+    record = json.loads(open(paths[0]).read())
+    assert record["ground_truth"]["iou_threshold"] == 0.7 and record["ground_truth"]["labels_must_match"] is False
+    assert record["ground_truth"]["scores"][0]["recall"] == 1.0
