@@ -37,6 +37,7 @@ from demo.engines.base import (
     GenerationSettings,
     ModelLoadError,
 )
+from demo.engines.download import local_checkpoint
 from demo.engines.kv_reuse import CacheStore, SessionCache, reuse_kwargs
 from demo.engines.streaming import TokenStreamer
 from demo.media.video import processor_video_kwargs
@@ -100,10 +101,11 @@ class TransformersEngine(Engine):
         self.dtype = resolve_dtype(dtype, self.device)
         self.model_name = name or model
         self.caches = CacheStore(cache_bytes)  # sessions' KV caches and vision encodings (0: no reuse)
+        checkpoint = local_checkpoint(model)  # a Hub id is downloaded first, with bounded waits and one-line errors
         try:
-            self.processor = AutoProcessor.from_pretrained(model)
+            self.processor = AutoProcessor.from_pretrained(checkpoint)
             self.model = AutoModelForImageTextToText.from_pretrained(
-                model, dtype=self.dtype, attn_implementation=attn_implementation
+                checkpoint, dtype=self.dtype, attn_implementation=attn_implementation
             )
             self.model.to(self.device).eval()
         except (torch.OutOfMemoryError, MemoryError) as e:
@@ -127,7 +129,7 @@ class TransformersEngine(Engine):
             self.family = family_from_model_type(model_type)
         except ValueError:
             raise ModelLoadError(f"{model!r} is a {model_type!r} model, not a Qwen vision-language model") from None
-        self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
+        self.random_weights = Path(checkpoint, RANDOM_WEIGHTS_MARKER).is_file()
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size
         self.merge_size = image_processor.merge_size
