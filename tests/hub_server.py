@@ -17,8 +17,9 @@ a gated one answers its info but refuses its files with 401 (403 with a token) a
 `X-Error-Code: GatedRepo`; a failing one answers 500 everywhere.
 
 Bodies are sent in small chunks at `rate` bytes per second per connection, so a download takes
-a while; `die_after` ends the whole process (as if killed) once that many bytes of LFS files have
-been sent. It knows nothing of xet storage (no `X-Xet-*` headers, so the client uses plain HTTP).
+a while; with `hold`, the CDN waits for `release()` (SIGUSR1 to the process) before it sends any
+weights, so a test can look at the page first; `drop_after` cuts one connection once, after that
+many bytes of LFS files. It knows nothing of xet storage (no `X-Xet-*` headers: plain HTTP).
 
 Run as a process (the tests kill it): `python -m tests.hub_server --port P --repo org/name=DIR ...`;
 it prints `ready <hub url> <cdn url>` when it listens, then one line per request.
@@ -29,8 +30,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -118,14 +119,18 @@ class FakeHub:
         *,
         failing: tuple[str, ...] = (),
         rate: float | None = None,
-        die_after: int | None = None,
+        hold: bool = False,
+        drop_after: int | None = None,
         port: int = 0,
         log=None,
     ) -> None:
         self.repos = {r.repo_id: r for r in repos}
         self.failing = set(failing)
         self.rate = rate
-        self.die_after = die_after
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
+        self.drop_after = drop_after
         self.lfs_bytes_sent = 0
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Range header)
         self._log = log
@@ -171,14 +176,18 @@ class FakeHub:
         if self._log is not None:
             print(f"{method} {path} {byte_range or '-'}", file=self._log, flush=True)
 
-    def count_lfs_bytes(self, n: int) -> None:
+    def release(self) -> None:
+        """Let the CDN send weights (see `hold`)."""
+        self.released.set()
+
+    def count_lfs_bytes(self, n: int) -> bool:
+        """Count bytes of weights sent; True once, when the connection should be cut (`drop_after`)."""
         with self._lock:
             self.lfs_bytes_sent += n
-            dying = self.die_after is not None and self.lfs_bytes_sent >= self.die_after
-        if dying:
-            if self._log is not None:
-                print(f"dying after {self.lfs_bytes_sent} bytes", file=self._log, flush=True)
-            os._exit(3)  # like a killed server: every connection is reset at once
+            drop = self.drop_after is not None and self.lfs_bytes_sent >= self.drop_after
+            if drop:
+                self.drop_after = None
+        return drop
 
 
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -305,6 +314,8 @@ def _handler(hub: FakeHub, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if not body:
                 return
+            if served.lfs:
+                hub.released.wait()
             chunk = 8192 if hub.rate is None else max(1024, int(hub.rate / 20))
             for offset in range(start, size, chunk):
                 piece = served.data[offset : offset + chunk]
@@ -313,8 +324,10 @@ def _handler(hub: FakeHub, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     return
-                if served.lfs:
-                    hub.count_lfs_bytes(len(piece))
+                if served.lfs and hub.count_lfs_bytes(len(piece)):
+                    self.connection.shutdown(socket.SHUT_RDWR)  # cut mid-file, as a broken network would
+                    self.close_connection = True
+                    return
                 if hub.rate:
                     time.sleep(len(piece) / hub.rate)
 
@@ -328,11 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gated", action="append", default=[], metavar="ORG/NAME=DIR", help="a gated repository")
     parser.add_argument("--failing", action="append", default=[], metavar="ORG/NAME", help="answer 500 for it")
     parser.add_argument("--rate", type=float, default=None, help="bytes per second per connection")
-    parser.add_argument("--die-after", type=int, default=None, help="exit once this many LFS bytes were sent")
+    parser.add_argument("--hold", action="store_true", help="send no weights until SIGUSR1")
     args = parser.parse_args(argv)
     repos = [ServedRepo.from_dir(*spec.split("=", 1)) for spec in args.repo]
     repos += [ServedRepo.from_dir(*spec.split("=", 1), gated=True) for spec in args.gated]
-    hub = FakeHub(repos, failing=tuple(args.failing), rate=args.rate, die_after=args.die_after, port=args.port, log=sys.stdout)
+    hub = FakeHub(repos, failing=tuple(args.failing), rate=args.rate, hold=args.hold, port=args.port, log=sys.stdout)
+    signal.signal(signal.SIGUSR1, lambda *_: hub.release())
     hub.start()
     print(f"ready {hub.url} {hub.cdn_url}", flush=True)
     try:

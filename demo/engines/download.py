@@ -437,6 +437,8 @@ def _sentence(
         need = human_bytes(progress.total) if progress else "more"
         return f"The disk is full: {repo_id} needs {need} in {cache} ({human_bytes(free)} free): free some space, or set HF_HOME to a folder on a larger disk."
     if _is_network_error(error):
+        if progress is not None and not progress.downloaded and progress.files_done == progress.files_resumed:
+            return f"The download of {repo_id} could not start ({_reason(error, timeout)}): check the network and start again, {OTHERWISE}."
         if progress is not None:
             kept = f"the {progress.files_done} complete files ({human_bytes(progress.complete)}) stay in the cache and only the rest is downloaded"
             return (
