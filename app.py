@@ -212,6 +212,18 @@ def load_engine(args: argparse.Namespace, checkpoint: str | None = None):
     return on_zero_gpu(engine)
 
 
+def _end(code: int, download) -> int:
+    """Exit code `code`; at once if a download is still running (Python would wait for its threads)."""
+    if download is not None and not download.done():
+        from demo.engines.download import discard_unfinished
+
+        discard_unfinished()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -252,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as e:  # the port is taken, the address is not ours, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 1
+        return _end(1, download)
 
     started = time.monotonic()
     try:
@@ -269,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(FAILURE_SHOWN_FOR)
         demo.close()
         return 1
+    except KeyboardInterrupt:  # Ctrl+C during a download: complete files stay in the cache
+        print(f"stopped before {args.model} was ready; files already downloaded stay in the cache", file=sys.stderr)
+        demo.close()
+        return _end(130, download)
     slot.fill(engine)
     log.info("%s (%s) is ready after %.1f s", engine.model_name, engine.family, time.monotonic() - started)
     try:

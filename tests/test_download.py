@@ -102,6 +102,9 @@ def test_a_download_in_this_process_reports_rising_progress_and_resumes_a_cut_fi
     reports: list[DownloadProgress] = []
     served = ServedRepo.from_dir(REPO, tiny_checkpoint)
     weights = served.files["model.safetensors"]
+    stale = tmp_path / "models--some-org--tiny" / "blobs" / f"{weights.sha256}.0badf00d.incomplete"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 700_000)  # left by a start that was killed: not progress
     with FakeHub([served], rate=1_500_000, drop_after=300_000) as hub:
         path = fetch_model(REPO, endpoint=hub.url, cache_dir=tmp_path, on_progress=reports.append)
     assert (path / "model.safetensors").read_bytes() == weights.data
@@ -110,6 +113,7 @@ def test_a_download_in_this_process_reports_rising_progress_and_resumes_a_cut_fi
     assert [r[0] for r in cdn] == ["GET", "GET"] and cdn[1][2].startswith("bytes=")  # cut once, resumed from where it was
     assert not any("README.md" in r[1] for r in hub.requests)  # only what transformers loads
     done = [p.done for p in reports]
+    assert reports[0].done == 0 and reports[0].resumed == 0
     assert done == sorted(done) and len(set(done)) >= 3 and reports[-1].finished and reports[-1].done == reports[-1].total
     assert any(f.name == "model.safetensors" and 0 < f.done < f.size for p in reports for f in p.current)
 
@@ -252,7 +256,7 @@ def test_a_start_that_cannot_download_fails_within_ten_seconds_with_one_line(hub
 def test_a_second_start_uses_the_cache_without_the_network(tiny_checkpoint, tmp_path, hub_online):
     with FakeHub([ServedRepo.from_dir(REPO, tiny_checkpoint)]) as hub:
         fetch_model(REPO, endpoint=hub.url, cache_dir=tmp_path / "hf" / "hub")  # the first start's download
-    app, port = start_app(tmp_path / "hf", f"http://127.0.0.1:{free_port()}")  # nothing listens there now
+    app, port = start_app(tmp_path / "hf", hub.url)  # the same Hub, stopped: nothing listens there now
     try:
         client = client_when_up(f"http://127.0.0.1:{port}/")
         history, _ = client.predict({"text": "Hello", "files": []}, api_name="/chat")
@@ -262,6 +266,27 @@ def test_a_second_start_uses_the_cache_without_the_network(tiny_checkpoint, tmp_
         app.stop()
     assert "using the copy in the cache" in app.output and "downloading" not in app.output
     assert not error_lines(app) and "Traceback" not in app.output
+
+
+def test_ctrl_c_during_a_download_ends_at_once_and_leaves_no_partial_file(tiny_checkpoint, tmp_path):
+    hub, endpoint = start_hub(tiny_checkpoint, "--rate", "100000", "--hold")
+    app, _ = start_app(tmp_path / "hf", endpoint)
+    try:
+        app.wait_for("Running on")
+        blobs = tmp_path / "hf" / "hub" / "models--some-org--tiny" / "blobs"
+        os.kill(hub.popen.pid, signal.SIGUSR1)
+        assert wait_until(lambda: any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")), timeout=30)
+        interrupted = time.monotonic()
+        app.popen.send_signal(signal.SIGINT)
+        app.popen.wait(timeout=30)
+        app.stop()
+    finally:
+        app.stop()
+        hub.stop()
+    assert app.popen.returncode == 130 and time.monotonic() - interrupted < 5
+    assert "stopped before some-org/tiny was ready; files already downloaded stay in the cache" in app.output
+    assert "Traceback" not in app.output
+    assert not list(blobs.glob("*.incomplete")) and len(list(blobs.iterdir())) == 7  # the complete files stay
 
 
 # -- what a person sees in the browser ------------------------------------------------------------

@@ -8,6 +8,11 @@ cache (`HF_HOME` / `HF_HUB_CACHE`) and returns the snapshot directory. Meanwhile
 (the terminal). When the Hub cannot be reached or answers with an error, a complete copy in the
 cache is used; without one, every failure is one `ModelLoadError` sentence saying what to do.
 
+Only asking the Hub is bounded tightly (a Hub that does not answer fails the start in seconds);
+the download itself keeps huggingface_hub's own waits (10 s without a byte, then it resumes), so
+a slow but working connection is never cut. The library's download chunk is lowered from 10 MB
+to 128 kB (`DOWNLOAD_CHUNK`), so progress moves at least every second from 128 kB/s up.
+
 What it does not know or do: huggingface_hub 2.4 writes each file to a private temporary file
 and deletes it when the download fails, so a new start resumes file by file (complete files
 are kept, a file cut in the middle starts again); within one start the library resumes a cut
@@ -89,12 +94,18 @@ def local_checkpoint(model: str, on_progress: ProgressCallback | None = None) ->
     return str(fetch_model(model, on_progress=on_progress)) if is_hub_id(model) else model
 
 
-def fetch_model(repo_id: str, *, on_progress: ProgressCallback | None = None, **where) -> Path:
-    """Download what transformers needs of `repo_id` (unless cached); its local snapshot directory.
-
-    `where`: `revision`, `endpoint`, `cache_dir`, `timeout`, as for `plan_download`.
-    """
-    return download(plan_download(repo_id, **where), on_progress)
+def fetch_model(
+    repo_id: str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    revision: str = "main",
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+    timeout: float | None = None,
+) -> Path:
+    """Download what transformers needs of `repo_id` (unless cached); its local snapshot directory."""
+    plan = plan_download(repo_id, revision=revision, endpoint=endpoint, cache_dir=cache_dir, timeout=timeout)
+    return download(plan, on_progress)
 
 
 def fetch_in_background(plan: Plan, on_progress: ProgressCallback | None = None) -> Future:
@@ -153,7 +164,7 @@ def plan_download(
             info = _model_info(repo_id, revision, endpoint, timeout)
         except Exception as e:  # noqa: BLE001 - whatever went wrong, a cached copy may still do
             if cached := _cached_snapshot(repo_id, revision, cache):
-                log.warning("%s: the Hub did not answer (%s); using the copy in the cache: %s", repo_id, _reason(e, timeout), cached)
+                log.warning("%s: cannot ask the Hub (%s); using the copy in the cache: %s", repo_id, _reason(e, timeout), cached)
                 return Plan(**where, cached=cached)
             raise ModelLoadError(_sentence(e, repo_id, endpoint, cache, timeout)) from None
     if info.gated and not _has_token():  # its files would be refused: say so now, not after the first request
@@ -187,9 +198,25 @@ def download(plan: Plan, on_progress: ProgressCallback | None = None) -> Path:
             )
     except Exception as e:  # noqa: BLE001 - turned into one sentence below
         progress = watch.stop()
-        raise ModelLoadError(_sentence(e, plan.repo_id, plan.endpoint, plan.cache, plan.timeout, progress)) from None
+        waited = constants.HF_HUB_DOWNLOAD_TIMEOUT  # the library's own wait for the next byte
+        raise ModelLoadError(_sentence(e, plan.repo_id, plan.endpoint, plan.cache, waited, progress)) from None
     watch.stop(finished=True)
     return Path(path)
+
+
+_active: set[_Watch] = set()  # downloads under way in this process
+
+
+def discard_unfinished() -> None:
+    """Delete the partial files of the downloads under way (before the program ends without them).
+
+    huggingface_hub 2.4 never reuses them, and a process that ends at once skips its own clean-up;
+    this process still holds each file's lock, so no other process is writing them.
+    """
+    for watch in list(_active):
+        for path in watch.blobs.glob("*.incomplete"):
+            if path.name not in watch.stale:
+                path.unlink(missing_ok=True)
 
 
 def _model_info(repo_id: str, revision: str, endpoint: str, timeout: float):
@@ -266,6 +293,8 @@ class _Watch:
         self._last_change = self.started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="download-progress", daemon=True)
+        # Temporary files left by a start that was killed: huggingface_hub 2.4 never reuses them.
+        self.stale = {n for n in (os.listdir(self.blobs) if self.blobs.is_dir() else []) if n.endswith(".incomplete")}
         first = self.sample()
         self.resumed, self.files_resumed = first.done, first.files_done
 
@@ -282,11 +311,13 @@ class _Watch:
             log.info("%s: downloading %d files (%s) from %s into %s; later starts use this copy", self.repo_id, len(self.files), human_bytes(total), endpoint, cache)
 
     def start(self) -> None:
+        _active.add(self)
         if self.files_resumed < len(self.files):
             self._report(self.sample())
             self._thread.start()
 
     def stop(self, finished: bool = False) -> DownloadProgress:
+        _active.discard(self)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -317,6 +348,8 @@ class _Watch:
             with os.scandir(self.blobs) as entries:
                 for entry in entries:
                     if entry.name.endswith(".incomplete"):
+                        if entry.name in self.stale:
+                            continue
                         etag = entry.name.split(".", 1)[0]
                         partial[etag] = partial.get(etag, 0) + _size(entry)
                     else:
@@ -381,6 +414,9 @@ def _reason(error: BaseException, timeout: float) -> str:
         chain.append(error)
         error = error.__cause__ or error.__context__
     for e in chain:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status is not None:
+            return f"HTTP {status}"
         if isinstance(e, httpx2.TimeoutException):
             return f"no answer within {timeout:g} s"
         if isinstance(e, httpx2.RemoteProtocolError):
@@ -451,7 +487,7 @@ def _sentence(
             reason += "; on a slow network, allow more time with HF_HUB_ETAG_TIMEOUT=30"
         return (
             f"Cannot reach the Hugging Face Hub at {endpoint} ({reason}), and {repo_id} is not "
-            f"in the cache yet: connect to the network and start again, {OTHERWISE}."
+            f"fully in the cache yet: connect to the network and start again, {OTHERWISE}."
         )
     text = str(error).strip().splitlines()
     return f"Downloading {repo_id} failed ({type(error).__name__}: {text[0] if text else 'no details'})."
