@@ -240,7 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    try:
+        return serve(args, slot, download)
+    except KeyboardInterrupt:  # Ctrl+C before the model is ready, maybe during its download
+        print(f"stopped before {args.model} was ready; files already downloaded stay in the cache", file=sys.stderr)
+        return _end(130, download)
 
+
+def serve(args: argparse.Namespace, slot, download) -> int:
+    """Open the page, wait for the download (if any), load the model, serve until Ctrl+C."""
+    from demo.engines.base import ModelLoadError
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
 
@@ -281,10 +290,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(FAILURE_SHOWN_FOR)
         demo.close()
         return 1
-    except KeyboardInterrupt:  # Ctrl+C during a download: complete files stay in the cache
-        print(f"stopped before {args.model} was ready; files already downloaded stay in the cache", file=sys.stderr)
+    except KeyboardInterrupt:
         demo.close()
-        return _end(130, download)
+        raise
     slot.fill(engine)
     log.info("%s (%s) is ready after %.1f s", engine.model_name, engine.family, time.monotonic() - started)
     try:

@@ -272,7 +272,7 @@ def test_ctrl_c_during_a_download_ends_at_once_and_leaves_no_partial_file(tiny_c
     hub, endpoint = start_hub(tiny_checkpoint, "--rate", "100000", "--hold")
     app, _ = start_app(tmp_path / "hf", endpoint)
     try:
-        app.wait_for("Running on")
+        app.wait_for("downloading 8 files")
         blobs = tmp_path / "hf" / "hub" / "models--some-org--tiny" / "blobs"
         os.kill(hub.popen.pid, signal.SIGUSR1)
         assert wait_until(lambda: any(p.stat().st_size > 0 for p in blobs.glob("*.incomplete")), timeout=30)
