@@ -1,7 +1,9 @@
 """Start the Qwen VL chat app: `python app.py --help` lists the flags.
 
-The page opens at once; the model loads meanwhile (a first question waits for it). A model
-that cannot be loaded, or a bad flag, ends the program with one line saying why.
+The page opens at once; the model loads meanwhile (a first question waits for it). A Hub model
+that is not cached starts downloading before the page is up, and the page shows its progress.
+A model that cannot be downloaded or loaded, or a bad flag, ends the program with one line
+saying why (after the page has had a moment to show it too).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from grounding.generations import (
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 ENV_PREFIX = "QWEN_CHAT_"
+FAILURE_SHOWN_FOR = 1.5  # seconds the page stays up after a failed start: its status refreshes every second
 
 log = logging.getLogger("app")
 
@@ -180,8 +183,27 @@ def expected_family(args: argparse.Namespace) -> str:
     return family_from_name(args.model) or DEFAULT_FAMILY
 
 
-def load_engine(args: argparse.Namespace):
-    """Build the engine the flags ask for (the local one is where torch and transformers get imported)."""
+def start_download(args: argparse.Namespace, slot):
+    """For the local engine and a Hub id: ask the Hub about the model, then download it beside the page's start-up.
+
+    Asking takes a few seconds at most, and a Hub that cannot be reached (with no cached copy), a
+    missing or gated model raise `ModelLoadError` before the page opens. Returns a future of the
+    local snapshot directory, or None when there is nothing to download.
+    """
+    if args.backend != "local" or args.model in TINY_CHECKPOINTS:
+        return None
+    from demo.engines.download import fetch_in_background, is_hub_id, plan_download
+
+    if not is_hub_id(args.model):
+        return None
+    return fetch_in_background(plan_download(args.model), on_progress=slot.report_download)
+
+
+def load_engine(args: argparse.Namespace, checkpoint: str | None = None):
+    """Build the engine the flags ask for (the local one is where torch and transformers get imported).
+
+    `checkpoint`: the local directory a Hub model was downloaded to.
+    """
     if args.backend == "openai":
         from demo.engines.server import OpenAIEngine
 
@@ -198,7 +220,7 @@ def load_engine(args: argparse.Namespace):
     import_spaces_first()
     from demo.engines.local import TransformersEngine
 
-    model = args.model
+    model = str(checkpoint or args.model)
     if model in TINY_CHECKPOINTS:
         from demo.engines.tiny import ensure_tiny_checkpoint
 
@@ -215,17 +237,47 @@ def load_engine(args: argparse.Namespace):
     return on_zero_gpu(engine)
 
 
+def _end(code: int, download) -> int:
+    """Exit code `code`; at once if a download is still running (Python would wait for its threads)."""
+    if download is not None and not download.done():
+        from demo.engines.download import discard_unfinished
+
+        discard_unfinished()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # huggingface_hub's client: one line per request
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+    from demo.engines.base import ModelLoadError
     from demo.engines.slot import EngineSlot
+
+    slot = EngineSlot(args.model, expected_family(args))
+    try:
+        download = start_download(args, slot)  # under way while Gradio is imported and the page starts
+    except ModelLoadError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    try:
+        return serve(args, slot, download)
+    except KeyboardInterrupt:  # Ctrl+C before the model is ready, maybe during its download
+        print(f"stopped before {args.model} was ready; files already downloaded stay in the cache", file=sys.stderr)
+        return _end(130, download)
+
+
+def serve(args: argparse.Namespace, slot, download) -> int:
+    """Open the page, wait for the download (if any), load the model, serve until Ctrl+C."""
+    from demo.engines.base import ModelLoadError
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
 
-    slot = EngineSlot(args.model, expected_family(args))
     handlers = ChatHandlers(slot, limits=limits_from(args))
     demo = build_ui(
         handlers,
@@ -246,20 +298,26 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as e:  # the port is taken, the address is not ours, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 1
+        return _end(1, download)
 
-    log.info("loading %s (downloads it first if it is not cached)…", args.model)
     started = time.monotonic()
     try:
-        engine = load_engine(args)
+        checkpoint = download.result() if download is not None else None
+        if args.backend == "local":
+            log.info("loading the weights of %s into memory…", args.model)
+            slot.report_loading()
+        engine = load_engine(args, checkpoint)
     except Exception as e:  # noqa: BLE001 - one line for the person, not a traceback wall
-        from demo.engines.base import ModelLoadError
-
         reason = str(e) if isinstance(e, (ModelLoadError, ValueError)) else f"{type(e).__name__}: {e}"
         slot.fail(reason)
-        demo.close()
         print(f"error: {reason}", file=sys.stderr)
+        if slot.watched(within=min(5.0, time.monotonic() - started)):  # an open tab's status timer (1 s) fetches it first
+            time.sleep(FAILURE_SHOWN_FOR)
+        demo.close()
         return 1
+    except KeyboardInterrupt:
+        demo.close()
+        raise
     slot.fill(engine)
     log.info("%s (%s) is ready after %.1f s", engine.model_name, generation(engine.family).title, time.monotonic() - started)
     try:

@@ -32,6 +32,8 @@ TITLE = "Qwen VL chat"
 CSS = """
 #chatbot .message img, #chatbot .message video { max-height: 200px; width: auto; }
 footer { display: none !important; }
+#model-status progress { width: 100%; height: 14px; }
+#model-status p { margin: 2px 0; }
 """
 
 
@@ -149,6 +151,8 @@ def build_ui(
             "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
             "each becomes **Picture N** or **Video N**, for you and for the model alike, so you can ask about *Picture 2*."
         )
+        # What the model is doing: its download (a progress bar, bytes, rate, time left), loading, ready or failed.
+        # Every open tab's timer reads the one slot, so all of them follow the same download.
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
         conversation = gr.State(None)

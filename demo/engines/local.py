@@ -38,6 +38,7 @@ from demo.engines.base import (
     GenerationSettings,
     ModelLoadError,
 )
+from demo.engines.download import local_checkpoint
 from demo.engines.kv_reuse import CacheStore, SessionCache, reuse_kwargs
 from demo.engines.streaming import TokenStreamer
 from demo.media.video import processor_video_kwargs
@@ -105,11 +106,12 @@ class TransformersEngine(Engine):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model_name = name or model
+        checkpoint = local_checkpoint(model)  # a Hub id is downloaded first, with bounded waits and one-line errors
         try:
-            self.family = _family_of(model)  # before the weights: an unknown model is refused at once
-            self.processor = AutoProcessor.from_pretrained(model)
+            self.family = _family_of(checkpoint)  # before the weights: an unknown model is refused at once
+            self.processor = AutoProcessor.from_pretrained(checkpoint)
             self.model = AutoModelForImageTextToText.from_pretrained(
-                model, dtype=self.dtype, attn_implementation=attn_implementation
+                checkpoint, dtype=self.dtype, attn_implementation=attn_implementation
             )
             self.model.to(self.device).eval()
         except (torch.OutOfMemoryError, MemoryError) as e:
@@ -130,7 +132,7 @@ class TransformersEngine(Engine):
         self.tokenizer = self.processor.tokenizer
         self.reuses_kv = self.family in KV_REUSE_FAMILIES  # else every turn is prefilled in full
         self.caches = CacheStore(cache_bytes if self.reuses_kv else 0)  # sessions' KV caches and vision encodings
-        self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
+        self.random_weights = Path(checkpoint, RANDOM_WEIGHTS_MARKER).is_file()
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size
         self.merge_size = image_processor.merge_size
