@@ -446,7 +446,7 @@ def test_the_status_shows_a_bar_the_bytes_the_file_and_a_resume(tmp_path):
     assert "model\\-&lt;b&gt;1&lt;/b&gt;.safetensors: 1.17 GB of 3.99 GB" in status  # a file name is text, never markup
     assert "Resumed: 12 of 14 files (30 MB) were already in the cache." in status
     slot.report_loading()
-    assert slot.status_markdown().startswith("Loading the weights of **Qwen/Qwen2\\-VL\\-2B\\-Instruct** into memory")
+    assert slot.status_markdown().startswith("Loading the weights of **Qwen/Qwen2\\-VL\\-2B\\-Instruct** (Qwen2-VL) into memory")
     assert "Downloaded 1.17 GB in" in slot.status_markdown()
 
 
