@@ -26,7 +26,7 @@ from demo.engines.base import DEFAULT_SYSTEM_PROMPT, Engine, EngineError, Genera
 from demo.engines.slot import EngineSlot
 from demo.export import write_exports
 from demo.limits import LimitError, Limits
-from demo.markup import inert
+from demo.markup import inert, toast
 from demo.media.pictures import UploadError, is_image_file, load_image
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
@@ -235,7 +235,7 @@ class ChatHandlers:
 
     def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> ChatUpdate:
         """The chat with a notice saying why something was refused; the conversation and the textbox stay."""
-        gr.Warning(reason)
+        gr.Warning(toast(reason))  # a toast shows HTML: the reason may hold a file name
         notice = {"role": "assistant", "content": f"⚠ {what}: {inert(reason)}"}
         return chatbot_messages(conversation, self.family) + [notice], conversation, gr.skip()
 

@@ -14,7 +14,7 @@ import re
 
 from demo.annotations import annotated_png, by_picture, detections_markdown, turn_detections, undrawn_groundings
 from demo.conversation import Attachment, Conversation, Turn
-from demo.markup import inert
+from demo.markup import inert, message
 from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
@@ -40,7 +40,7 @@ def caption(label: str, attachment: Attachment) -> str:
 
 
 def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
-    """What the assistant bubble shows for `turn` in its current state; `shown` is its readable answer."""
+    """What the assistant bubble shows for `turn` in its current state; `shown` is its answer as inert Markdown."""
     text = shown.strip()
     if turn.status == "waiting":
         return waiting_note or "Waiting for the model…"
@@ -49,7 +49,7 @@ def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
     if turn.status == "stopped":
         return f"{text}\n\n{STOPPED_NOTE}" if text else STOPPED_NOTE
     if turn.status == "error":
-        note = f"⚠ {turn.error}"
+        note = f"⚠ {inert(turn.error)}"  # a loaded file's error text is untrusted too
         return f"{text}\n\n{note}" if text else note
     if turn.status == "done" and not text:
         return "*(The model gave an empty answer.)*"
@@ -68,11 +68,9 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
             messages.append({"role": "user", "content": caption(label, attachment)})
             messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
         if turn.text:
-            messages.append({"role": "user", "content": inert(turn.text)})
+            messages.append({"role": "user", "content": message(turn.text)})
         detections = turn_detections(conversation, index, family)
-        shown = inert(readable(turn.answer, family, detections))
-        if has_video:
-            shown = _TIMESTAMP.sub(r"**\1**", shown)
+        shown = message(readable(turn.answer, family, detections), emphasize=_TIMESTAMP if has_video else None)
         messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
