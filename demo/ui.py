@@ -14,6 +14,7 @@ import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers
+from demo.markup import CHATBOT_SETTINGS
 from grounding.generations import GENERATIONS, PRESETS
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
@@ -58,8 +59,12 @@ def build_ui(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     concurrency: int = 1,
+    max_answer_tokens: int = 8192,
 ) -> gr.Blocks:
-    """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults."""
+    """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults;
+    `max_answer_tokens` is the ceiling of the max-new-tokens setting (Gradio refuses more, API calls too)."""
+    if not 1 <= max_new_tokens <= max_answer_tokens:
+        raise ValueError(f"max_new_tokens {max_new_tokens} is not within 1..{max_answer_tokens} (the answer ceiling)")
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
@@ -69,7 +74,7 @@ def build_ui(
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
         conversation = gr.State(None)
-        chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
+        chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False, **CHATBOT_SETTINGS)
         textbox = gr.MultimodalTextbox(
             file_count="multiple",
             file_types=["image", "video"],
@@ -88,7 +93,7 @@ def build_ui(
             clear_btn = gr.Button("Clear", size="sm")
         with gr.Accordion("Settings", open=False):
             with gr.Row():
-                max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
+                max_new_tokens_in = gr.Slider(1, max_answer_tokens, value=max_new_tokens, step=1, label="Max new tokens")
                 temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                 top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
             system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
@@ -126,7 +131,9 @@ def build_ui(
         chat_outputs = [chatbot, conversation, textbox]
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
         model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
-        glue = {"queue": False, "api_visibility": "private"}
+        glue = {"queue": False, "api_visibility": "private"}  # page state only: no input (demo/web/serve.py checks)
+        # Files are decoded or written through the queue, a few at a time (the per-client cap counts them).
+        files_queue = {"concurrency_id": "files", "concurrency_limit": 2}
 
         video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
@@ -152,10 +159,11 @@ def build_ui(
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
             trigger(handlers.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
         for name, button in preset_buttons.items():
-            button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
-        export_btn.click(handlers.export, [conversation], [export_files], api_name="export")
-        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
-        load_btn.upload(handlers.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
+            # Queued (it takes the textbox, files and all), but never waits: no concurrency limit.
+            button.click(partial(handlers.preset, name), [textbox], [textbox], api_visibility="private", concurrency_limit=None)
+        export_btn.click(handlers.export, [conversation], [export_files], api_name="export", **files_queue)
+        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save", **files_queue)
+        load_btn.upload(handlers.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load", **files_queue)
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
         demo.unload(handlers.end_session)

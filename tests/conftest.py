@@ -51,6 +51,7 @@ def app(engine):
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
+    from demo.web import serve
     from tests.fakes import AtLeast
 
     longer = AtLeast(engine, min_new_tokens=150)
@@ -58,7 +59,7 @@ def app(engine):
     slot.fill(longer)
     handlers = ChatHandlers(slot)
     demo = build_ui(handlers, concurrency=2)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
+    # Served as app.py serves it: behind the guard (demo/web), the queue the only way in.
+    _, url, _ = serve.launch(demo, max_queue=None, prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
     yield {"url": url, "handlers": handlers, "engine": longer}
     demo.close()
