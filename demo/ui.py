@@ -148,6 +148,9 @@ def build_ui(
         answering = [chat_event, regenerate_event, retry_event]
         for event in answering:
             event.then(_textbox_idle, None, textbox, **glue)
+            # Gradio 6.31 runs .then only after success: a refused join (the per-client cap) or a
+            # handler's gr.Error must give the textbox back too.
+            event.failure(_textbox_idle, None, textbox, **glue)
 
         textbox.stop(handlers.stop, [conversation], [chatbot], cancels=answering, api_name="stop", concurrency_limit=None).then(
             _textbox_idle, None, textbox, **glue

@@ -11,7 +11,8 @@ calls), `call/â€¦` (the REST API, and its `call/{api}/{event}` reads), `stream/â
   dump a session (`component_server`, `process_recording`, `deep_link`), and direct `run/`
   / `api/` calls of any queued event (the queue is the only way in for the model and files);
 - caps the requests each client may have waiting or running in the capped concurrency groups
-  (the model's, the files'): one over answers 429 with one sentence, which Gradio's page shows;
+  (the model's, the files'): one over is answered 429 with one sentence, which Gradio's page
+  shows as an error notice (the message stays in the textbox);
 - sets the owner cookie on the page and on `/config` (gradio_client keeps cookies from there),
   the page's Content-Security-Policy with a fresh nonce written into its scripts, a policy
   that runs nothing on served files, `nosniff` and `Referrer-Policy` on everything.
