@@ -85,6 +85,7 @@ def watched_page(browser, app, *, bypass_csp: bool):  # noqa: F811 - the fixture
     page.on("request", lambda request: requests.append(request.url))
     page.goto(app["url"])
     page.get_by_text("is ready").wait_for(timeout=15_000)
+    page.locator("#chatbot").wait_for(timeout=15_000)
     return context, page, requests
 
 
@@ -206,8 +207,7 @@ def test_the_page_policy_loads_nothing_from_another_origin(browser, app, canary)
         """url => new Promise(resolve => {
              const seen = [];
              document.addEventListener('securitypolicyviolation', e => seen.push(e.effectiveDirective));
-             const chat = document.querySelector('#chatbot');
-             chat.insertAdjacentHTML('beforeend',
+             document.body.insertAdjacentHTML('beforeend',
                `<img src="${url}/img.png"><iframe src="${url}/frame"></iframe>` +
                `<link rel="stylesheet" href="${url}/link.css">` +
                `<style>@import url("${url}/import.css"); @font-face { font-family: x; src: url("${url}/font.woff2") }` +
@@ -220,7 +220,7 @@ def test_the_page_policy_loads_nothing_from_another_origin(browser, app, canary)
     assert canary["hits"] == []
     assert {"img-src", "frame-src", "style-src-elem", "connect-src"} <= set(violations)
     # An event handler planted the same way (the way HTML in a message would run) does not run.
-    page.evaluate("""() => document.querySelector('#chatbot').insertAdjacentHTML('beforeend',
+    page.evaluate("""() => document.body.insertAdjacentHTML('beforeend',
                              '<img src="missing.png" onerror="window.pwned = 1">')""")
     page.wait_for_timeout(1000)
     assert page.evaluate("window.pwned") is None
