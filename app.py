@@ -49,6 +49,28 @@ def positive_float(text: str) -> float:
     return value
 
 
+def proxy_list(text: str) -> str:
+    """Comma-separated addresses or networks of trusted proxies, checked; '*' is refused."""
+    import ipaddress
+
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items or "*" in items:
+        raise argparse.ArgumentTypeError("name the proxies' addresses or networks ('*' would believe any client's X-Forwarded-For)")
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not an IP address or network") from None
+    return ",".join(items)
+
+
+def credentials(text: str) -> tuple[str, str]:
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password:
+        raise argparse.ArgumentTypeError("expected USER:PASSWORD")
+    return user, password
+
+
 def limits_from(args: argparse.Namespace) -> Limits:
     return Limits(
         max_file_mb=args.max_file_mb,
@@ -152,8 +174,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-visual-tokens", type=positive_int, default=defaults.max_visual_tokens,
         help="visual tokens of all images in one request (default: %(default)s)",
     )
+    sharing = parser.add_argument_group("sharing (who may use the app, and how much each may take)")
+    sharing.add_argument(
+        "--max-answer-tokens", type=positive_int, default=8192,
+        help="ceiling of one answer's new tokens: the setting's slider stops there and API calls above it are "
+        "refused (a shared CPU: 1024 or less; default: %(default)s)",
+    )
+    sharing.add_argument(
+        "--max-pending-per-client", type=positive_int, default=4,
+        help="answers and file events one client address may have waiting or running at once; one more is "
+        "refused with a sentence (default: %(default)s)",
+    )
+    sharing.add_argument(
+        "--trusted-proxies", type=proxy_list, default=None, metavar="ADDRESSES",
+        help="comma-separated addresses or networks of your proxies, whose X-Forwarded-For names the client "
+        "(default: uvicorn's FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1)",
+    )
+    sharing.add_argument(
+        "--auth", type=credentials, default=None, metavar="USER:PASSWORD",
+        help="ask for this user name and password (Gradio's login page; gradio_client: auth=(user, password)); "
+        "prefer the environment variable, which `ps` does not show",
+    )
     _defaults_from_environment(parser)
     args = parser.parse_args(argv)
+    if args.max_new_tokens > args.max_answer_tokens:
+        parser.error(f"--max-new-tokens {args.max_new_tokens} is above --max-answer-tokens {args.max_answer_tokens}")
     if args.concurrency is None:
         args.concurrency = 1 if args.backend == "local" else 16
     if args.backend == "openai" and not args.base_url:
@@ -277,6 +322,9 @@ def serve(args: argparse.Namespace, slot, download) -> int:
     from demo.engines.base import ModelLoadError
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
+    from demo.web import serve
+    from demo.web.guard import GuardSettings
+    from demo.web.policy import SHARE_CDN
 
     handlers = ChatHandlers(slot, limits=limits_from(args))
     demo = build_ui(
@@ -285,16 +333,28 @@ def serve(args: argparse.Namespace, slot, download) -> int:
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
         concurrency=args.concurrency,
+        max_answer_tokens=args.max_answer_tokens,
     )
-    demo.queue(max_size=64)
+    if args.trusted_proxies:
+        os.environ["FORWARDED_ALLOW_IPS"] = args.trusted_proxies  # read by uvicorn when Gradio starts it
+    import gradio
+
+    guard = GuardSettings(
+        max_pending=args.max_pending_per_client,
+        share_cdn=f"{SHARE_CDN}/{gradio.__version__}/" if args.share else None,
+    )
     try:
-        demo.launch(
+        serve.launch(
+            demo,
+            guard,
+            max_queue=64,
             server_name=args.host,
             server_port=args.port,
             share=args.share,
             prevent_thread_lock=True,
             css=CSS,
             max_file_size=int(args.max_file_mb * 1024 * 1024),
+            auth=args.auth,
         )
     except OSError as e:  # the port is taken, the address is not ours, ...
         print(f"error: cannot serve on {args.host}:{args.port}: {e}", file=sys.stderr)

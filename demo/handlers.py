@@ -29,6 +29,7 @@ from demo.engines.slot import EngineSlot
 from demo.export import write_exports
 from demo.ground_truth import References
 from demo.limits import LimitError, Limits
+from demo.markup import toast
 from demo.media.pictures import UploadError, is_image_file, load_image
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
@@ -257,7 +258,7 @@ class ChatHandlers:
 
     def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> Reply:
         """A notice saying why something was refused; the conversation and the textbox stay."""
-        gr.Warning(reason)
+        gr.Warning(toast(reason))  # a toast shows HTML: the reason may hold a file name
         return Reply(conversation, self.family, notice=f"{what}: {reason}")
 
     def _vision_costs(self, engine: Engine, images: list[Attachment], settings: GenerationSettings) -> list[VisionCost]:

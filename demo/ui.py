@@ -20,6 +20,7 @@ import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers, Reply
+from demo.markup import CHATBOT_SETTINGS
 from demo.inspector_ui import InspectorPage
 from demo.settings import Settings
 from demo.views import chatbot_messages
@@ -143,8 +144,12 @@ def build_ui(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     concurrency: int = 1,
+    max_answer_tokens: int = 8192,
 ) -> gr.Blocks:
-    """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults."""
+    """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults;
+    `max_answer_tokens` is the ceiling of the max-new-tokens setting (Gradio refuses more, API calls too)."""
+    if not 1 <= max_new_tokens <= max_answer_tokens:
+        raise ValueError(f"max_new_tokens {max_new_tokens} is not within 1..{max_answer_tokens} (the answer ceiling)")
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
@@ -158,7 +163,7 @@ def build_ui(
         conversation = gr.State(None)
         with gr.Row(elem_id="workspace"):
             with gr.Column(scale=5, min_width=440, elem_id="chat-column"):
-                chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
+                chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False, **CHATBOT_SETTINGS)
                 textbox = gr.MultimodalTextbox(
                     file_count="multiple",
                     file_types=["image", "video"],
@@ -177,7 +182,7 @@ def build_ui(
                     clear_btn = gr.Button("Clear", size="sm")
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
-                        max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
+                        max_new_tokens_in = gr.Slider(1, max_answer_tokens, value=max_new_tokens, step=1, label="Max new tokens")
                         temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                         top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
                     system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
@@ -218,7 +223,9 @@ def build_ui(
         chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
         model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
-        glue = {"queue": False, "api_visibility": "private"}
+        glue = {"queue": False, "api_visibility": "private"}  # page state only: no input (demo/web/serve.py checks)
+        # Files are decoded or written through the queue, a few at a time (the per-client cap counts them).
+        files_queue = {"concurrency_id": "files", "concurrency_limit": 2}
 
         video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
@@ -233,6 +240,9 @@ def build_ui(
         answering = [chat_event, regenerate_event, retry_event]
         for event in answering:
             event.then(_textbox_idle, None, textbox, **glue)
+            # Gradio 6.31 runs .then only after success: a refused join (the per-client cap) or a
+            # handler's gr.Error must give the textbox back too.
+            event.failure(_textbox_idle, None, textbox, **glue)
 
         # Stop's reply never sets the textbox, so it is no output (the API returns the chat alone).
         textbox.stop(page.stop, [conversation], [chatbot, conversation], cancels=answering, api_name="stop", concurrency_limit=None).then(
@@ -245,11 +255,12 @@ def build_ui(
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
             trigger(page.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
         for name, button in preset_buttons.items():
-            button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
-        export_btn.click(inspector.export, [conversation, inspector.picks, inspector.references], [export_files], api_name="export")
+            # Queued (it takes the textbox, files and all), but never waits: no concurrency limit.
+            button.click(partial(handlers.preset, name), [textbox], [textbox], api_visibility="private", concurrency_limit=None)
+        export_btn.click(inspector.export, [conversation, inspector.picks, inspector.references], [export_files], api_name="export", **files_queue)
         inspector.wire(chatbot)
-        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
-        load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
+        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save", **files_queue)
+        load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load", **files_queue)
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)
         demo.unload(handlers.end_session)

@@ -23,7 +23,7 @@ from demo.annotations import (
     undrawn_groundings,
 )
 from demo.conversation import Attachment, Conversation, Turn
-from demo.markup import inert
+from demo.markup import inert, message
 from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
@@ -50,7 +50,7 @@ def caption(label: str, attachment: Attachment) -> str:
 
 
 def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
-    """What the assistant bubble shows for `turn` in its current state; `shown` is its readable answer."""
+    """What the assistant bubble shows for `turn` in its current state; `shown` is its answer as inert Markdown."""
     text = shown.strip()
     if turn.status == "waiting":
         return waiting_note or "Waiting for the model…"
@@ -59,7 +59,7 @@ def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
     if turn.status == "stopped":
         return f"{text}\n\n{STOPPED_NOTE}" if text else STOPPED_NOTE
     if turn.status == "error":
-        note = f"⚠ {turn.error}"
+        note = f"⚠ {inert(turn.error)}"  # a loaded file's error text is untrusted too
         return f"{text}\n\n{note}" if text else note
     if turn.status == "done" and not text:
         return "*(The model gave an empty answer.)*"
@@ -80,14 +80,13 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
             messages.append({"role": "user", "content": caption(label, attachment)})
             messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
         if turn.text:
-            messages.append({"role": "user", "content": inert(turn.text)})
+            messages.append({"role": "user", "content": message(turn.text)})
         detections = turn_detections(conversation, index, family)
+        emphasize = _TIMESTAMP if has_video else None
         if turn.status in STILL_CHANGING:
-            shown = inert(readable(turn.answer, family, detections))
+            shown = message(readable(turn.answer, family, detections), emphasize=emphasize)
         else:
-            shown = _finished_answer(turn.answer, family, tuple(detections))
-        if has_video:
-            shown = _TIMESTAMP.sub(r"**\1**", shown)
+            shown = _finished_answer(turn.answer, family, tuple(detections), emphasize)
         messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
@@ -98,9 +97,9 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
 
 
 @lru_cache(maxsize=CACHED_TURNS)
-def _finished_answer(answer: str, family: str, detections: tuple) -> str:
+def _finished_answer(answer: str, family: str, detections: tuple, emphasize: re.Pattern | None) -> str:
     """A finished answer as the bubble shows it (remembered: it no longer changes)."""
-    return inert(readable(answer, family, detections))
+    return message(readable(answer, family, detections), emphasize=emphasize)
 
 
 def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:

@@ -81,6 +81,8 @@ def serve_app(engine, name: str, min_new_tokens: int = 150, max_new_tokens: int 
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
+    from demo.web import serve
+    from demo.web.guard import GuardSettings
     from tests.fakes import AtLeast
 
     longer = AtLeast(engine, min_new_tokens=min_new_tokens)
@@ -88,8 +90,13 @@ def serve_app(engine, name: str, min_new_tokens: int = 150, max_new_tokens: int 
     slot.fill(longer)
     handlers = ChatHandlers(slot)
     demo = build_ui(handlers, max_new_tokens=max_new_tokens, concurrency=2)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
+    # Served as app.py serves it: behind the guard (demo/web), the queue the only way in. Every
+    # client of the tests comes from 127.0.0.1, so the per-client cap is set high here (the cap
+    # itself is tried in tests/test_guard.py, with clients at different addresses).
+    guard = GuardSettings(max_pending=64)
+    _, url, _ = serve.launch(
+        demo, guard, max_queue=None, prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True
+    )
     try:
         yield {"url": url, "handlers": handlers, "engine": longer}
     finally:

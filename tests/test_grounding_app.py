@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -106,7 +107,7 @@ def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixel
     conversation, chatbot = updates[-1][0].conversation, updates[-1][1]
     assert conversation.turns[0].answer == answer  # the real decode kept the markers
     assistant = [m["content"] for m in chatbot if m["role"] == "assistant"]
-    assert assistant[0] == "In Picture 1 the left half [Picture 1], in Picture 2 the middle [Picture 2]"
+    assert html.unescape(assistant[0]) == "In Picture 1 the left half [Picture 1], in Picture 2 the middle [Picture 2]"
     annotated = [c["path"] for c in assistant if isinstance(c, dict)]
     assert len(annotated) == 2
     left, middle = label_color("the left half"), label_color("the middle")

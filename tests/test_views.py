@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,13 +75,13 @@ def test_picture_caption_shows_size_and_visual_tokens():
         ("streaming <|object_ref_start|>the ma", "streaming the ma"),  # an unfinished phrase mid-stream
         ("streaming <|box_sta", "streaming"),  # half a marker mid-stream
         ("x<|vision_pad|>y", "xy"),  # any other marker never shows
-        ("1 < 2 and 3 > 2", "1 &lt; 2 and 3 &gt; 2"),  # angle brackets are shown, as text
+        ("1 < 2 and 3 > 2", "1 < 2 and 3 > 2"),  # angle brackets are shown, as text (entities in the Markdown)
     ],
 )
 def test_the_answer_bubble_never_shows_raw_tokens(raw, shown):
     conversation = Conversation(turns=[Turn("q", [picture("a.png", (200, 100))], answer=raw, status="streaming", input_sizes=[(56, 28)])])
     bubble = [m for m in chatbot_messages(conversation, "qwen2-vl") if m["role"] == "assistant"][0]["content"]
-    assert bubble == shown
+    assert html.unescape(bubble) == shown  # what the person reads: the Markdown holds entities (demo/markup.py)
     assert "<|" not in bubble
 
 
@@ -93,7 +95,7 @@ def test_boxes_are_drawn_on_their_picture_with_a_list():
     )
     messages = chatbot_messages(conversation, "qwen2-vl")
     assistant = [m["content"] for m in messages if m["role"] == "assistant"]
-    assert assistant[0] == "In Picture 2, the dog [Picture 2]"
+    assert html.unescape(assistant[0]) == "In Picture 2, the dog [Picture 2]"
     assert assistant[1] == "**Picture 2** · 1 grounding"
     annotated = assistant[2]["path"]
     assert annotated.endswith(".png")
@@ -111,7 +113,7 @@ def test_qwen25_boxes_use_the_size_the_model_saw():
     )
     messages = chatbot_messages(conversation, "qwen2.5-vl")
     assistant = [m["content"] for m in messages if m["role"] == "assistant"]
-    assert assistant[0] == "[1 box on Picture 1: top half]"
+    assert html.unescape(assistant[0]) == "[1 box on Picture 1: top half]"
     assert "| 1 | top half | Picture 1 | (0, 0, 200, 50) |" in assistant[-1]
 
 
@@ -119,7 +121,7 @@ def test_a_label_cannot_break_the_detection_table():
     answer = '[{"bbox_2d": [0, 0, 500, 500], "label": "a|b<script>"}]'
     conversation = Conversation(turns=[Turn("?", [picture("a.png", (100, 100))], answer=answer, status="done", input_sizes=[(56, 56)])])
     table = [m["content"] for m in chatbot_messages(conversation, "qwen3-vl") if m["role"] == "assistant"][-1]
-    assert "| 1 | a/b&lt;script&gt; | Picture 1 | (0, 0, 50, 50) |" in table
+    assert "| 1 | a&#124;b&lt;script&gt; | Picture 1 | (0, 0, 50, 50) |" in table  # shown as a|b<script>, one cell
 
 
 @pytest.mark.parametrize(
@@ -136,30 +138,13 @@ def test_answer_text_by_status(turn, shown):
     assert answer_text(turn, turn.answer) == shown
 
 
-@pytest.mark.parametrize(
-    "raw, shown",
-    [
-        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),  # a script is text
-        ('<img src=x onerror="alert(1)">', '&lt;img src=x onerror="alert(1)"&gt;'),  # so is an event handler
-        ("![tracker](http://example.com/t.png)", "!\\[tracker](http://example.com/t.png)"),  # no image is fetched
-        ("a & b", "a &amp; b"),  # an ampersand stays an ampersand
-        ("`<b>` and ```\n<i>x</i>\n```", "`<b>` and ```\n<i>x</i>\n```"),  # code shows literally already
-        ("plain **bold** text", "plain **bold** text"),  # Markdown formatting still works
-    ],
-)
-def test_inert_shows_html_and_images_as_text(raw, shown):
-    from demo.markup import inert
-
-    assert inert(raw) == shown
-
-
 def test_questions_and_file_names_are_inert_too():
     conversation = Conversation(
         turns=[Turn("<b>hi</b>", [picture("<img src=x onerror=alert(1)>.png")], answer="ok", status="done")]
     )
     messages = chatbot_messages(conversation, "qwen2-vl")
     assert "&lt;img src=x onerror=alert(1)&gt;.png" in messages[0]["content"]
-    assert messages[2]["content"] == "&lt;b&gt;hi&lt;/b&gt;"
+    assert messages[2]["content"] == "&lt;b&gt;hi&lt;/b&gt;"  # the table of escapes is tests/test_inert.py
 
 
 statuses = st.sampled_from(["done", "stopped", "error"])

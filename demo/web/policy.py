@@ -1,0 +1,85 @@
+"""The browser-side policy of the page: its Content-Security-Policy and the owner cookie.
+
+Pure: strings and small parsers, no ASGI and no Gradio. `demo/web/guard.py` applies them.
+
+The page policy lets the browser load scripts, styles, fonts, images, media and connections
+from the app's own origin only (plus `data:`/`blob:` images and media, which Gradio's upload
+previews use), and no frame, object or form target anywhere. Gradio 6.31's page needs inline
+styles (Svelte sets them) and four inline scripts (its config): scripts run only with the
+nonce the guard writes into the page's own `<script>` tags, and what those load
+(`'strict-dynamic'`). Files served from `/gradio_api/file=` get a policy of their own that runs
+nothing, so an uploaded SVG or HTML opened in a tab is inert too.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+COOKIE = "qwen_chat_owner"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
+
+#: With `--share` the page loads Gradio's frontend from this CDN (gradio/templates/frontend/share.html).
+SHARE_CDN = "https://gradio.s3-us-west-2.amazonaws.com"
+
+
+def page_policy(nonce: str, *, share_cdn: str | None = None) -> str:
+    """The Content-Security-Policy of the HTML page (`nonce` is this response's)."""
+    cdn = f" {share_cdn}" if share_cdn else ""
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'nonce-{nonce}' 'strict-dynamic' 'self'{cdn}",
+            f"style-src 'self' 'unsafe-inline'{cdn}",
+            "img-src 'self' data: blob:",
+            "media-src 'self' data: blob:",
+            f"font-src 'self' data:{cdn}",
+            "connect-src 'self'",
+            "worker-src 'self' blob:",
+            "frame-src 'none'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+        ]
+    )
+
+
+#: For files the app serves (uploads, pictures, exports): shown as images or media, never run.
+FILE_POLICY = "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; sandbox"
+
+#: On every response.
+COMMON_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def new_token() -> str:
+    """A fresh owner token: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def owner_token(cookie_header: str | None) -> str | None:
+    """The owner token in a Cookie header, if it holds a well-formed one."""
+    for part in (cookie_header or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and _TOKEN.fullmatch(value):
+            return value
+    return None
+
+
+def set_cookie(token: str, *, https: bool) -> str:
+    """The Set-Cookie value for `token`: HttpOnly, for the whole site, never sent cross-site.
+
+    Over https it is `SameSite=None; Secure; Partitioned`, so that a Space embedded in
+    huggingface.co (a cross-site frame) keeps it, in a jar of that embedding only; over http
+    (a local or LAN app) it is `SameSite=Strict`.
+    """
+    same_site = "SameSite=None; Secure; Partitioned" if https else "SameSite=Strict"
+    return f"{COOKIE}={token}; Path=/; HttpOnly; {same_site}"
+
+
+def add_nonce(page: bytes, nonce: str) -> bytes:
+    """`page` with `nonce` on each of its `<script` tags (Gradio's page holds no user text)."""
+    return re.sub(rb"<script(?=[\s>])", b'<script nonce="' + nonce.encode() + b'"', page)

@@ -1,0 +1,39 @@
+"""Queue and launch the Blocks behind the guard: the one way `app.py` and the tests serve the app.
+
+- `demo.queue(api_open=False)`: Gradio's direct `run/` and `api/` routes refuse queued events
+  (the guard refuses them too), so the model and file decoding are reached through the queue only;
+- every event that does not go through the queue is checked to take no input but an Examples
+  table (`queue_only`): page glue, never a file or the model;
+- the guard (`demo/web/guard.py`) as ASGI middleware of Gradio's FastAPI app, through
+  `app_kwargs={"middleware": …}` (Starlette builds it into the app's stack when it starts);
+- server-side rendering off, so this Python server serves the page (and its policy) itself;
+  Gradio's run history off, so no conversation is kept in a browser's storage; no footer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from starlette.middleware import Middleware
+
+from demo.web.guard import Guard, GuardSettings
+
+_GLUE_INPUTS = (gr.Dataset,)  # gr.Examples: the index of one of our examples
+
+
+def queue_only(demo: gr.Blocks) -> None:
+    """Raise ValueError naming any event that skips the queue yet takes an input that could carry a file."""
+    for fn in demo.fns.values():
+        if not fn.queue and any(not isinstance(block, _GLUE_INPUTS) for block in fn.inputs):
+            names = ", ".join(type(block).__name__ for block in fn.inputs)
+            raise ValueError(f"event {fn.api_name or fn.name} skips the queue but takes {names}: queue it")
+
+
+def launch(demo: gr.Blocks, guard: GuardSettings | None = None, *, max_queue: int | None = 64, **launch_kwargs: Any):
+    """`demo.launch(**launch_kwargs)` behind the guard; returns what `launch` returns."""
+    queue_only(demo)
+    demo.queue(api_open=False, max_size=max_queue)
+    middleware = [Middleware(Guard, settings=guard or GuardSettings())]
+    launch_kwargs.setdefault("footer_links", [])  # the page hid its footer already; now it holds no link out either
+    return demo.launch(app_kwargs={"middleware": middleware}, ssr_mode=False, run_history=False, **launch_kwargs)
