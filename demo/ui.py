@@ -20,8 +20,8 @@ import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers, Reply
-from demo.markup import CHATBOT_SETTINGS
 from demo.inspector_ui import InspectorPage
+from demo.markup import CHATBOT_SETTINGS
 from demo.settings import Settings
 from demo.views import chatbot_messages
 from grounding.generations import GENERATIONS, PRESETS
