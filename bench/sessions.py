@@ -8,7 +8,7 @@ Starts `python app.py --model tiny-random` in a subprocess with a temp directory
 (gradio_client, one session each, all kept open) each send one message with `--pictures`
 different pictures of `--megapixels` megapixels (JPEG, made here once) and wait for the answer.
 Last, every client is closed (its heartbeat ends, as when a tab closes) and the figures are
-taken again once the app's RSS has settled (or after `--settle` seconds).
+taken again `--settle` seconds later (Gradio notices a closed heartbeat within about 25 s).
 
 Figures: the app process's RSS (psutil) at the baseline, after the first session, after all
 sessions, and after they ended; the bytes under the app's temp directory at the same points.
@@ -62,6 +62,11 @@ def disk_bytes(root: Path) -> int:
     return total
 
 
+def largest_files(root: Path, n: int = 8) -> list[tuple[str, int]]:
+    files = [(str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+    return sorted(files, key=lambda f: -f[1])[:n]
+
+
 def settle(process: psutil.Process, seconds: float) -> int:
     """RSS once it has stopped falling for 3 s (or after `seconds`)."""
     deadline = time.monotonic() + seconds
@@ -94,7 +99,8 @@ def run(sessions: int, pictures: int, megapixels: float, settle_s: float, app_ar
         warm = client_when_up(url)
         warm.predict({"text": "hello", "files": []}, api_name="/chat")
         warm.close()
-        figures["baseline_rss"] = settle(process, settle_s)
+        time.sleep(settle_s)  # the warm-up session ends
+        figures["baseline_rss"] = settle(process, 10)
         figures["baseline_disk"] = disk_bytes(work / "tmp")
         message = {"text": "Describe every picture.", "files": [handle_file(str(p)) for p in photos]}
         clients, after = [], []
@@ -113,8 +119,11 @@ def run(sessions: int, pictures: int, megapixels: float, settle_s: float, app_ar
         figures["all_sessions_disk"] = disk_bytes(work / "tmp")
         for client in clients:
             client.close()
-        figures["ended_rss"] = settle(process, settle_s)
+        # Gradio notices a closed heartbeat within about 25 s (its 15 s beat, then a 10 s poll).
+        time.sleep(settle_s)
+        figures["ended_rss"] = settle(process, 10)
         figures["ended_disk"] = disk_bytes(work / "tmp")
+        figures["ended_largest_files"] = largest_files(work / "tmp")
     finally:
         server.terminate()
         try:
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--pictures", type=int, default=4)
     parser.add_argument("--megapixels", type=float, default=64)
-    parser.add_argument("--settle", type=float, default=30.0, help="seconds to wait for the RSS to settle")
+    parser.add_argument("--settle", type=float, default=40.0, help="seconds to wait after the sessions end")
     parser.add_argument("--json", type=Path)
     parser.add_argument("app_args", nargs="*", help="extra flags for app.py (after --)")
     args = parser.parse_args(argv)
