@@ -98,6 +98,11 @@ def test_a_30_minute_720p_video_is_accepted_and_answered(tmp_path):
     assert any(c.startswith("**Video 1** · recording.mp4 · 64 frames, one every 28.1 s") for c in captions), captions
     assert history[-1]["role"] == "assistant" and not history[-1]["content"][0]["text"].startswith("⚠")
     assert textbox == {"text": "", "files": []}
+    # It was uploaded into the app's own temporary directory, and now lives in the session's folder.
+    launched = launched_app()
+    player = next(part["file"]["path"] for m in history for part in m["content"] if part.get("alt_text") == "Video 1")
+    assert Path(player).name == "recording.mp4" and Path(player).parent.parent.parent in launched.session_folders()
+    assert Path(player).is_relative_to(launched.temp) and Path(player).stat().st_size == clip.stat().st_size
     client.close()
 
 
