@@ -38,8 +38,9 @@ _LARGEST_FACTOR = max(_FACTORS)
 
 
 def largest_picture(limits: Limits) -> int:
-    """The most pixels one loaded picture may have: the most the model can be asked to see one at."""
-    return limits.max_visual_tokens * _LARGEST_FACTOR**2
+    """The most pixels one loaded picture may have: what a live one can be kept at (the most the
+    model can be asked to see one at, or a display size)."""
+    return max(limits.max_visual_tokens * _LARGEST_FACTOR**2, DISPLAY_SIDE**2)
 
 
 def pixel_budget(limits: Limits) -> int:
