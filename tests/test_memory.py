@@ -141,3 +141,26 @@ def test_a_conversation_the_app_saved_loads_back_within_the_budget(tmp_path):
     path.write_text(dump_conversation(Conversation([Turn("all of them", pictures, answer="ok", status="done")])))
     loaded = read_conversation(str(path), limits).conversation
     assert [a.size_wh for a in loaded.images()] == [(4096, 4096)] * 4
+
+
+def test_a_big_picture_is_kept_small_and_its_boxes_stay_in_its_own_pixels(tmp_path):
+    """Kept at display size (the scripted model sees 28x28), drawn at that size, exported in the original's pixels."""
+    from demo.engines.slot import EngineSlot
+    from demo.export import detections_record
+    from demo.handlers import ChatHandlers
+    from tests.fakes import ScriptedEngine
+
+    photo = tmp_path / "wide.jpg"
+    Image.new("RGB", (4000, 3000), "olive").save(photo, quality=90)
+    slot = EngineSlot("scripted")
+    slot.fill(ScriptedEngine([["<|object_ref_start|>it<|object_ref_end|><|box_start|>(100,100),(600,700)<|box_end|>"]]))
+    handlers = ChatHandlers(slot, min_update_interval=0.0)
+    *_, (chatbot, conversation, _) = handlers.chat({"text": "Where?", "files": [str(photo)]}, None)
+    picture = conversation.turns[0].attachments[0]
+    assert picture.size_wh == (4000, 3000) and picture.image.size == (1024, 768)
+    assert chatbot[0]["content"].startswith("**Picture 1** · wide.jpg · 4000×3000 → 28×28 px")
+    drawn = next(m["content"]["path"] for m in chatbot if isinstance(m["content"], dict) and "annotated" in m["content"]["alt_text"])
+    assert Image.open(drawn).size == (1024, 768)
+    record = detections_record(conversation, "qwen2-vl")
+    assert record["images"][0]["width"] == 4000 and record["detections"][0]["bbox_xyxy"] == [400.0, 300.0, 2400.0, 2100.0]
+    handlers.end_session()
