@@ -79,7 +79,7 @@ def settle(process: psutil.Process, seconds: float) -> int:
     return process.memory_info().rss
 
 
-def run(sessions: int, pictures: int, megapixels: float, settle_s: float, app_args: list[str]) -> dict:
+def run(sessions: int, pictures: int, megapixels: float, settle_s: float, app_args: list[str], app_dir: Path = REPO) -> dict:
     from gradio_client import handle_file
 
     work = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
@@ -89,9 +89,9 @@ def run(sessions: int, pictures: int, megapixels: float, settle_s: float, app_ar
     photos = [big_picture(photos_dir / f"big-{megapixels:g}mp-{i}.jpg", megapixels, i) for i in range(pictures)]
     port = free_port()
     env = {**os.environ, "TMPDIR": str(work / "tmp"), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(REPO / "app.py"), "--model", "tiny-random", "--port", str(port), "--max-new-tokens", "8", *app_args]
+    command = [sys.executable, str(app_dir / "app.py"), "--model", "tiny-random", "--port", str(port), "--max-new-tokens", "8", *app_args]
     log = open(work / "app.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     process = psutil.Process(server.pid)
     figures: dict = {"sessions": sessions, "pictures": pictures, "megapixels": megapixels, "app_args": app_args}
     try:
@@ -159,9 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--megapixels", type=float, default=64)
     parser.add_argument("--settle", type=float, default=40.0, help="seconds to wait after the sessions end")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--app-dir", type=Path, default=REPO, help="the checkout whose app.py runs (to measure an older one)")
     parser.add_argument("app_args", nargs="*", help="extra flags for app.py (after --)")
     args = parser.parse_args(argv)
-    figures = run(args.sessions, args.pictures, args.megapixels, args.settle, args.app_args)
+    figures = run(args.sessions, args.pictures, args.megapixels, args.settle, args.app_args, args.app_dir.resolve())
     print(report(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
