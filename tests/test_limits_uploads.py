@@ -15,6 +15,7 @@ from gradio_client import handle_file
 import app
 from demo.limits import MB, LimitError, Limits
 from tests.launched import launched_app
+from tests.test_browser import ask, bot_messages, browser, page, scroll_chat_to_top  # noqa: F401 - the browser tests' fixtures
 
 
 def long_video(path: Path, minutes: int = 30, size: tuple[int, int] = (1280, 720), distinct: int = 12) -> Path:
@@ -146,3 +147,19 @@ def test_an_upload_goes_to_disk_as_it_arrives(tmp_path):
     assert history[-1]["content"][0]["text"].startswith("⚠ Not sent: not-a-video.mp4 could not be read as a video")
     assert peak[0] - baseline < 60 * MB, f"the app grew by {(peak[0] - baseline) / MB:.0f} MB during a 200 MB upload"
     client.close()
+
+
+@pytest.mark.browser
+def test_in_the_browser_a_30_minute_720p_video_is_sent_and_answered(page, tmp_path, artifacts):
+    """What a person does: reads the limits under the textbox, attaches the recording, sends it."""
+    limits = page.locator("#upload-limits")
+    assert "pictures up to 20 MB, videos up to 1,500 MB" in limits.inner_text()
+    clip = long_video(tmp_path / "screen-recording.mp4")
+    page.set_input_files("#message input[type=file]", [str(clip)])
+    page.wait_for_timeout(1500)  # the upload
+    ask(page, "What happens in Video 1?")
+    chat = page.locator("#chatbot")
+    assert "Video 1 · screen-recording.mp4 · 64 frames, one every 28.1 s" in chat.inner_text()
+    assert chat.locator("video").count() == 1 and not bot_messages(page).last.inner_text().startswith("⚠")
+    scroll_chat_to_top(page)
+    page.screenshot(path=str(artifacts / "long-video.png"))
