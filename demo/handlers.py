@@ -2,10 +2,10 @@
 
 `ChatHandlers` holds the engine slot shared by every session, the Stop switches of the
 answers being generated and the sessions' folders (`demo.sessions`); each session's conversation
-arrives as an argument (a `gr.State`) and goes back out with the views derived from it. A session
-ends (its files deleted, its pictures and engine cache freed) when its tab closes, on Clear and
-Load, and when Gradio drops its state after `session_ttl` idle seconds (`expire`). Streaming handlers are generators: Gradio
-closes them when the person presses Stop or closes the tab, and their `finally:` stops the
+arrives as an argument (a `gr.State`) and goes back out with the views derived from it. A
+session ends (its files deleted, its pictures and engine cache freed) when its tab closes, on
+Clear and Load, and when Gradio drops its state after `session_ttl` idle seconds (`expire`).
+Streaming handlers are generators: Gradio closes them when the person presses Stop or closes the tab, and their `finally:` stops the
 generation. The only Gradio things used here are `gr.Request` (to know the session), `gr.Error`,
 `gr.Warning` and `gr.skip` (to refuse a message); the Blocks layout lives in `demo/ui.py`.
 """
@@ -13,7 +13,6 @@ generation. The only Gradio things used here are `gr.Request` (to know the sessi
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
@@ -36,7 +35,7 @@ from demo.media.pictures import UploadError, is_image_file, load_picture, refit
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
 from demo.session_file import dump_conversation, read_conversation, write_pictures
-from demo.sessions import Sessions, folder_of, upload_folder
+from demo.sessions import Sessions, discard_upload
 from demo.views import chatbot_messages
 from grounding.generations import DEFAULT_FAMILY, grounding_prompt
 
@@ -237,7 +236,7 @@ class ChatHandlers:
         except (UploadError, OSError) as e:
             return self._refusal(conversation, str(e), "Not loaded")
         finally:
-            _discard_upload(file)
+            discard_upload(file)
         session = _session(request)
         self._close(session)
         conversation = write_pictures(loaded, self.sessions.folder(session) / "loaded")
@@ -415,13 +414,3 @@ def _attach(path: str, video_settings: VideoSettings, engine: Engine | None, set
     image, original = load_picture(path, need=need)
     return Attachment(path=path, image=image, name=name, original_wh=original)
 
-
-def _discard_upload(path: str) -> None:
-    """Delete a file the person uploaded once it has been read (only from Gradio's upload folder)."""
-    resolved = Path(path).resolve()
-    if resolved.is_relative_to(upload_folder()) and folder_of(resolved) is None:
-        try:
-            os.unlink(resolved)
-            resolved.parent.rmdir()  # Gradio's folder for that one upload
-        except OSError:
-            pass

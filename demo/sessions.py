@@ -131,16 +131,20 @@ class Sessions:
                 moved[path] = path
                 continue
             target = folder / "uploads" / secrets.token_hex(6) / source.name
-            target.parent.mkdir(parents=True)
             movable = source.resolve().is_relative_to(upload_folder()) and folder_of(source) is None
-            if not movable or self._is_protected(source):
-                shutil.copyfile(source, target)
-            else:
-                try:
-                    os.replace(source, target)
-                    _remove_empty(source.parent)
-                except OSError:
+            try:
+                target.parent.mkdir(parents=True)
+                if movable and not self._is_protected(source):
+                    try:
+                        os.replace(source, target)
+                        _remove_empty(source.parent)
+                    except OSError:  # another file system
+                        shutil.copyfile(source, target)
+                else:
                     shutil.copyfile(source, target)
+            except OSError:  # a full disk: the upload stays where Gradio put it (its sweep deletes it)
+                moved[path] = path
+                continue
             moved[path] = str(target)
         return moved
 
@@ -170,6 +174,17 @@ class Sessions:
     def _is_protected(self, path: Path) -> bool:
         digests = self._protected.get(path.stat().st_size)
         return bool(digests) and hashlib.sha256(path.read_bytes()).hexdigest() in digests
+
+
+def discard_upload(path: str | Path) -> None:
+    """Delete a file of Gradio's upload folder once the app has read it (a session's files are left alone)."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(upload_folder()) and folder_of(resolved) is None:
+        try:
+            resolved.unlink()
+        except OSError:
+            return
+        _remove_empty(resolved.parent)
 
 
 def _remove_empty(folder: Path) -> None:
