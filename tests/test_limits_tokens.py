@@ -11,7 +11,6 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from demo.conversation import Conversation, Turn
 from demo.engines.base import GenerationSettings, estimate_tokens
 from demo.engines.local import TransformersEngine
 from demo.engines.server import OpenAIEngine

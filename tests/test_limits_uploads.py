@@ -15,7 +15,7 @@ from gradio_client import handle_file
 import app
 from demo.limits import MB, LimitError, Limits
 from tests.launched import launched_app
-from tests.test_browser import ask, bot_messages, browser, page, scroll_chat_to_top  # noqa: F401 - the browser tests' fixtures
+from tests.test_browser import ask, bot_messages, browser, page, scroll_chat_to_top  # noqa: F401, F811 - the browser tests' fixtures
 
 
 def long_video(path: Path, minutes: int = 30, size: tuple[int, int] = (1280, 720), distinct: int = 12) -> Path:
@@ -150,7 +150,7 @@ def test_an_upload_goes_to_disk_as_it_arrives(tmp_path):
 
 
 @pytest.mark.browser
-def test_in_the_browser_a_30_minute_720p_video_is_sent_and_answered(page, tmp_path, artifacts):
+def test_in_the_browser_a_30_minute_720p_video_is_sent_and_answered(page, tmp_path, artifacts):  # noqa: F811
     """What a person does: reads the limits under the textbox, attaches the recording, sends it."""
     limits = page.locator("#upload-limits")
     assert "pictures up to 20 MB, videos up to 1,500 MB" in limits.inner_text()
