@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from gradio_client import Client
+from gradio_client import Client, handle_file
+from PIL import Image
 
 from tests.helpers import client_when_up, free_port
 
@@ -74,9 +75,12 @@ def launched_app() -> LaunchedApp:
 
     atexit.register(stop)
     app = LaunchedApp(f"http://127.0.0.1:{port}/", psutil.Process(server.pid), temp)
-    warm = app.client()
-    warm.predict({"text": "warm up", "files": []}, api_name="/chat")  # waits for the model
+    warm = app.client()  # waits for the model; a picture's first trip through the vision path costs once
+    picture = temp / "warm-up.png"
+    Image.new("RGB", (640, 480), "gray").save(picture)
+    warm.predict({"text": "warm up", "files": [handle_file(str(picture))]}, api_name="/chat")
     warm.close()
+    wait_for(lambda: not app.session_folders())
     return app
 
 

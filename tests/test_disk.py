@@ -135,32 +135,33 @@ def test_one_save_file_per_session_and_one_export(site, photos, tmp_path):
     chat.close()
 
 
-def test_an_idle_session_ends_after_its_time_to_live(heartbeat_every_second, photos):
+@pytest.fixture(scope="module")
+def short_lived(heartbeat_every_second):
+    """An app whose sessions end after 2 idle seconds; its cache sweep runs every second, on files older than 4 s."""
     demo, url, handlers = launch(session_ttl=2)
-    try:
-        chat = client(url)
-        chat.predict({"text": "Where?", "files": [handle_file(str(photos["chelsea"]))]}, api_name="/chat")
-        folder = only_folder(handlers)
-        assert wait_for(lambda: not folder.exists(), timeout=10)  # the client is still there, idle
-        assert handlers.sessions.live() == []
-        history, _ = chat.predict({"text": "Hello again", "files": []}, api_name="/chat")
-        assert [m["content"][0].get("text") for m in history if m["role"] == "user"] == ["Hello again"]  # a new one
-        chat.close()
-    finally:
-        demo.close()
+    yield {"url": url, "handlers": handlers}
+    demo.close()
 
 
-def test_uploads_never_sent_are_swept_from_gradios_cache(heartbeat_every_second, tmp_path):
-    demo, url, _ = launch(session_ttl=2)  # its sweep: every second, files older than 4 s
-    try:
-        note = tmp_path / "never-sent.png"
-        Image.new("RGB", (8, 8)).save(note)
-        with open(note, "rb") as f:
-            uploaded = httpx.post(f"{url}gradio_api/upload", files={"files": f}).json()[0]
-        assert Path(uploaded).exists()
-        assert wait_for(lambda: not Path(uploaded).exists(), timeout=15)
-    finally:
-        demo.close()
+def test_an_idle_session_ends_after_its_time_to_live(short_lived, photos):
+    url, handlers = short_lived["url"], short_lived["handlers"]
+    chat = client(url)
+    chat.predict({"text": "Where?", "files": [handle_file(str(photos["chelsea"]))]}, api_name="/chat")
+    folder = only_folder(handlers)
+    assert wait_for(lambda: not folder.exists(), timeout=10)  # the client is still there, idle
+    assert handlers.sessions.live() == []
+    history, _ = chat.predict({"text": "Hello again", "files": []}, api_name="/chat")
+    assert [m["content"][0].get("text") for m in history if m["role"] == "user"] == ["Hello again"]  # a new one
+    chat.close()
+
+
+def test_uploads_never_sent_are_swept_from_gradios_cache(short_lived, tmp_path):
+    note = tmp_path / "never-sent.png"
+    Image.new("RGB", (8, 8)).save(note)
+    with open(note, "rb") as f:
+        uploaded = httpx.post(f"{short_lived['url']}gradio_api/upload", files={"files": f}).json()[0]
+    assert Path(uploaded).exists()
+    assert wait_for(lambda: not Path(uploaded).exists(), timeout=15)
 
 
 def test_adopting_uploads_moves_only_gradios_own(tmp_path, monkeypatch):

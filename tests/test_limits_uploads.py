@@ -124,11 +124,11 @@ def test_a_picture_over_its_limit_gets_one_sentence_and_changes_nothing(tmp_path
 
 
 def test_an_upload_goes_to_disk_as_it_arrives(tmp_path):
-    """A 200 MB upload does not pass through the app's memory (Gradio's multipart parser writes each
+    """A 150 MB upload does not pass through the app's memory (Gradio's multipart parser writes each
     chunk to a file); it is then refused, as a video that cannot be read, in one sentence."""
     fake = tmp_path / "not-a-video.mp4"
     with open(fake, "wb") as f:
-        f.truncate(200 * MB)  # zeros
+        f.truncate(150 * MB)  # zeros
     launched = launched_app()
     client = launched.client()
     baseline, peak, done = launched.rss(), [0], threading.Event()
@@ -145,7 +145,8 @@ def test_an_upload_goes_to_disk_as_it_arrives(tmp_path):
         done.set()
         sampler.join()
     assert history[-1]["content"][0]["text"].startswith("⚠ Not sent: not-a-video.mp4 could not be read as a video")
-    assert peak[0] - baseline < 60 * MB, f"the app grew by {(peak[0] - baseline) / MB:.0f} MB during a 200 MB upload"
+    print(f"a 150 MB upload grew the app by {(peak[0] - baseline) / MB:.0f} MB at most")
+    assert peak[0] - baseline < 60 * MB, f"the app grew by {(peak[0] - baseline) / MB:.0f} MB during a 150 MB upload"
     client.close()
 
 
