@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -72,12 +73,16 @@ def credentials(text: str) -> tuple[str, str]:
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
+    defaults = Limits()
     return Limits(
-        max_file_mb=args.max_file_mb,
+        max_image_mb=args.max_image_mb or args.max_file_mb or defaults.max_image_mb,
+        max_video_mb=args.max_video_mb or args.max_file_mb or defaults.max_video_mb,
         max_images_per_turn=args.max_images_per_turn,
         max_images=args.max_images,
         max_prompt_chars=args.max_prompt_chars,
+        max_system_prompt_chars=args.max_system_prompt_chars,
         max_visual_tokens=args.max_visual_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
     )
 
 
@@ -166,13 +171,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     limits = parser.add_argument_group("limits per person (each refusal says which limit)")
     defaults = Limits()
-    limits.add_argument("--max-file-mb", type=positive_float, default=defaults.max_file_mb, help="largest upload, in MB (default: %(default)s)")
+    limits.add_argument("--max-image-mb", type=positive_float, default=None, help=f"largest picture file, in MB (default: {defaults.max_image_mb:g})")
+    limits.add_argument(
+        "--max-video-mb", type=positive_float, default=None,
+        help=f"largest video file, in MB (default: {defaults.max_video_mb:g}: 30 minutes of 720p from a phone)",
+    )
+    limits.add_argument("--max-file-mb", type=positive_float, default=None, help="both of the above at once (an older flag)")
     limits.add_argument("--max-images-per-turn", type=positive_int, default=defaults.max_images_per_turn, help="default: %(default)s")
     limits.add_argument("--max-images", type=positive_int, default=defaults.max_images, help="images per conversation (default: %(default)s)")
     limits.add_argument("--max-prompt-chars", type=positive_int, default=defaults.max_prompt_chars, help="characters per message (default: %(default)s)")
     limits.add_argument(
+        "--max-system-prompt-chars", type=positive_int, default=defaults.max_system_prompt_chars,
+        help="characters of the system prompt (default: %(default)s)",
+    )
+    limits.add_argument(
         "--max-visual-tokens", type=positive_int, default=defaults.max_visual_tokens,
         help="visual tokens of all images in one request (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-prompt-tokens", type=positive_int, default=defaults.max_prompt_tokens,
+        help="tokens of one request's whole prompt, text, pictures and videos (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--session-idle-minutes", type=positive_float, default=60.0,
+        help="a conversation idle this long is dropped with its files (closing the tab drops it at once; default: %(default)s)",
     )
     sharing = parser.add_argument_group("sharing (who may use the app, and how much each may take)")
     sharing.add_argument(
@@ -300,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # huggingface_hub's client: one line per request
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from demo.sessions import prepare_temp_dir
+
+    temp_dir = prepare_temp_dir()  # before Gradio is imported: it reads GRADIO_TEMP_DIR once
+    log.info("temporary files in %s (deleted at exit)", temp_dir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped Space or container exits cleanly, deleting them
 
     from demo.engines.base import ModelLoadError
     from demo.engines.slot import EngineSlot
@@ -326,7 +353,8 @@ def serve(args: argparse.Namespace, slot, download) -> int:
     from demo.web.guard import GuardSettings
     from demo.web.policy import SHARE_CDN
 
-    handlers = ChatHandlers(slot, limits=limits_from(args))
+    limits = limits_from(args)
+    handlers = ChatHandlers(slot, limits=limits, session_ttl=args.session_idle_minutes * 60)
     demo = build_ui(
         handlers,
         max_new_tokens=args.max_new_tokens,
@@ -353,7 +381,7 @@ def serve(args: argparse.Namespace, slot, download) -> int:
             share=args.share,
             prevent_thread_lock=True,
             css=CSS,
-            max_file_size=int(args.max_file_mb * 1024 * 1024),
+            max_file_size=int(limits.max_upload_mb * 1024 * 1024),  # each kind's own limit: in the handler
             auth=args.auth,
         )
     except OSError as e:  # the port is taken, the address is not ours, ...

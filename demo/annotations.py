@@ -5,7 +5,9 @@ it (their sizes for the person and for the model). A finished answer is parsed o
 detections are cached by (answer, family, picture sizes, model input sizes), so a streamed
 update re-parses only the answer still being written. `annotated_png` draws a picture's
 detections into a PNG file whose name is derived from what it shows, so a streaming answer
-redraws a picture only when one of its boxes changes. Knows nothing of Gradio or of engines.
+redraws a picture only when one of its boxes changes. It draws on the picture as kept (see
+`demo.media.pictures`), the boxes scaled from the original's pixels, and writes into the folder
+of the session the picture belongs to (deleted with it). Knows nothing of Gradio or of engines.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 from demo.conversation import Attachment, Conversation
 from demo.markup import table_cell
+from demo.sessions import folder_of
 from grounding import Detection, draw, find_groundings, parse
 
+# For pictures in no session's folder (the handlers put every picture in one; tests may not).
 ANNOTATED_DIR = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "annotated"
 CACHED_TURNS = 4096  # finished answers whose detections are kept, over all sessions
 STILL_CHANGING = ("waiting", "streaming")
@@ -58,24 +63,47 @@ def annotated_png(
     attachment: Attachment,
     detections: list[Detection],
     fit: tuple[int, int] | None = None,
-    out_dir: Path = ANNOTATED_DIR,
+    out_dir: Path | None = None,
 ) -> str:
-    """A PNG of `attachment` with `detections` drawn on it, to be shown within `fit` (None: at
-    its own size); drawn once per distinct content."""
-    path = out_dir / _png_name(attachment.path, attachment.name, attachment.size_wh, tuple(detections), fit)
+    """A PNG of `attachment` with `detections` (in the original's pixels) drawn on it, to be shown
+    within `fit` (None: at its own size), in `out_dir` (default: its session's folder); drawn once
+    per distinct content."""
+    if out_dir is None:
+        session = folder_of(attachment.path)
+        out_dir = session / "annotated" if session is not None else ANNOTATED_DIR
+    image = attachment.image
+    key_size = (tuple(attachment.size_wh), image.size)
+    path = out_dir / _png_name(attachment.path, attachment.name, key_size, tuple(detections), fit)
     if not path.exists():
         out_dir.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        draw(attachment.image, detections, fit).save(partial, format="PNG")
+        draw(image, scaled(detections, attachment.size_wh, image.size), fit).save(partial, format="PNG")
         partial.replace(path)  # atomic: a reader never sees half a file
     return str(path)
 
 
 @lru_cache(maxsize=CACHED_TURNS)
-def _png_name(path: str, name: str, size_wh: tuple[int, int], detections: tuple[Detection, ...], fit) -> str:
+def _png_name(path: str, name: str, size_wh: tuple, detections: tuple[Detection, ...], fit) -> str:
     """A file name derived from what the drawing shows (stable across processes)."""
     key = repr((path, tuple(size_wh), [(d.label, d.bbox, d.point, d.quad) for d in detections], fit))
     return f"{Path(name or path).stem[:40]}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.png"
+
+
+def scaled(detections: list[Detection], from_wh: tuple[int, int], to_wh: tuple[int, int]) -> list[Detection]:
+    """The detections moved from pixels of a `from_wh` picture to pixels of the same picture at `to_wh`."""
+    if from_wh == to_wh:
+        return detections
+    sx, sy = to_wh[0] / from_wh[0], to_wh[1] / from_wh[1]
+    xy = lambda x, y: (x * sx, y * sy)  # noqa: E731
+    return [
+        replace(
+            d,
+            bbox=(*xy(*d.bbox[:2]), *xy(*d.bbox[2:])) if d.bbox is not None else None,
+            point=xy(*d.point) if d.point is not None else None,
+            quad=tuple(xy(*corner) for corner in d.quad) if d.quad is not None else None,
+        )
+        for d in detections
+    ]
 
 
 @lru_cache(maxsize=CACHED_TURNS)

@@ -36,7 +36,9 @@ class Attachment:
     """One upload: where Gradio stored it (for display), and what the model sees of it.
 
     A picture has `image`; a video has `video` (its frames, sampled once at upload, so later
-    turns never decode it again) and `image` None.
+    turns never decode it again) and `image` None. A picture is kept reduced (at the size the model
+    sees it at, or a display size: `demo.media.pictures`); `original_wh` is the size the person
+    sent, and `size_wh`, in which boxes are given, is that size.
     """
 
     path: str
@@ -44,6 +46,7 @@ class Attachment:
     name: str = ""  # the file name the person uploaded
     cost: VisionCost | None = None  # what the model saw at the last answer (set by the handlers)
     video: SampledVideo | None = None
+    original_wh: tuple[int, int] | None = None  # the picture's size as sent (None: `image` is whole)
 
     @property
     def is_video(self) -> bool:
@@ -51,7 +54,9 @@ class Attachment:
 
     @property
     def size_wh(self) -> tuple[int, int]:
-        return self.video.frame_wh if self.video is not None else self.image.size
+        if self.video is not None:
+            return self.video.frame_wh
+        return self.original_wh or self.image.size
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """The chat's event handlers: plain methods from (message, conversation, settings) to a `Reply`.
 
-`ChatHandlers` holds the engine slot shared by every session and the Stop switches of the
-answers being generated; each session's conversation arrives as an argument (a `gr.State`)
-and goes back out in a `Reply`: the conversation record, the grounding family to read it
+`ChatHandlers` holds the engine slot shared by every session, the Stop switches of the
+answers being generated and the sessions' folders (`demo.sessions`); each session's conversation
+arrives as an argument (a `gr.State`) and goes back out in a `Reply`: the conversation record, the grounding family to read it
 with, and a notice when something was refused. What the page shows is derived from a Reply
 by `ChatPage.render` in `demo/ui.py` (through `demo/views.py`), so no handler knows the page's layout.
+A session ends (its files deleted, its pictures and engine cache freed) when its tab closes, on
+Clear and Load, and when Gradio drops its state after `session_ttl` idle seconds (`expire`).
 Streaming handlers are generators: Gradio closes them when the person presses Stop or closes
 the tab, and their `finally:` stops the generation. The only Gradio things used here are
 `gr.Request` (to know the session), `gr.Error` and `gr.Warning`.
@@ -13,15 +15,17 @@ the tab, and their `finally:` stops the generation. The only Gradio things used 
 from __future__ import annotations
 
 import logging
-import tempfile
+import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
 from demo.engines.base import Engine, EngineError, GenerationSettings
@@ -30,10 +34,11 @@ from demo.export import write_exports
 from demo.ground_truth import References
 from demo.limits import LimitError, Limits
 from demo.markup import toast
-from demo.media.pictures import UploadError, is_image_file, load_image
+from demo.media.pictures import UploadError, is_image_file, load_picture, refit
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
-from demo.session_file import dump_conversation, load_conversation
+from demo.session_file import dump_conversation, read_conversation, write_pictures
+from demo.sessions import Sessions, discard_upload
 from demo.settings import Settings
 from grounding.generations import generation as generation_of
 from grounding.generations import grounding_prompt
@@ -62,12 +67,23 @@ class Reply:
 class ChatHandlers:
     """Handlers for one app; one instance serves every session."""
 
-    def __init__(self, slot: EngineSlot, *, limits: Limits | None = None, min_update_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        slot: EngineSlot,
+        *,
+        limits: Limits | None = None,
+        min_update_interval: float = 0.05,
+        sessions: Sessions | None = None,
+        session_ttl: float = 3600.0,
+    ) -> None:
         self.slot = slot
         self.limits = limits or Limits()
         self.min_update_interval = min_update_interval  # seconds between two streamed view updates
         self.stop_wait = 10.0  # seconds Stop waits for the answer to wind down before showing it
+        self.sessions = sessions or Sessions()
+        self.session_ttl = session_ttl  # seconds a conversation is kept once its session is idle
         self._running: dict[str, _Running] = {}  # session -> its answer being generated
+        self._expired: OrderedDict[str, None] = OrderedDict()  # sessions whose conversation expired (newest last)
         self._lock = threading.Lock()
 
     # -- events ---------------------------------------------------------------------------------
@@ -81,8 +97,12 @@ class ChatHandlers:
     ) -> Iterator[Reply]:
         """Add the person's message (text, images, videos) as a new turn and stream the answer.
 
-        Videos are sampled here, once, at the settings' rate.
+        Videos are sampled here, once, at the settings' rate. Uploads are decoded and checked before
+        anything is written; accepted ones move into the session's folder.
         """
+        session = _session(request)
+        if conversation is None and self._was_expired(session):
+            gr.Info("The earlier conversation was cleared after being idle too long; this message starts a new one.")
         conversation = conversation if conversation is not None else Conversation()
         settings = settings or Settings()
         if isinstance(message, str):
@@ -93,19 +113,24 @@ class ChatHandlers:
             if not text and not files:
                 raise UploadError("Type a question or attach an image first.")
             generation = settings.generation()
+            self.limits.check_system_prompt(generation.system_prompt)
             self.limits.check_turn(text, len(conversation.attachments()), len(files))
-            self.limits.check_files([_size(f) for f in files], [Path(f).name for f in files])
+            self.limits.check_files([_size(f) for f in files], [Path(f).name for f in files], [is_video_file(f) for f in files])
             engine = self.slot.wait(timeout=0)
             factor = engine.resize_factor if engine is not None else generation_of(self.slot.expected_family).resize_factor
             video_settings = settings.video(factor)
-            attachments = [_attach(path, video_settings) for path in files]
+            attachments = [_attach(path, video_settings, engine, generation) for path in files]
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
-                self._vision_costs(engine, conversation.attachments() + attachments, generation)
+                self._check_request(engine, Conversation([*conversation.turns, Turn(text, attachments)]), generation)
         except (UploadError, EngineError, LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e))
             return
+        moved = self.sessions.adopt(session, files)
+        for attachment in attachments:
+            attachment.path = moved[attachment.path]
         conversation.turns.append(Turn(text=text, attachments=attachments))
-        yield from self._answer(conversation, generation, _session(request))
+        self.sessions.track(session, conversation)
+        yield from self._answer(conversation, generation, session)
 
     def regenerate(
         self, conversation: Conversation | None, settings: Settings | None = None, request: gr.Request | None = None
@@ -119,7 +144,17 @@ class ChatHandlers:
         except ValueError as e:
             raise gr.Error(str(e), print_exception=False) from None
         turn = conversation.turns[-1]
+        try:
+            self.limits.check_system_prompt(generation.system_prompt)
+            engine = self.slot.wait(timeout=0)
+            if engine is not None:
+                again = replace(turn, answer="", status="waiting", error="")
+                self._check_request(engine, Conversation([*conversation.turns[:-1], again]), generation)
+        except (EngineError, LimitError) as e:
+            yield self._refusal(conversation, str(e), "Not regenerated")
+            return
         turn.answer, turn.status, turn.error = "", "waiting", ""
+        self.sessions.track(_session(request), conversation)
         yield from self._answer(conversation, generation, _session(request))
 
     def undo(self, conversation: Conversation | None) -> Reply:
@@ -132,13 +167,24 @@ class ChatHandlers:
         return Reply(conversation, self.family, message=restored)
 
     def clear(self, request: gr.Request | None = None) -> Reply:
-        """Start a new, empty conversation (and drop what the engine kept for the old one)."""
-        self._forget(_session(request))
+        """Start a new, empty conversation; the old one ends (its files, its pictures, the engine's cache)."""
+        self._close(_session(request))
         return Reply(Conversation(), self.family, message=EMPTY_MESSAGE)
 
     def end_session(self, request: gr.Request | None = None) -> None:
-        """The tab was closed or reloaded: free what the engine kept for its session."""
-        self._forget(_session(request))
+        """The tab was closed or reloaded: end its session now (Gradio keeps its state an hour more)."""
+        self._close(_session(request))
+
+    def expire(self, conversation: Conversation | None) -> None:
+        """Gradio dropped a conversation kept past the time-to-live (`gr.State(delete_callback=...)`): end its session."""
+        session = self.sessions.session_of(conversation) if conversation is not None else None
+        if session is None:
+            return  # ended already (closed, cleared, replaced)
+        self._close(session)
+        with self._lock:
+            self._expired[session] = None
+            while len(self._expired) > 10_000:
+                self._expired.popitem(last=False)
 
     def stop(self, conversation: Conversation | None, request: gr.Request | None = None) -> Reply:
         """Stop this session's answer at the next decode step; reply once it has stopped."""
@@ -160,38 +206,57 @@ class ChatHandlers:
         references: References | None = None,
         threshold: float = 0.5,
         match_labels: bool = True,
+        request: gr.Request | None = None,
     ) -> list[str]:
         """Files with the conversation's groundings: JSON, COCO JSON and the annotated pictures;
-        with reference boxes, the JSON holds the comparison with them."""
+        with reference boxes, the JSON holds the comparison with them (one export per session: a
+        new one replaces the last)."""
         conversation = conversation if conversation is not None else Conversation()
         if not any(turn.answer for turn in conversation.turns):
             raise gr.Error("There is nothing to export yet.", print_exception=False)
-        folder = Path(tempfile.mkdtemp(prefix="export-", dir=_exports_dir()))
+        session = _session(request)
+        folder = self.sessions.folder(session) / "export"
+        shutil.rmtree(folder, ignore_errors=True)
+        self.sessions.touch(session)
         written = write_exports(conversation, self.family, folder, references, threshold, match_labels)
         return [str(path) for path in written]
 
-    def save(self, conversation: Conversation | None) -> str:
-        """The conversation as a JSON file (images embedded) for the person to keep."""
+    def save(self, conversation: Conversation | None, request: gr.Request | None = None) -> str:
+        """The conversation as a JSON file (images embedded) for the person to keep; one file per
+        session, rewritten by each save."""
         conversation = conversation if conversation is not None else Conversation()
         if not conversation.turns:
             raise gr.Error("There is nothing to save yet.", print_exception=False)
-        folder = Path(tempfile.mkdtemp(prefix="save-", dir=_exports_dir()))
+        session = _session(request)
+        folder = self.sessions.folder(session) / "save"
+        folder.mkdir(exist_ok=True)
         path = folder / "conversation.json"
-        path.write_text(dump_conversation(conversation), "utf-8")
+        partial = path.with_suffix(".partial")
+        partial.write_text(dump_conversation(conversation), "utf-8")
+        partial.replace(path)  # atomic: a download in progress never reads half a file
+        self.sessions.touch(session)
         return str(path)
 
     def load(self, file: str | None, conversation: Conversation | None, request: gr.Request | None = None) -> Reply:
-        """Replace the conversation with one saved earlier; a bad file is refused with a sentence."""
+        """Replace the conversation with one saved earlier; a bad file is refused with a sentence.
+
+        The file is read and every picture decoded and checked before anything is written; the
+        uploaded file is deleted once read, loaded or not. The old conversation's session ends.
+        """
         conversation = conversation if conversation is not None else Conversation()
         if not file:
             return Reply(conversation, self.family)
         try:
-            images = Path(tempfile.mkdtemp(prefix="loaded-", dir=_exports_dir()))
-            loaded = load_conversation(file, self.limits, images)
+            loaded = read_conversation(file, self.limits)
         except (UploadError, OSError) as e:
             return self._refusal(conversation, str(e), "Not loaded")
-        self._forget(_session(request))
-        return Reply(loaded, self.family)
+        finally:
+            discard_upload(file)
+        session = _session(request)
+        self._close(session)
+        conversation = write_pictures(loaded, self.sessions.folder(session) / "loaded")
+        self.sessions.track(session, conversation)
+        return Reply(conversation, self.family)
 
     @property
     def family(self) -> str:
@@ -220,15 +285,20 @@ class ChatHandlers:
             return
         running = self._begin(session)
         stop = running.stop
+        self.sessions.touch(session)
         try:
             uploads = conversation.attachments()
             for attachment in uploads:  # a video sized for another generation (a saved conversation)
                 if attachment.is_video:
                     attachment.video = attachment.video.for_factor(engine.resize_factor)
-            for attachment, cost in zip(uploads, self._vision_costs(engine, uploads, settings), strict=True):
+            costs = self._vision_costs(engine, uploads, settings)
+            for attachment, cost in zip(uploads, costs, strict=True):
                 attachment.cost = cost
+                if attachment.image is not None:  # kept at what this answer needs (decoded again if more)
+                    attachment.image = refit(attachment.image, attachment.size_wh, attachment.path, cost.input_wh)
             turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
-            messages = to_model_messages(conversation, settings.system_prompt)
+            messages = self._model_messages(conversation, settings, costs)
+            self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
             turn.status = "streaming"
             yield Reply(conversation, self.family)
             last_update = time.monotonic()
@@ -251,10 +321,37 @@ class ChatHandlers:
             self._end(session, running)
         yield Reply(conversation, self.family)
 
-    def _forget(self, session: str) -> None:
+    def _close(self, session: str) -> None:
+        """The session's conversation is over: free what the engine kept, its files and its pictures."""
         engine = self.slot.wait(timeout=0)
         if engine is not None:
             engine.forget(session)
+        self.sessions.end(session)
+
+    def _was_expired(self, session: str) -> bool:
+        with self._lock:
+            if session not in self._expired:
+                return False
+            del self._expired[session]
+            return True
+
+    def _check_request(self, engine: Engine, conversation: Conversation, settings: GenerationSettings) -> None:
+        """Raise LimitError (or EngineError) if answering `conversation`'s last turn is over a limit."""
+        costs = self._vision_costs(engine, conversation.attachments(), settings)
+        messages = self._model_messages(conversation, settings, costs)
+        self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
+
+    @staticmethod
+    def _model_messages(conversation: Conversation, settings: GenerationSettings, costs: list[VisionCost]) -> list[dict]:
+        """The model's messages, each picture at exactly the size its cost says (so the engine's own
+        resize leaves it as it is, and the boxes' sizes are the ones the model saw)."""
+        messages = to_model_messages(conversation, settings.system_prompt)
+        sizes = iter([cost.input_wh for a, cost in zip(conversation.attachments(), costs, strict=True) if not a.is_video])
+        for part in (p for m in messages for p in m["content"] if p.get("type") == "image"):
+            size = next(sizes)
+            if part["image"].size != size:
+                part["image"] = part["image"].resize(size, Image.Resampling.BICUBIC)
+        return messages
 
     def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> Reply:
         """A notice saying why something was refused; the conversation and the textbox stay."""
@@ -300,12 +397,6 @@ class _Running:
     finished: threading.Event = field(default_factory=threading.Event)
 
 
-def _exports_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
@@ -317,7 +408,8 @@ def _size(path: str) -> int:
         raise UploadError(f"{Path(path).name} could not be read (the upload is gone; send it again).") from None
 
 
-def _attach(path: str, video_settings: VideoSettings) -> Attachment:
+def _attach(path: str, video_settings: VideoSettings, engine: Engine | None, settings: GenerationSettings) -> Attachment:
+    """Decode and check an upload; a picture is kept at the size the model sees it at (or a display size)."""
     name = Path(path).name
     if is_video_file(path):
         return Attachment(path=path, video=sample_video(path, video_settings), name=name)
@@ -326,4 +418,6 @@ def _attach(path: str, video_settings: VideoSettings) -> Attachment:
             f"{name} is not an image or a video; this app takes PNG, JPEG, WebP, GIF, BMP, TIFF, "
             "MP4, WebM, MOV, MKV and AVI files."
         )
-    return Attachment(path=path, image=load_image(path), name=name)
+    need = (lambda size: engine.vision_cost(size, settings).input_wh) if engine is not None else None
+    image, original = load_picture(path, need=need)
+    return Attachment(path=path, image=image, name=name, original_wh=original)

@@ -176,9 +176,11 @@ class InspectorPage:
     def remove_references(self, conversation, picks, references) -> dict:
         return {self.references: None, self.status: "", **self.show(conversation, picks, None)}
 
-    def export(self, conversation: Conversation | None, picks: Picks, references: References | None) -> list[str]:
+    def export(
+        self, conversation: Conversation | None, picks: Picks, references: References | None, request: gr.Request = None
+    ) -> list[str]:
         """The export, with the comparison's figures when reference boxes are loaded."""
-        return self.handlers.export(conversation, references, picks.threshold, picks.match_labels)
+        return self.handlers.export(conversation, references, picks.threshold, picks.match_labels, request)
 
     # -- mapping --------------------------------------------------------------------------------
 

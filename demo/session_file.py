@@ -3,7 +3,12 @@
 A loaded file is untrusted: its structure is checked strictly, its texts and images are held
 to the same limits as typed messages and uploads, its images are decoded by `demo.media.pictures` from
 bytes (never from a path or URL the file names), and anything off refuses the whole file with
-one sentence (`UploadError`). Knows nothing of Gradio or of any engine.
+one sentence (`UploadError`). Pixels are budgeted before any is decoded: every picture's and
+video frame's size is read from its header first, each picture must be no larger than the model
+can be asked to see, each video within a live video's budget, and all of them together within
+what a live conversation can keep (`pixel_budget`). Nothing is written until the whole file has
+been decoded and checked (`read_conversation`, then `write_pictures`). Knows nothing of Gradio
+or of any engine.
 """
 
 from __future__ import annotations
@@ -13,18 +18,36 @@ import binascii
 import hashlib
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
-from demo.limits import Limits
-from demo.media.pictures import UploadError, load_image
+from demo.limits import MB, Limits
+from demo.media.pictures import DISPLAY_SIDE, UploadError, load_picture, probe_image
+from demo.media.video import DEFAULT_SETTINGS as VIDEO_SETTINGS
 from demo.media.video import SampledVideo
+from grounding.generations import GENERATIONS
 
 FORMAT = "qwen-vl-chat/conversation"
 VERSION = 1
 _STATUSES = {"done", "stopped", "error"}
+_FACTORS = {g.resize_factor for g in GENERATIONS}
+_LARGEST_FACTOR = max(_FACTORS)
+
+
+def largest_picture(limits: Limits) -> int:
+    """The most pixels one loaded picture may have: what a live one can be kept at (the most the
+    model can be asked to see one at, or a display size)."""
+    return max(limits.max_visual_tokens * _LARGEST_FACTOR**2, DISPLAY_SIDE**2)
+
+
+def pixel_budget(limits: Limits) -> int:
+    """The most pixels a loaded conversation may hold, pictures and video frames together: what a live
+    one can keep (the request's visual tokens' worth, twice for videos' frame pairs, plus a
+    display-size picture for each image allowed)."""
+    return 2 * limits.max_visual_tokens * _LARGEST_FACTOR**2 + limits.max_images * DISPLAY_SIDE**2
 
 
 def dump_conversation(conversation: Conversation) -> str:
@@ -53,8 +76,8 @@ def _png64(image: Image.Image) -> str:
 
 
 def _dump_attachment(attachment: Attachment) -> dict:
-    if attachment.video is None:
-        return {"name": attachment.name, "png_base64": _png64(attachment.image)}
+    if attachment.video is None:  # the picture as kept (what the model saw, or display size) and its size as sent
+        return {"name": attachment.name, "png_base64": _png64(attachment.image), "original_wh": list(attachment.size_wh)}
     video = attachment.video  # its sampled frames: what the model saw
     return {
         "name": attachment.name,
@@ -69,30 +92,63 @@ def _dump_attachment(attachment: Attachment) -> dict:
     }
 
 
-def load_conversation(path: str, limits: Limits, image_dir: Path) -> Conversation:
-    """Read a file `dump_conversation` wrote; its images are written to `image_dir` (for display).
+@dataclass
+class Loaded:
+    """A conversation read and checked, and the files its attachments still need: for each, the
+    PNG bytes that were decoded (a picture) or the strip of first frames to show (a video)."""
 
-    Raises UploadError with one sentence for anything that is not such a file, or that is over
-    the limits.
+    conversation: Conversation
+    files: list[tuple[Attachment, bytes | Image.Image]] = field(default_factory=list)
+
+
+def load_conversation(path: str, limits: Limits, image_dir: Path) -> Conversation:
+    """`read_conversation`, then `write_pictures` into `image_dir`."""
+    return write_pictures(read_conversation(path, limits), image_dir)
+
+
+def read_conversation(path: str, limits: Limits) -> Loaded:
+    """Read and check a file `dump_conversation` wrote, decoding its pictures in memory.
+
+    Nothing is written: `write_pictures` gives its pictures their files. Raises UploadError with
+    one sentence for anything that is not such a file, or that is over the limits.
     """
     name = Path(path).name
-    max_bytes = limits.max_file_mb * 1024 * 1024 * (1 + limits.max_images)
+    max_bytes = limits.max_image_mb * MB * (1 + limits.max_images)
     if Path(path).stat().st_size > max_bytes:
         raise UploadError(f"{name} is too large to be a conversation this app saved.")
     try:
         data = json.loads(Path(path).read_text("utf-8"))
-        return _conversation(data, limits, image_dir)
+        loaded = Loaded(Conversation())
+        loaded.conversation = _conversation(data, limits, loaded.files)
+        return loaded
     except UploadError as e:
         raise UploadError(f"{name} was not loaded: {e}") from None
     except (ValueError, RecursionError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise UploadError(f"{name} is not a conversation this app saved ({type(e).__name__}).") from None
 
 
-def _conversation(data: object, limits: Limits, image_dir: Path) -> Conversation:
+def write_pictures(loaded: Loaded, image_dir: Path) -> Conversation:
+    """Write the pictures `read_conversation` decoded (the bytes it checked) and the video strips
+    into `image_dir`, point each attachment at its file, and return the conversation."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for attachment, content in loaded.files:
+        if isinstance(content, bytes):
+            path = image_dir / f"{hashlib.sha256(content).hexdigest()[:24]}.png"  # our name: the file's name is only shown
+            path.write_bytes(content)
+        else:
+            path = image_dir / f"strip-{hashlib.sha256(content.tobytes()).hexdigest()[:24]}.png"
+            content.save(path)
+        attachment.path = str(path)
+    loaded.files.clear()
+    return loaded.conversation
+
+
+def _conversation(data: object, limits: Limits, files: list) -> Conversation:
     _expect(isinstance(data, dict) and data.get("format") == FORMAT, "it is not a conversation file of this app")
     _expect(data.get("version") == VERSION, f"it is version {data.get('version')!r}, this app reads version {VERSION}")
     raw_turns = data.get("turns")
     _expect(isinstance(raw_turns, list), "it has no list of turns")
+    _check_pixels(raw_turns, limits)
     turns, images = [], 0
     for number, raw in enumerate(raw_turns, 1):
         _expect(isinstance(raw, dict), f"turn {number} is not an object")
@@ -105,33 +161,70 @@ def _conversation(data: object, limits: Limits, image_dir: Path) -> Conversation
         _expect(isinstance(raw_images, list), f"turn {number} has no list of images")
         images += len(raw_images)
         _expect(images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
-        attachments = [_attachment(item, limits, image_dir, number) for item in raw_images]
+        attachments = [_attachment(item, limits, number, files) for item in raw_images]
         input_sizes = _sizes(raw.get("input_sizes", []), images, number)
         turns.append(Turn(text, attachments, answer=answer, status=status, error=error, input_sizes=input_sizes))
     return Conversation(turns=turns)
 
 
-def _attachment(item: object, limits: Limits, image_dir: Path, turn: int) -> Attachment:
-    _expect(isinstance(item, dict), f"an image of turn {turn} is not an object")
-    if item.get("kind") == "video":
-        return _video(item, limits, image_dir, turn)
-    name, encoded = item.get("name"), item.get("png_base64")
-    _expect(isinstance(name, str) and isinstance(encoded, str), f"an image of turn {turn} is malformed")
-    _expect(len(encoded) <= limits.max_file_mb * 1024 * 1024 * 4 / 3 + 4, f"an image of turn {turn} is over the size limit")
-    path, image = _decode_png(encoded, image_dir, turn)
-    return Attachment(path=str(path), image=image, name=_name(name))
+def _check_pixels(raw_turns: list, limits: Limits) -> None:
+    """Refuse a file whose pictures and frames, by their headers, are over the pixel budget (nothing decoded)."""
+    total = 0
+    for number, raw in enumerate(raw_turns, 1):
+        items = raw.get("images") if isinstance(raw, dict) else None
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue  # refused with its own sentence later
+            if item.get("kind") == "video":
+                frames = item.get("frames_png_base64")
+                _expect(isinstance(frames, list) and len(frames) <= 256, f"a video of turn {number} has a wrong frame count")
+                sizes = [_probe(f, number) for f in frames]
+                pixels = sum(w * h for w, h in sizes)
+                _expect(pixels <= VIDEO_SETTINGS.total_pixels, f"a video of turn {number} has more pixels than a video may have")
+            else:
+                w, h = _probe(item.get("png_base64"), number)
+                pixels = w * h
+                _expect(pixels <= largest_picture(limits), f"a picture of turn {number} is {w}×{h}, larger than a picture may be kept")
+            total += pixels
+            _expect(total <= pixel_budget(limits), "its pictures and videos hold more pixels than a conversation may keep")
 
 
-def _decode_png(encoded: str, image_dir: Path, turn: int) -> tuple[Path, Image.Image]:
+def _probe(encoded: object, turn: int) -> tuple[int, int]:
+    """A picture's size from its PNG header alone."""
+    png = _png_bytes(encoded, turn)
     try:
-        png = base64.b64decode(encoded, validate=True)
+        return probe_image(png)
+    except UploadError:
+        raise UploadError(f"an image of turn {turn} cannot be decoded") from None
+
+
+def _png_bytes(encoded: object, turn: int) -> bytes:
+    _expect(isinstance(encoded, str), f"an image of turn {turn} is malformed")
+    try:
+        return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise UploadError(f"an image of turn {turn} is not valid base64") from None
-    image_dir.mkdir(parents=True, exist_ok=True)
-    path = image_dir / f"{hashlib.sha256(png).hexdigest()[:24]}.png"  # our name: the file's name is only shown
-    path.write_bytes(png)
+
+
+def _attachment(item: object, limits: Limits, turn: int, files: list) -> Attachment:
+    _expect(isinstance(item, dict), f"an image of turn {turn} is not an object")
+    if item.get("kind") == "video":
+        return _video(item, limits, turn, files)
+    name, encoded = item.get("name"), item.get("png_base64")
+    _expect(isinstance(name, str) and isinstance(encoded, str), f"an image of turn {turn} is malformed")
+    _expect(len(encoded) <= limits.max_image_mb * MB * 4 / 3 + 4, f"an image of turn {turn} is over the size limit")
+    original = item.get("original_wh")
+    _expect(original is None or _is_size(original), f"an image of turn {turn} has a malformed size")
+    png = _png_bytes(encoded, turn)
+    image = _decode(png, turn, keep_all=False)  # kept at display size: the model's size is decoded from the file when needed
+    attachment = Attachment(path="", image=image, name=_name(name), original_wh=tuple(original) if original else None)
+    files.append((attachment, png))
+    return attachment
+
+
+def _decode(png: bytes, turn: int, keep_all: bool) -> Image.Image:
     try:
-        return path, load_image(str(path))
+        return load_picture(png, keep_all=keep_all)[0]
     except UploadError:
         raise UploadError(f"an image of turn {turn} cannot be decoded") from None
 
@@ -140,29 +233,31 @@ def _name(name: str) -> str:
     return Path(name.replace("\\", "/")).name[:200]
 
 
-def _video(item: dict, limits: Limits, image_dir: Path, turn: int) -> Attachment:
+def _video(item: dict, limits: Limits, turn: int, files: list) -> Attachment:
     """A saved video: its sampled frames (shown as a strip of the first few), and where they came from."""
     frames64, timestamps, name = item.get("frames_png_base64"), item.get("timestamps"), item.get("name")
     numbers = [item.get(k) for k in ("source_fps", "duration", "sample_fps")]
     _expect(isinstance(name, str) and isinstance(frames64, list) and isinstance(timestamps, list), f"a video of turn {turn} is malformed")
     _expect(2 <= len(frames64) <= 256 and len(frames64) % 2 == 0 and len(timestamps) == len(frames64), f"a video of turn {turn} has a wrong frame count")
     _expect(all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in numbers + timestamps), f"a video of turn {turn} is malformed")
-    _expect(item.get("factor") in (28, 32) and _is_size(item.get("source_wh")), f"a video of turn {turn} is malformed")
+    factor = item.get("factor")
+    _expect(factor in _FACTORS and _is_size(item.get("source_wh")), f"a video of turn {turn} is malformed")
     _expect(all(isinstance(f, str) for f in frames64), f"a video of turn {turn} is malformed")
-    frames = [_decode_png(f, image_dir, turn)[1] for f in frames64]
+    frames = [_decode(_png_bytes(f, turn), turn, keep_all=True) for f in frames64]
     _expect(len({f.size for f in frames}) == 1, f"a video of turn {turn} has frames of different sizes")
+    _expect(frames[0].width % factor == 0 and frames[0].height % factor == 0, f"a video of turn {turn} has frames of a size the model cannot take")
     strip = Image.new("RGB", (frames[0].width * min(8, len(frames)), frames[0].height))
     for i, frame in enumerate(frames[:8]):
         strip.paste(frame, (i * frame.width, 0))
-    image_dir.mkdir(parents=True, exist_ok=True)
-    strip_path = image_dir / f"strip-{hashlib.sha256(strip.tobytes()).hexdigest()[:24]}.png"
-    strip.save(strip_path)
     video = SampledVideo(
         frames=tuple(frames), timestamps=tuple(float(t) for t in timestamps), frame_wh=frames[0].size,
         source_wh=tuple(item["source_wh"]), source_fps=float(numbers[0]), duration=float(numbers[1]),
         sample_fps=float(numbers[2]), factor=item["factor"],
     )
-    return Attachment(path=str(strip_path), video=video, name=_name(name))
+    _expect(video.visual_tokens <= limits.max_visual_tokens, f"a video of turn {turn} costs more visual tokens than allowed")
+    attachment = Attachment(path="", video=video, name=_name(name))
+    files.append((attachment, strip))
+    return attachment
 
 
 def _is_size(value: object) -> bool:

@@ -150,7 +150,13 @@ def build_ui(
     `max_answer_tokens` is the ceiling of the max-new-tokens setting (Gradio refuses more, API calls too)."""
     if not 1 <= max_new_tokens <= max_answer_tokens:
         raise ValueError(f"max_new_tokens {max_new_tokens} is not within 1..{max_answer_tokens} (the answer ceiling)")
-    with gr.Blocks(title=TITLE, fill_width=True) as demo:
+    # Gradio's sweep deletes its cached files by age: uploads never sent, and copies it made. A live
+    # session's files are kept young (`Sessions.touch`) and it ends after `session_ttl` idle seconds.
+    ttl = handlers.session_ttl
+    examples = _examples()
+    handlers.sessions.protect([path for example in examples for path in example["files"]])
+    limits = handlers.limits
+    with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(max(1, int(min(300, ttl / 2))), int(ttl + min(300, ttl)))) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
             "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
@@ -160,7 +166,7 @@ def build_ui(
         # Every open tab's timer reads the one slot, so all of them follow the same download.
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
-        conversation = gr.State(None)
+        conversation = gr.State(None, time_to_live=ttl, delete_callback=handlers.expire)
         with gr.Row(elem_id="workspace"):
             with gr.Column(scale=5, min_width=440, elem_id="chat-column"):
                 chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False, **CHATBOT_SETTINGS)
@@ -172,6 +178,11 @@ def build_ui(
                     submit_btn=True,
                     stop_btn=False,
                     elem_id="message",
+                )
+                gr.Markdown(
+                    f"Attach {limits.describe_uploads()}; at most {limits.max_images_per_turn} files a message and "
+                    f"{limits.max_images} a conversation.",
+                    elem_id="upload-limits",
                 )
                 gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
                 with gr.Row(elem_id="presets"):
@@ -185,7 +196,10 @@ def build_ui(
                         max_new_tokens_in = gr.Slider(1, max_answer_tokens, value=max_new_tokens, step=1, label="Max new tokens")
                         temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                         top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
-                    system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
+                    system_prompt_in = gr.Textbox(
+                        DEFAULT_SYSTEM_PROMPT, label=f"System prompt (up to {limits.max_system_prompt_chars:,} characters)",
+                        lines=2, max_length=limits.max_system_prompt_chars,
+                    )
                     with gr.Row():
                         min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
                         max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
@@ -214,7 +228,7 @@ def build_ui(
                     )
                     export_btn = gr.Button("Export", size="sm")
                     export_files = gr.File(label="Files", file_count="multiple", interactive=False)
-                gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
+                gr.Examples(examples, inputs=[textbox], label="Examples (click one, then send)")
             with gr.Column(scale=6, min_width=440, elem_id="inspector"):
                 inspector = InspectorPage(handlers, conversation)
 

@@ -36,6 +36,18 @@ class ScriptedEngine(Engine):
             raise EngineError("this image's aspect ratio is above 200")
         return VisionCost(input_wh=(28, 28), tokens=1)
 
+    def count_tokens(self, messages: list[dict], settings: GenerationSettings) -> int:
+        """One token per word of text, one per picture (its `vision_cost`), one per video frame pair."""
+        count = 0
+        for part in (p for m in messages for p in m["content"]):
+            if part.get("type") == "text":
+                count += len(part["text"].split())
+            elif part.get("type") == "image":
+                count += self.vision_cost(part["image"].size, settings).tokens
+            elif part.get("type") == "video":
+                count += len(part["video"].frames) // 2
+        return count
+
     def stream(
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
@@ -71,6 +83,9 @@ class AtLeast(Engine):
 
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
         return self.inner.vision_cost(size_wh, settings)
+
+    def count_tokens(self, messages: list[dict], settings: GenerationSettings) -> int:
+        return self.inner.count_tokens(messages, settings)
 
     def stream(
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import pytest
+from PIL import Image, ImageStat
 
 from demo.conversation import Conversation
 from demo.engines.base import EngineError
@@ -54,8 +56,12 @@ def test_pictures_reach_the_engine_in_conversation_order(photos):
     conversation = run(handlers.chat({"text": "two", "files": [str(photos["chelsea"]), str(photos["coffee"])]}, None)).conversation
     run(handlers.chat({"text": "one more", "files": [str(photos["rocket"])]}, conversation))
     messages, _ = engine.calls[-1]
-    images = [part["image"].size for m in messages for part in m["content"] if part["type"] == "image"]
-    assert images == [(451, 300), (600, 400), (640, 427)]
+    images = [part["image"] for m in messages for part in m["content"] if part["type"] == "image"]
+    # Each picture reaches the engine at the size its cost says (the fake engine sees 28x28), in order.
+    assert [image.size for image in images] == [a.cost.input_wh for a in conversation.images()] == [(28, 28)] * 3
+    expected = [Image.open(photos[n]).convert("RGB").resize((28, 28), Image.Resampling.BICUBIC) for n in ("chelsea", "coffee", "rocket")]
+    for got, want in zip(images, expected, strict=True):
+        assert max(abs(a - b) for a, b in zip(ImageStat.Stat(got).mean, ImageStat.Stat(want).mean, strict=True)) < 3
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
 
 
@@ -206,7 +212,10 @@ def test_undo_removes_the_last_turn_and_gives_back_its_message(photos):
     conversation = run(handlers.chat({"text": "two", "files": [str(photos["coffee"])]}, conversation)).conversation
     reply = handlers.undo(conversation)
     assert [t.text for t in reply.conversation.turns] == ["one"]
-    assert reply.message == {"text": "two", "files": [str(photos["coffee"])]}
+    # The message comes back with its picture, now the copy in the session's folder.
+    restored = reply.message
+    assert restored["text"] == "two" and [Path(f).name for f in restored["files"]] == ["coffee.png"]
+    assert Path(restored["files"][0]).read_bytes() == photos["coffee"].read_bytes()
     assert shown(reply)[-1]["content"] == "a"
 
 

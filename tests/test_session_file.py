@@ -104,7 +104,7 @@ def test_an_oversized_file_is_refused_before_reading(tmp_path):
     path = tmp_path / "huge.json"
     path.write_bytes(b" " * (3 * 1024 * 1024))
     with pytest.raises(UploadError, match="too large"):
-        load_conversation(str(path), Limits(max_file_mb=0.1, max_images=2), tmp_path)
+        load_conversation(str(path), Limits(max_image_mb=0.1, max_images=2), tmp_path)
 
 
 json_values = st.recursive(

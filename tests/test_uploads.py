@@ -151,7 +151,7 @@ def test_bad_uploads_get_one_sentence_and_the_session_goes_on(handlers, tmp_path
         (Limits(max_images_per_turn=1), {"files": ["a", "b"]}, "2 images in one message is more than the 1 allowed"),  # per turn
         (Limits(max_images=2), {"files": ["a", "b", "c"]}, "would hold 3 images, more than the 2 allowed"),  # per conversation
         (Limits(max_prompt_chars=10), {"text": "x" * 11}, "11 characters long, more than the 10 allowed"),  # prompt length
-        (Limits(max_file_mb=0.001), {"files": ["a"]}, "MB, more than the 0.001 MB allowed"),  # file size
+        (Limits(max_image_mb=0.001), {"files": ["a"]}, "MB, more than the 0.001 MB allowed for a picture"),  # file size
         (Limits(max_visual_tokens=10), {"files": ["a"]}, "more than the 10 allowed"),  # visual tokens per request
     ],
 )

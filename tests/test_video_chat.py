@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from demo.conversation import Conversation, Turn, to_model_messages
@@ -42,7 +44,7 @@ def test_an_image_and_a_video_in_one_turn_stream_an_answer(handlers, engine, pho
     assert captions[0].startswith("**Picture 1** · chelsea.png")
     assert captions[1].startswith("**Video 1** · clip.mp4 · 6 frames at 2.0 fps") and "visual tokens" in captions[1]
     player = [m["content"] for m in chatbot if isinstance(m["content"], dict)][1]
-    assert player == {"path": str(clip), "alt_text": "Video 1"}
+    assert player["alt_text"] == "Video 1" and Path(player["path"]).read_bytes() == clip.read_bytes()  # the session's copy
 
 
 def test_the_sampling_settings_reach_the_decoder(handlers, tmp_path):
@@ -93,7 +95,7 @@ def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
     from demo.handlers import _attach
     from demo.media.video import VideoSettings
 
-    clip = _attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4))
+    clip = _attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4), engine, GenerationSettings())
     settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)
     conversation = Conversation(turns=[Turn("Watch.", [clip])])
     engine.forget("video")

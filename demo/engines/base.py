@@ -21,6 +21,7 @@ conversation; the engine labels them that way for the model (`add_vision_id`).
 
 from __future__ import annotations
 
+import math
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -111,5 +112,37 @@ class Engine(ABC):
         `session` names the conversation, for engines that keep state between its turns.
         """
 
+    def count_tokens(self, messages: list[dict], settings: GenerationSettings) -> int:
+        """The prompt's length in tokens: its text as the model reads it, plus every picture's and
+        video's visual tokens under `settings`. No pixels are preprocessed.
+
+        This default is an estimate (`estimate_tokens`); an engine with the model's tokenizer counts exactly.
+        """
+        return estimate_tokens(messages, lambda size: self.vision_cost(size, settings).tokens)
+
     def forget(self, session: str) -> None:  # noqa: B027 - engines without session state need nothing
         """Drop whatever the engine keeps for `session` (it was cleared, or it ended)."""
+
+
+TEXT_BYTES_PER_TOKEN = 3  # Qwen's byte-level BPE: about 4 bytes a token in English, 3 in CJK, fewer in emoji
+MESSAGE_OVERHEAD_TOKENS = 5  # <|im_start|>role\n ... <|im_end|>\n
+
+
+def estimate_tokens(messages: list[dict], picture_tokens, frame_label_tokens: int = 2) -> int:
+    """An estimate of a prompt's tokens without a tokenizer: a text's UTF-8 bytes / 3 (over for
+    English, about right for Chinese, under for emoji), 5 per message for the chat template, each
+    picture's `picture_tokens((width, height))` plus 2 (vision start and end), each video's visual
+    tokens plus 2 per frame pair for its markers (`frame_label_tokens`)."""
+    total = 3  # the generation prompt: <|im_start|>assistant\n
+    for message in messages:
+        total += MESSAGE_OVERHEAD_TOKENS
+        for part in message["content"]:
+            kind = part.get("type")
+            if kind == "text":
+                total += math.ceil(len(part["text"].encode("utf-8")) / TEXT_BYTES_PER_TOKEN)
+            elif kind == "image":
+                total += picture_tokens(part["image"].size) + 2
+            elif kind == "video":
+                video = part["video"]
+                total += video.visual_tokens + frame_label_tokens * max(1, len(video.frames) // 2)
+    return total

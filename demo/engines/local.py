@@ -187,6 +187,29 @@ class TransformersEngine(Engine):
             raise EngineError(f"the model cannot take this input: {_first_line(e)}") from None
         return inputs.to(self.device)
 
+    def count_tokens(self, messages: list[dict], settings: GenerationSettings) -> int:
+        """Exact, without preprocessing any pixels: the rendered prompt's tokens, each picture's and
+        video's placeholder token expanded as the processor expands it (pictures at their size in
+        `messages`; videos with their frame markers and, for Qwen3-VL, timestamps)."""
+        parts = [part for m in messages for part in m["content"]]
+        count = len(self.tokenizer(self.render_prompt(messages), add_special_tokens=False)["input_ids"])
+        for part in parts:
+            if part.get("type") == "image":
+                count += self.vision_cost(part["image"].size, settings).tokens - 1
+            elif part.get("type") == "video":
+                count += len(self.tokenizer(self._video_placeholder(part["video"]), add_special_tokens=False)["input_ids"]) - 1
+        return count
+
+    def _video_placeholder(self, video) -> str:
+        """What the processor writes in place of a video's one placeholder token (from its grid, no pixels)."""
+        from transformers.video_utils import VideoMetadata
+
+        w, h = video.frame_wh
+        grid = torch.tensor([[len(video.frames) // 2, h // self.patch_size, w // self.patch_size]])
+        metadata = processor_video_kwargs(video)["videos_kwargs"]["video_metadata"][0]
+        inputs = {"video_grid_thw": grid, "video_metadata": [VideoMetadata(**metadata)]}
+        return self.processor.replace_video_token(inputs, video_idx=0)
+
     def clean(self, text: str) -> str:
         """Remove end-of-turn and other special tokens, keeping the grounding markers."""
         return self._drop_specials.sub("", text) if self._drop_specials else text

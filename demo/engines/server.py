@@ -34,7 +34,7 @@ import openai
 from PIL import Image
 
 from demo.conversation import VisionCost
-from demo.engines.base import RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings
+from demo.engines.base import RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, estimate_tokens
 from demo.media.resize import smart_resize, visual_tokens
 from grounding.generations import FAMILIES, family_from_name, generation
 
@@ -100,6 +100,25 @@ class OpenAIEngine(Engine):
         except (ValueError, ZeroDivisionError) as e:  # an aspect ratio above 200, an empty image
             raise EngineError(f"this image cannot be used: {e}") from None
         return VisionCost(input_wh=(w, h), tokens=visual_tokens((w, h), self.patch, self.merge))
+
+    def count_tokens(self, messages: list[dict], settings: GenerationSettings) -> int:
+        """An estimate: the server's tokenizer is not here (`demo.engines.base.estimate_tokens`).
+
+        Counted as `build_request` sends them: each picture with its "Picture N: " label (about 4
+        tokens) and its visual tokens at the size it is sent, and each video as its frames, each
+        one a picture.
+        """
+        expanded = []
+        for message in messages:
+            parts = []
+            for part in message["content"]:
+                if part.get("type") == "video":
+                    frames = getattr(part["video"], "frames", part["video"])
+                    parts += [{"type": "text", "text": "Video N: "}] + [{"type": "image", "image": f} for f in frames]
+                else:
+                    parts.append(part)
+            expanded.append({**message, "content": parts})
+        return estimate_tokens(expanded, lambda size: self.vision_cost(size, settings).tokens + 4)
 
     def _image_part(self, image: object, settings: GenerationSettings) -> dict:
         if not isinstance(image, Image.Image):  # never forward a path or URL for the server to fetch

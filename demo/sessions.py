@@ -1,0 +1,196 @@
+"""Each session's files, and the end of a session: what frees its memory and its disk.
+
+The app writes everything it writes for a session into one folder of that session: the uploads
+it accepted (moved there from Gradio's upload folder once they are decoded and checked), the
+pictures of a loaded conversation, annotated pictures, the export and the one save file. When the
+session ends (the tab is closed, Clear or Load replaces the conversation, or it was idle past
+its time-to-live) `Sessions.end` deletes the folder and empties the conversation, so its pictures
+are freed at once rather than when Gradio drops the state (an hour after a tab closes).
+
+Folders are named by random tokens (a file's URL cannot be guessed from a session id), and live
+inside Gradio's upload folder, so the page serves them as they are (no copy, no hashing per update).
+Gradio's own cache sweep (`gr.Blocks(delete_cache=...)`) deletes files by age: `touch` keeps a
+live session's files young. `prepare_temp_dir` gives the app a temporary directory of its own,
+Gradio's folder inside it, before Gradio is imported; it is deleted when the app exits.
+
+Standard library only: knows nothing of Gradio or of engines.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import weakref
+from pathlib import Path
+
+from demo.conversation import Conversation
+
+_ROOTS: list[Path] = []  # every session root of this process (annotated pictures find their folder by it)
+
+
+def prepare_temp_dir() -> Path:
+    """A temporary directory for this app, deleted at exit; Gradio's upload folder goes inside it.
+
+    Call before Gradio is imported (it reads GRADIO_TEMP_DIR once). A GRADIO_TEMP_DIR set by the
+    operator is kept, and the sessions' folders go inside it.
+    """
+    own = Path(tempfile.mkdtemp(prefix="qwen-vl-chat-"))
+    atexit.register(shutil.rmtree, own, True)
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(own / "gradio"))
+    return own
+
+
+def upload_folder() -> Path:
+    """Gradio's upload folder, by Gradio's own rule (`gradio.utils.get_upload_folder`)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def default_root() -> Path:
+    """Where this process keeps its sessions' folders: inside Gradio's upload folder, deleted at exit."""
+    root = upload_folder() / f"qwen-vl-chat-sessions-{secrets.token_hex(8)}"
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+def folder_of(path: str | Path) -> Path | None:
+    """The session folder `path` is in, if it is in one."""
+    path = Path(path).resolve()
+    for root in _ROOTS:
+        if path.is_relative_to(root) and path != root:
+            return root / path.relative_to(root).parts[0]
+    return None
+
+
+def release_memory() -> None:
+    """Hand memory freed by Python and Pillow back to the system (glibc's `malloc_trim`; elsewhere nothing)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class Sessions:
+    """The live sessions' folders and conversations; one instance serves every session. Thread-safe."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_root()).resolve()
+        _ROOTS.append(self.root)
+        self._folders: dict[str, Path] = {}
+        self._conversations: weakref.WeakValueDictionary[str, Conversation] = weakref.WeakValueDictionary()
+        self._protected: dict[int, set[str]] = {}  # size -> sha256 of files never moved (the examples)
+        self._lock = threading.Lock()
+
+    def folder(self, session: str) -> Path:
+        """This session's folder (created on first use, under a random name)."""
+        with self._lock:
+            folder = self._folders.get(session)
+            if folder is None:
+                folder = self._folders[session] = self.root / secrets.token_urlsafe(16)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def track(self, session: str, conversation: Conversation) -> None:
+        """`conversation` is now this session's (the one `end` empties)."""
+        with self._lock:
+            self._conversations[session] = conversation
+
+    def session_of(self, conversation: Conversation) -> str | None:
+        with self._lock:
+            return next((s for s, c in self._conversations.items() if c is conversation), None)
+
+    def live(self) -> list[str]:
+        """The sessions that have a folder or a tracked conversation."""
+        with self._lock:
+            return sorted(set(self._folders) | set(self._conversations.keys()))
+
+    def protect(self, paths: list[str | Path]) -> None:
+        """Files whose content must never be moved away (Gradio's cached examples have the same bytes)."""
+        for path in paths:
+            data = Path(path).read_bytes()
+            self._protected.setdefault(len(data), set()).add(hashlib.sha256(data).hexdigest())
+
+    def adopt(self, session: str, paths: list[str]) -> dict[str, str]:
+        """Move accepted uploads into the session's folder; {old path: new path}.
+
+        A file already in the folder stays. Only a file of Gradio's upload folder is moved; copied,
+        never moved: a file anywhere else, an example's bytes, a file of another session's folder
+        (its URL may have been shared; the owner keeps it), and across file systems (Gradio's sweep
+        deletes its copy).
+        """
+        moved: dict[str, str] = {}
+        folder = self.folder(session)
+        for path in dict.fromkeys(paths):
+            source = Path(path)
+            if source.resolve().is_relative_to(folder):
+                moved[path] = path
+                continue
+            target = folder / "uploads" / secrets.token_hex(6) / source.name
+            movable = source.resolve().is_relative_to(upload_folder()) and folder_of(source) is None
+            try:
+                target.parent.mkdir(parents=True)
+                if movable and not self._is_protected(source):
+                    try:
+                        os.replace(source, target)
+                        _remove_empty(source.parent)
+                    except OSError:  # another file system
+                        shutil.copyfile(source, target)
+                else:
+                    shutil.copyfile(source, target)
+            except OSError:  # a full disk: the upload stays where Gradio put it (its sweep deletes it)
+                moved[path] = path
+                continue
+            moved[path] = str(target)
+        return moved
+
+    def touch(self, session: str) -> None:
+        """Mark the session's files as used now, so that Gradio's age-based sweep leaves them."""
+        with self._lock:
+            folder = self._folders.get(session)
+        if folder is None:
+            return
+        for path in folder.rglob("*"):
+            try:
+                os.utime(path)
+            except OSError:
+                pass
+
+    def end(self, session: str) -> None:
+        """The session is over: empty its conversation and delete its folder."""
+        with self._lock:
+            folder = self._folders.pop(session, None)
+            conversation = self._conversations.pop(session, None)
+        if conversation is not None:
+            conversation.turns.clear()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        release_memory()
+
+    def _is_protected(self, path: Path) -> bool:
+        digests = self._protected.get(path.stat().st_size)
+        return bool(digests) and hashlib.sha256(path.read_bytes()).hexdigest() in digests
+
+
+def discard_upload(path: str | Path) -> None:
+    """Delete a file of Gradio's upload folder once the app has read it (a session's files are left alone)."""
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(upload_folder()) and folder_of(resolved) is None:
+        try:
+            resolved.unlink()
+        except OSError:
+            return
+        _remove_empty(resolved.parent)
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove Gradio's per-upload folder once its file has been moved out (if nothing else is in it)."""
+    try:
+        if folder.resolve().is_relative_to(upload_folder()) and folder.resolve() != upload_folder():
+            folder.rmdir()
+    except OSError:
+        pass
