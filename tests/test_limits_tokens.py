@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 import types
 
-import gradio as gr
 import pytest
 from PIL import Image
 
@@ -19,8 +18,9 @@ from demo.handlers import ChatHandlers
 from demo.limits import Limits
 from demo.media.video import VideoSettings
 from demo.media.video_decode import sample_video
+from demo.settings import Settings
 from tests.fakes import ScriptedEngine
-from tests.helpers import generate_threads
+from tests.helpers import generate_threads, shown
 from tests.test_video import write_video
 
 
@@ -108,44 +108,46 @@ def make(limits: Limits, answers=None) -> tuple[ChatHandlers, ScriptedEngine]:
 
 def test_a_long_system_prompt_is_refused_in_one_sentence():
     handlers, engine = make(Limits(max_system_prompt_chars=100))
-    updates = list(handlers.chat("Hello", None, 64, 0.0, 0.9, "x" * 101))
-    (chatbot, conversation, textbox), = updates
-    assert chatbot[-1]["content"] == (
+    (reply,) = list(handlers.chat("Hello", None, Settings(max_new_tokens=64, system_prompt="x" * 101)))
+    assert shown(reply)[-1]["content"] == (
         "⚠ Not sent: The system prompt is 101 characters long, more than the 100 allowed: shorten it in the settings."
     )
-    assert conversation.turns == [] and isinstance(textbox, type(gr.skip())) and engine.calls == []
+    assert reply.conversation.turns == [] and reply.message is None and engine.calls == []
 
-    *_, (_, conversation, _) = handlers.chat("Hello", None, 64, 0.0, 0.9, "x" * 100)
-    (chatbot, after, _), = list(handlers.regenerate(conversation, 64, 0.0, 0.9, "y" * 200))
-    assert chatbot[-1]["content"].startswith("⚠ Not regenerated: The system prompt is 200 characters long")
+    *_, last = handlers.chat("Hello", None, Settings(max_new_tokens=64, system_prompt="x" * 100))
+    (again,) = list(handlers.regenerate(last.conversation, Settings(max_new_tokens=64, system_prompt="y" * 200)))
+    assert shown(again)[-1]["content"].startswith("⚠ Not regenerated: The system prompt is 200 characters long")
+    after = again.conversation
     assert after.turns[0].answer == "first answer" and after.turns[0].status == "done"  # the answer it had
 
 
 def test_a_prompt_over_the_token_limit_is_refused_and_nothing_changes(photos):
     handlers, engine = make(Limits(max_prompt_tokens=12))
     # The scripted engine counts a token a word and one a picture: the system prompt's 5 words, then 3.
-    *_, (_, conversation, _) = handlers.chat("one two three", None)
+    *_, last = handlers.chat("one two three", None)
+    conversation = last.conversation
     assert conversation.turns[0].status == "done"
-    (chatbot, after, textbox), = list(handlers.chat({"text": "four five six seven eight", "files": [str(photos["coffee"])]}, conversation))
-    assert chatbot[-1]["content"] == (
+    (reply,) = list(handlers.chat({"text": "four five six seven eight", "files": [str(photos["coffee"])]}, conversation))
+    after = reply.conversation
+    assert shown(reply)[-1]["content"] == (
         "⚠ Not sent: This conversation's prompt would be 16 tokens, more than the 12 allowed: clear the conversation, "
         "or send fewer or smaller pictures."
     )
-    assert len(after.turns) == 1 and isinstance(textbox, type(gr.skip())) and len(engine.calls) == 1
+    assert len(after.turns) == 1 and reply.message is None and len(engine.calls) == 1
 
     strict = ChatHandlers(handlers.slot, limits=Limits(max_prompt_tokens=3), min_update_interval=0.0)
-    (chatbot, after, _), = list(strict.regenerate(conversation))
-    assert chatbot[-1]["content"].startswith("⚠ Not regenerated: This conversation's prompt would be 8 tokens")
-    assert after.turns[0].answer == "first answer"
+    (again,) = list(strict.regenerate(conversation))
+    assert shown(again)[-1]["content"].startswith("⚠ Not regenerated: This conversation's prompt would be 8 tokens")
+    assert again.conversation.turns[0].answer == "first answer"
 
 
 def test_the_real_engine_refuses_a_prompt_over_the_limit(engine, photos):
     slot = EngineSlot("tiny")
     slot.fill(engine)
     handlers = ChatHandlers(slot, limits=Limits(max_prompt_tokens=60), min_update_interval=0.0)
-    (chatbot, conversation, _), = list(handlers.chat({"text": "Describe it.", "files": [str(photos["chelsea"])]}, None, 8))
-    assert chatbot[-1]["content"].startswith("⚠ Not sent: This conversation's prompt would be ")
-    assert conversation.turns == []
+    (reply,) = list(handlers.chat({"text": "Describe it.", "files": [str(photos["chelsea"])]}, None, Settings(max_new_tokens=8)))
+    assert shown(reply)[-1]["content"].startswith("⚠ Not sent: This conversation's prompt would be ")
+    assert reply.conversation.turns == []
 
 
 def test_a_200k_character_system_prompt_never_reaches_the_model(app):

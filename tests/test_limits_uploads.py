@@ -98,7 +98,7 @@ def test_a_30_minute_720p_video_is_accepted_and_answered(tmp_path):
     captions = [m["content"][0].get("text", "") for m in history if m["role"] == "user"]
     assert any(c.startswith("**Video 1** · recording.mp4 · 64 frames, one every 28.1 s") for c in captions), captions
     assert history[-1]["role"] == "assistant" and not history[-1]["content"][0]["text"].startswith("⚠")
-    assert textbox == {"text": "", "files": []}
+    assert textbox == {"__type__": "update"}  # cleared by the answer's first update, then left alone
     # It was uploaded into the app's own temporary directory, and now lives in the session's folder.
     launched = launched_app()
     player = next(part["file"]["path"] for m in history for part in m["content"] if part.get("alt_text") == "Video 1")

@@ -146,13 +146,15 @@ def test_a_big_picture_is_kept_small_and_its_boxes_stay_in_its_own_pixels(tmp_pa
     from demo.export import detections_record
     from demo.handlers import ChatHandlers
     from tests.fakes import ScriptedEngine
+    from tests.helpers import shown
 
     photo = tmp_path / "wide.jpg"
     Image.new("RGB", (4000, 3000), "olive").save(photo, quality=90)
     slot = EngineSlot("scripted")
     slot.fill(ScriptedEngine([["<|object_ref_start|>it<|object_ref_end|><|box_start|>(100,100),(600,700)<|box_end|>"]]))
     handlers = ChatHandlers(slot, min_update_interval=0.0)
-    *_, (chatbot, conversation, _) = handlers.chat({"text": "Where?", "files": [str(photo)]}, None)
+    *_, reply = handlers.chat({"text": "Where?", "files": [str(photo)]}, None)
+    chatbot, conversation = shown(reply), reply.conversation
     picture = conversation.turns[0].attachments[0]
     assert picture.size_wh == (4000, 3000) and picture.image.size == (1024, 768)
     assert chatbot[0]["content"].startswith("**Picture 1** · wide.jpg · 4000×3000 → 28×28 px")
