@@ -31,6 +31,7 @@ from demo.limits import LimitError, Limits
 from demo.media.pictures import UploadError, is_image_file, load_image
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
+from demo.reasoning import AnswerWriter
 from demo.session_file import dump_conversation, load_conversation
 from demo.settings import Settings
 from grounding.generations import generation as generation_of
@@ -210,6 +211,7 @@ class ChatHandlers:
             return
         running = self._begin(session)
         stop = running.stop
+        writer = AnswerWriter(turn)  # the stream into the turn: reasoning apart from the answer
         try:
             uploads = conversation.attachments()
             for attachment in uploads:  # a video sized for another generation (a saved conversation)
@@ -224,7 +226,7 @@ class ChatHandlers:
             last_update = time.monotonic()
             with closing(engine.stream(messages, settings, stop, session)) as pieces:
                 for piece in pieces:
-                    turn.answer += piece
+                    writer.write(piece)
                     if time.monotonic() - last_update >= self.min_update_interval:
                         last_update = time.monotonic()
                         yield Reply(conversation, self.family)
@@ -235,6 +237,7 @@ class ChatHandlers:
             log.exception("answering failed")
             turn.status, turn.error = "error", f"Something went wrong while answering ({type(e).__name__}: {e})."
         finally:
+            writer.finish()
             stop.set()  # closed by Stop or a closed tab: end the generation now
             if turn.status == "streaming":
                 turn.status = "stopped"

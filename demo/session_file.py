@@ -4,6 +4,10 @@ A loaded file is untrusted: its structure is checked strictly, its texts and ima
 to the same limits as typed messages and uploads, its images are decoded by `demo.media.pictures` from
 bytes (never from a path or URL the file names), and anything off refuses the whole file with
 one sentence (`UploadError`). Knows nothing of Gradio or of any engine.
+
+A thinking model's reasoning is kept beside its answer (`reasoning`, `thought_seconds`), fields
+added to version 1 without changing it: files written before have neither, and an answer of
+theirs that holds a ``</think>`` is split into its reasoning and its answer when loaded.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
 from demo.media.pictures import UploadError, load_image
 from demo.media.video import SampledVideo
+from demo.reasoning import CLOSE, split_reasoning
 
 FORMAT = "qwen-vl-chat/conversation"
 VERSION = 1
@@ -38,6 +43,8 @@ def dump_conversation(conversation: Conversation) -> str:
                 "text": turn.text,
                 "images": images,
                 "answer": turn.answer,
+                "reasoning": turn.reasoning,
+                "thought_seconds": turn.thought_seconds,
                 "status": status,
                 "error": turn.error,
                 "input_sizes": [list(size) for size in turn.input_sizes],
@@ -101,14 +108,35 @@ def _conversation(data: object, limits: Limits, image_dir: Path) -> Conversation
         _expect(status in _STATUSES, f"turn {number} has an unknown status")
         _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
         _expect(len(answer) <= 100 * limits.max_prompt_chars, f"turn {number}'s answer is too long")
+        reasoning, answer, thought_seconds = _reasoning(raw, answer, limits, number)
         raw_images = raw.get("images")
         _expect(isinstance(raw_images, list), f"turn {number} has no list of images")
         images += len(raw_images)
         _expect(images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
         attachments = [_attachment(item, limits, image_dir, number) for item in raw_images]
         input_sizes = _sizes(raw.get("input_sizes", []), images, number)
-        turns.append(Turn(text, attachments, answer=answer, status=status, error=error, input_sizes=input_sizes))
+        turns.append(
+            Turn(
+                text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
+                status=status, error=error, input_sizes=input_sizes,
+            )
+        )
     return Conversation(turns=turns)
+
+
+def _reasoning(raw: dict, answer: str, limits: Limits, turn: int) -> tuple[str, str, float | None]:
+    """(reasoning, answer, thought seconds) of a saved turn; a file from before splits its answer."""
+    if "reasoning" not in raw:
+        if CLOSE not in answer:
+            return "", answer, None
+        split = split_reasoning(answer)
+        return split.reasoning, split.answer, None
+    reasoning, seconds = raw["reasoning"], raw.get("thought_seconds")
+    _expect(isinstance(reasoning, str), f"turn {turn} has a reasoning that is not a string")
+    _expect(len(reasoning) <= 100 * limits.max_prompt_chars, f"turn {turn}'s reasoning is too long")
+    number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < 10**7
+    _expect(seconds is None or number, f"turn {turn} has a malformed thinking time")
+    return reasoning, answer, None if seconds is None else float(seconds)
 
 
 def _attachment(item: object, limits: Limits, image_dir: Path, turn: int) -> Attachment:

@@ -19,10 +19,11 @@ from typing import Any
 import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
+from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers, Reply
 from demo.settings import Settings
 from demo.views import chatbot_messages
-from grounding.generations import GENERATIONS, PRESETS
+from grounding.generations import GENERATIONS, PRESETS, generation
 
 _DEFAULTS = Settings()
 
@@ -51,6 +52,18 @@ def _factors() -> str:
         if g.local:
             by_factor.setdefault(g.resize_factor, []).append(g.title)
     return "; ".join(f"{factor} for {', '.join(titles)}" for factor, titles in sorted(by_factor.items()))
+
+
+def thinking_switch(slot: EngineSlot) -> gr.Checkbox:
+    """The "think before answering" switch: shown where the model's template has one.
+
+    Before the model is there, the registry says whether its generation may have one (Qwen3.5);
+    once loaded, the engine says (its template, its name) and what the model does when not told.
+    """
+    engine = slot.wait(timeout=0)
+    if engine is None:
+        return gr.Checkbox(visible=generation(slot.expected_family).thinking == "switch")
+    return gr.Checkbox(visible=engine.thinking == "switch", value=engine.thinking_default)
 
 
 def _textbox_busy() -> gr.MultimodalTextbox:
@@ -99,9 +112,12 @@ class ChatPage:
         max_pixels: float | None = None,
         video_fps: float = _DEFAULTS.video_fps,
         video_max_frames: float = _DEFAULTS.video_max_frames,
+        thinking: bool = _DEFAULTS.thinking,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
-        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames)
+        settings = Settings(
+            max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames, thinking
+        )
         for reply in self.handlers.chat(message, conversation, settings, request):
             yield self.render(reply)
 
@@ -114,9 +130,10 @@ class ChatPage:
         system_prompt: str = _DEFAULTS.system_prompt,
         min_pixels: float | None = None,
         max_pixels: float | None = None,
+        thinking: bool = _DEFAULTS.thinking,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
-        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking)
         for reply in self.handlers.regenerate(conversation, settings, request):
             yield self.render(reply)
 
@@ -131,6 +148,10 @@ class ChatPage:
 
     def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.load(file, conversation, request))
+
+    def status(self) -> tuple[str, gr.Timer, gr.Checkbox]:
+        """The model status line, its refresh timer, and the thinking switch for the model."""
+        return (*self.handlers.status(), thinking_switch(self.handlers.slot))
 
 
 def build_ui(
@@ -174,6 +195,13 @@ def build_ui(
                 temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                 top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
             system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
+            thinking_in = gr.Checkbox(
+                _DEFAULTS.thinking,
+                label="Think before answering",
+                info="The model reasons first; its reasoning is shown folded above the answer, and never read for boxes.",
+                visible=generation(handlers.slot.expected_family).thinking == "switch",
+                elem_id="thinking",
+            )
             with gr.Row():
                 min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
                 max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
@@ -213,13 +241,13 @@ def build_ui(
 
         video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
-            page.chat, [textbox, conversation, *settings, *video_settings], chat_outputs, api_name="chat", **model_queue
+            page.chat, [textbox, conversation, *settings, *video_settings, thinking_in], chat_outputs, api_name="chat", **model_queue
         )
         regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
-            page.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue
+            page.regenerate, [conversation, *settings, thinking_in], chat_outputs, api_name="regenerate", **model_queue
         )
         retry_event = chatbot.retry(_textbox_busy, None, textbox, **glue).then(
-            page.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
+            page.regenerate, [conversation, *settings, thinking_in], chat_outputs, api_visibility="private", **model_queue
         )
         answering = [chat_event, regenerate_event, retry_event]
         for event in answering:
@@ -240,7 +268,7 @@ def build_ui(
         export_btn.click(handlers.export, [conversation], [export_files], api_name="export")
         save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
         load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
-        status_timer.tick(handlers.status, None, [status, status_timer], **glue)
-        demo.load(handlers.status, None, [status, status_timer], **glue)
+        status_timer.tick(page.status, None, [status, status_timer, thinking_in], **glue)
+        demo.load(page.status, None, [status, status_timer, thinking_in], **glue)
         demo.unload(handlers.end_session)
     return demo

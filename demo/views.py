@@ -5,7 +5,9 @@ API clients get plain data too). Each image is shown with its "Picture N" label,
 what it cost the model, so that "compare Picture 1 and Picture 3" means the same thing to the
 person and to the model. Answers are shown readably (`grounding.readable`: no raw special
 tokens, no walls of JSON), and the boxes and points in them are drawn over their pictures
-under the answer, with a compact list of them.
+under the answer, with a compact list of them. A thinking model's reasoning is a folded
+"thought" above its answer (`reasoning_message`): open with a spinner while it streams, folded
+once it has ended, opened by a click.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from demo.markup import inert
 from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
+# An answer that ended inside the reasoning: the reasoning is shown, and this instead of an answer.
+NO_ANSWER_NOTES = {
+    "done": "*(No answer yet: the answer ended while the model was still reasoning. More max new tokens "
+    "(Settings) let it finish; its reasoning so far is above.)*",
+    "stopped": "*(Stopped while the model was still reasoning: no answer yet. Its reasoning so far is above.)*",
+}
 _TIMESTAMP = re.compile(r"(?<![\d:.])(\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)(?![\d:])")  # 0:12, 01:02:03, 12:05.5
 
 
@@ -46,6 +54,8 @@ def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
         return waiting_note or "Waiting for the model…"
     if turn.status == "streaming" and not text:
         return "…"
+    if not text and turn.reasoning and turn.thought_seconds is None and turn.status in ("done", "stopped"):
+        return NO_ANSWER_NOTES[turn.status]
     if turn.status == "stopped":
         return f"{text}\n\n{STOPPED_NOTE}" if text else STOPPED_NOTE
     if turn.status == "error":
@@ -75,13 +85,33 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
         shown = inert(readable(turn.answer, family, detections))
         if has_video:
             shown = _TIMESTAMP.sub(r"**\1**", shown)
-        messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
+        if turn.reasoning and turn.status != "waiting":
+            messages.append(reasoning_message(turn))
+        if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
+            messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
             messages.append({"role": "assistant", "content": undrawn})
     if notice:
         messages.append({"role": "assistant", "content": f"⚠ {inert(notice)}"})
     return messages
+
+
+def reasoning_message(turn: Turn) -> dict:
+    """The turn's reasoning as a Chatbot thought: pending (open, spinner) while it streams, then done (folded)."""
+    if _still_thinking(turn):
+        metadata = {"title": "Thinking…", "status": "pending"}
+    elif turn.thought_seconds is None and not turn.answer.strip():
+        metadata = {"title": "Reasoning (unfinished)", "status": "done"}
+    else:
+        metadata = {"title": "Reasoning", "status": "done"}
+    if turn.thought_seconds is not None:
+        metadata["duration"] = turn.thought_seconds  # shown after the title: "Reasoning (2.4s)"
+    return {"role": "assistant", "content": inert(turn.reasoning), "metadata": metadata}
+
+
+def _still_thinking(turn: Turn) -> bool:
+    return turn.status == "streaming" and turn.thought_seconds is None
 
 
 def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:

@@ -28,8 +28,8 @@ def test_the_api_keeps_its_endpoints_parameters_and_returns():
     """What gradio_client sees: the README's endpoints, optional settings by name, (history, textbox)."""
     info = build_ui(handlers()).get_api_info()["named_endpoints"]
     parameters = {name: [(p["parameter_name"], p["parameter_has_default"]) for p in info[name]["parameters"]] for name in info}
-    assert parameters["/chat"] == [("message", True)] + [(n, True) for n in SETTINGS + ["video_fps", "video_max_frames"]]
-    assert parameters["/regenerate"] == [(n, True) for n in SETTINGS]
+    assert parameters["/chat"] == [("message", True)] + [(n, True) for n in SETTINGS + ["video_fps", "video_max_frames", "thinking"]]
+    assert parameters["/regenerate"] == [(n, True) for n in SETTINGS + ["thinking"]]
     assert parameters["/stop"] == parameters["/undo"] == parameters["/clear"] == []
     assert parameters["/load"] == [("file", False)]
     returns = {name: [r["component"] for r in info[name]["returns"]] for name in info}
