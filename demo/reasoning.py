@@ -61,7 +61,8 @@ def _after_opening(text: str) -> str:
     if not start.startswith(OPEN):
         return text  # a lone </think> follows: all of it was reasoning
     while start.startswith(OPEN):
-        start = start[len(OPEN) :].lstrip()
+        start = start[len(OPEN) :]
+        start = start.lstrip() if start.lstrip().startswith(OPEN) else start
     return start
 
 

@@ -24,7 +24,7 @@ from demo.handlers import ChatHandlers
 from grounding import label_color
 from grounding.generations import GENERATIONS, TINY_CHECKPOINTS, generation, tiny_checkpoint_family
 from tests.fakes import forced_answer
-from tests.helpers import generate_threads, wait_until
+from tests.helpers import generate_threads, shown, wait_until
 
 LOCAL = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
 ALL = LOCAL + ["tiny-random-qwen3-vl-thinking"]
@@ -235,11 +235,13 @@ def test_boxes_land_on_the_right_picture_in_each_familys_coordinates(tiny_checkp
         files.append(str(tmp_path / file_name))
     inputs = [engine.vision_cost(size, GenerationSettings()).input_wh for size in ((400, 200), (200, 300))]
     answer = boxes_answer(engine.family, inputs)
-    if generation(engine.family).thinking == "switch":  # the prompt opened <think>: reasoning, then the answer
-        answer = "Two pictures, a box on each.\n</think>\n\n" + answer
-    with forced_answer(engine, answer):
-        *_, (chatbot, conversation, _) = handlers.chat({"text": "Where?", "files": files}, None)
+    reasoning = "Two pictures, a box on each." if engine.thinking != "none" else ""
+    # The prompt opened <think> (thinking on): the model writes its reasoning, </think>, the answer.
+    with forced_answer(engine, f"{reasoning}\n</think>\n\n{answer}" if reasoning else answer):
+        *_, last = handlers.chat({"text": "Where?", "files": files}, None)
+    chatbot, conversation = shown(last), last.conversation
     assert conversation.turns[0].answer == answer  # decoded as generated, markers kept where the family has them
+    assert conversation.turns[0].reasoning == reasoning  # apart from the answer (tests/test_thinking.py)
     assert conversation.turns[0].input_sizes == inputs
     annotated = [c["path"] for c in (m["content"] for m in chatbot if m["role"] == "assistant") if isinstance(c, dict)]
     assert len(annotated) == 2
