@@ -41,6 +41,7 @@ from demo.settings import Settings
 from demo.views import NO_ANSWER_NOTES, chatbot_messages
 from tests.fakes import AtLeast, ScriptedEngine, forced_answer
 from tests.helpers import shown
+from tests.test_browser import browser  # noqa: F401 - the Chromium fixture
 
 THINKING = ["tiny-random-qwen3-vl-thinking", "tiny-random-qwen3.5"]
 RED = Image.new("RGB", (64, 64), "red")
@@ -391,3 +392,66 @@ def test_a_server_gets_the_switch_and_the_history_without_reasoning():
     assert bodies[0]["chat_template_kwargs"] == {"custom": 1, "enable_thinking": False}
     assert [m["content"] for m in bodies[0]["messages"] if m["role"] == "assistant"] == ["It is red.", ""]
     assert "The picture is red" not in json.dumps(bodies[0])
+
+
+@pytest.mark.slow  # starting transformers serve takes 10-25 s on this machine: run with -m slow
+def test_transformers_serve_gives_the_reasoning_apart_and_takes_the_switch(tiny_checkpoints, tmp_path):
+    """A real server keeping the contract: `transformers serve` (5.23) parses Qwen's reasoning into
+    `reasoning_content` deltas and passes `chat_template_kwargs` to the template."""
+    from tests.test_openai_engine import Server, at_least
+
+    server = Server(None, tmp_path)  # not pinned: each request names its checkpoint directory
+    server.start()
+    try:
+        results = {}
+        for name, thinking in (("tiny-random-qwen3-vl-thinking", True), ("tiny-random-qwen3.5", True), ("tiny-random-qwen3.5", False)):
+            path = tiny_checkpoints[name]
+            engine = OpenAIEngine(server.url, str(path), extra_body=at_least(path, 6))
+            settings = GenerationSettings(max_new_tokens=6, thinking=thinking)
+            pieces = list(engine.stream(question("Hi"), settings, threading.Event()))
+            turn, _ = write(pieces)
+            results[name, thinking] = (engine.thinking, pieces[0] == "<think>\n", bool(turn.reasoning), bool(turn.answer.strip()))
+    finally:
+        server.stop()
+    assert results == {
+        ("tiny-random-qwen3-vl-thinking", True): ("always", True, True, False),  # random weights: never reaches </think>
+        ("tiny-random-qwen3.5", True): ("switch", True, True, False),
+        ("tiny-random-qwen3.5", False): ("switch", False, False, True),  # the template closed the block: all answer
+    }
+
+
+# -- what a person sees -------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_reasoning_is_a_folded_block_above_the_answer_that_opens_on_click(browser, tiny_checkpoints, tmp_path, artifacts):
+    from tests.conftest import serve_app
+    from tests.test_browser import ask
+
+    engine = tiny_checkpoints.engine("tiny-random-qwen3.5")
+    Image.new("RGB", (200, 100), "white").save(tmp_path / "white.png")
+    reasoning = "The cat sits at the bottom right of Picture 1."
+    with serve_app(engine, "tiny-random-qwen3.5", min_new_tokens=0) as app, forced_answer(engine, f"{reasoning}\n</think>\n\n{FINAL}"):
+        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        try:
+            page.goto(app["url"])
+            page.get_by_text("is ready").wait_for(timeout=15_000)
+            settings = page.locator("button.label-wrap", has_text="Settings")
+            settings.click()
+            page.locator("#thinking").get_by_text("Think before answering").wait_for(timeout=5_000)  # Qwen3.5 has the switch
+            settings.click()
+            ask(page, "Where is the cat?", [tmp_path / "white.png"])
+            chat = page.locator("#chatbot")
+            title = chat.get_by_text("Reasoning", exact=False).first
+            title.wait_for(timeout=10_000)
+            page.screenshot(path=str(artifacts / "thinking-folded.png"))
+            assert not chat.get_by_text(reasoning).is_visible()  # folded once the reasoning has ended
+            answer = chat.locator("[data-testid='bot']").filter(has_text="cat").first
+            assert reasoning not in chat.inner_text() and "</think>" not in chat.inner_text()
+            assert answer.is_visible() and chat.locator("img").count() == 2  # the picture, and its box drawn once
+            title.click()
+            chat.get_by_text(reasoning).wait_for(timeout=5_000)  # opened by a click
+            page.wait_for_timeout(400)  # the block slides open
+            page.screenshot(path=str(artifacts / "thinking-open.png"))
+        finally:
+            page.close()
