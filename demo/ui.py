@@ -112,7 +112,7 @@ class ChatPage:
         max_pixels: float | None = None,
         video_fps: float = _DEFAULTS.video_fps,
         video_max_frames: float = _DEFAULTS.video_max_frames,
-        thinking: bool = _DEFAULTS.thinking,
+        thinking: bool | None = _DEFAULTS.thinking,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
         settings = Settings(
@@ -130,7 +130,7 @@ class ChatPage:
         system_prompt: str = _DEFAULTS.system_prompt,
         min_pixels: float | None = None,
         max_pixels: float | None = None,
-        thinking: bool = _DEFAULTS.thinking,
+        thinking: bool | None = _DEFAULTS.thinking,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
         settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking)
@@ -196,7 +196,7 @@ def build_ui(
                 top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
             system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
             thinking_in = gr.Checkbox(
-                _DEFAULTS.thinking,
+                True,  # Qwen3.5's template default; set to the loaded model's own once it is there
                 label="Think before answering",
                 info="The model reasons first; its reasoning is shown folded above the answer, and never read for boxes.",
                 visible=generation(handlers.slot.expected_family).thinking == "switch",

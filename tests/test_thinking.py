@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from PIL import Image
 
@@ -250,6 +251,26 @@ def test_the_chat_folds_the_reasoning_streams_it_live_and_draws_boxes_from_the_a
     *_, last = handlers.chat("And the dog?", conversation)
     sent = engine.calls[1][0][2]
     assert sent == {"role": "assistant", "content": [{"type": "text", "text": "The cat: " + FINAL}], "reasoning_content": turn.reasoning}
+
+
+def test_the_switch_shows_only_where_the_template_has_one_and_reaches_the_engine():
+    from demo.ui import ChatPage, thinking_switch
+
+    waiting = EngineSlot("loading", "qwen3.5")
+    assert thinking_switch(waiting).visible is True  # before the model is there: its generation may have one
+    assert thinking_switch(EngineSlot("loading", "qwen3-vl")).visible is False
+    for mode, default, visible in (("switch", False, True), ("always", True, False), ("none", False, False)):
+        handlers, engine = scripted([["ok"]], family="qwen3.5")
+        engine.thinking, engine.thinking_default = mode, default
+        switch = thinking_switch(handlers.slot)
+        assert (switch.visible, switch.value) == (visible, default)
+    with gr.Blocks():
+        page = ChatPage(handlers, gr.Chatbot(), gr.State(), gr.MultimodalTextbox())
+    *_, update = page.chat({"text": "Hi", "files": []}, None, thinking=False)
+    assert engine.calls[-1][1].thinking is False
+    list(page.regenerate(update[page.conversation], thinking=True))
+    assert engine.calls[-1][1].thinking is True
+    assert Settings().generation().thinking is None  # API callers who say nothing get the model's default
 
 
 def test_saving_and_loading_keep_the_reasoning_and_old_files_still_load(tmp_path):

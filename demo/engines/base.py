@@ -45,7 +45,8 @@ class GenerationSettings:
     `min_pixels` / `max_pixels` bound the pixel count of each image as the model sees it;
     None means the model's own default. `min_new_tokens` exists for tests (a random-weight
     model may stop at once); the UI leaves it at 0. `thinking` is the chat template's
-    `enable_thinking` for engines whose `thinking` is "switch"; other engines ignore it.
+    `enable_thinking` for engines whose `thinking` is "switch" (None: the model's own default);
+    other engines ignore it.
     """
 
     max_new_tokens: int = 512
@@ -55,7 +56,7 @@ class GenerationSettings:
     min_pixels: int | None = None
     max_pixels: int | None = None
     min_new_tokens: int = 0
-    thinking: bool = True
+    thinking: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

@@ -167,12 +167,12 @@ class TransformersEngine(Engine):
 
     # -- prompts and generation ---------------------------------------------------------------
 
-    def render_prompt(self, messages: list[dict], thinking: bool = True) -> str:
+    def render_prompt(self, messages: list[dict], thinking: bool | None = None) -> str:
         """The prompt text exactly as the model reads it, images as their placeholder tokens.
 
-        `thinking` is the template's `enable_thinking` where it has that switch (else unused).
+        `thinking` is the template's `enable_thinking` where it has that switch (None: its default).
         """
-        switch = {"enable_thinking": thinking} if self.thinking == "switch" else {}
+        switch = {"enable_thinking": thinking} if self.thinking == "switch" and thinking is not None else {}
         return self.processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, add_vision_id=True, **switch
         )

@@ -166,8 +166,8 @@ class OpenAIEngine(Engine):
         if settings.temperature > 0:
             request["top_p"] = settings.top_p
         extra_body = dict(self.extra_body)
-        if self.thinking == "switch":  # the person's setting wins over a default in extra_body
-            kwargs = {**extra_body.get("chat_template_kwargs", {}), "enable_thinking": settings.thinking}
+        if self.thinking == "switch":  # always said, so that the stream is read right; the setting wins
+            kwargs = {**extra_body.get("chat_template_kwargs", {}), "enable_thinking": self._thinks(settings)}
             extra_body["chat_template_kwargs"] = kwargs
         if extra_body:
             request["extra_body"] = extra_body
@@ -181,8 +181,8 @@ class OpenAIEngine(Engine):
         shuts the connection down, which tells the server to stop generating. `session` is
         unused: every request carries the whole conversation (a server may cache its prefix)."""
         request = self.build_request(messages, settings)
-        thinks = self.thinking == "always" or (self.thinking == "switch" and settings.thinking)
-        reasoning = _ReasoningStream(opened=thinks, closed=self.thinking == "switch" and not settings.thinking)
+        thinks = self.thinking == "always" or (self.thinking == "switch" and self._thinks(settings))
+        reasoning = _ReasoningStream(opened=thinks, closed=self.thinking == "switch" and not thinks)
         items: queue.Queue = queue.Queue()
         done = threading.Event()
         opened: list = []  # the openai Stream, once the server has answered
@@ -232,6 +232,9 @@ class OpenAIEngine(Engine):
             if not ended:
                 for response in opened:
                     _abort(response)
+
+    def _thinks(self, settings: GenerationSettings) -> bool:
+        return self.thinking_default if settings.thinking is None else settings.thinking
 
     def _engine_error(self, error: BaseException, started: bool) -> EngineError:
         where = f"the inference server at {self.base_url}"
