@@ -98,11 +98,15 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
 
 
 def reasoning_message(turn: Turn) -> dict:
-    """The turn's reasoning as a Chatbot thought: pending (open, spinner) while it streams, then done (folded)."""
+    """The turn's reasoning as a Chatbot thought: pending (open, spinner) while it streams, then done (folded).
+
+    Gradio opens a thought whose status is "pending" or absent and folds a "done" one, until the
+    person clicks it. Reasoning that ended with no answer after it stays open.
+    """
     if _still_thinking(turn):
         metadata = {"title": "Thinking…", "status": "pending"}
-    elif turn.thought_seconds is None and not turn.answer.strip():
-        metadata = {"title": "Reasoning (unfinished)", "status": "done"}
+    elif turn.thought_seconds is None and not turn.answer.strip():  # no answer came: left open, it is all there is
+        metadata = {"title": "Reasoning (unfinished)"}
     else:
         metadata = {"title": "Reasoning", "status": "done"}
     if turn.thought_seconds is not None:
