@@ -21,7 +21,6 @@ import json
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -445,7 +444,7 @@ def test_transformers_serve_gives_the_reasoning_apart_and_takes_the_switch(tiny_
 
 
 @pytest.mark.browser
-def test_the_reasoning_is_a_folded_block_above_the_answer_that_opens_on_click(browser, tiny_checkpoints, tmp_path, artifacts):
+def test_the_reasoning_is_a_folded_block_above_the_answer_that_opens_on_click(browser, tiny_checkpoints, tmp_path, artifacts):  # noqa: F811
     from tests.conftest import serve_app
     from tests.test_browser import ask
 
