@@ -1,7 +1,8 @@
 """The conversation record: the single source of truth of one chat session.
 
 A `Conversation` is a list of `Turn`s; a turn holds what the person sent (text, images, videos)
-and the model's raw answer text (grounding markers and all: never an escaped or display copy).
+and the model's raw answer text (grounding markers and all: never an escaped or display copy),
+with a thinking model's reasoning apart from it (`demo/reasoning.py` splits the stream).
 The model's messages are derived from it here by `to_model_messages`; the Chatbot's view
 is derived in `demo/views.py`. This module knows nothing of Gradio, torch or any engine.
 
@@ -61,11 +62,20 @@ class Attachment:
 
 @dataclass
 class Turn:
-    """One question and its answer. `answer` is the model's raw text, as generated so far."""
+    """One question and its answer, as generated so far.
+
+    `answer` is the model's raw text after any reasoning: what boxes are read from and what the
+    person is answered. `reasoning` is what a thinking model wrote between ``<think>`` and
+    ``</think>`` before it (empty for other models); `thought_seconds` the time from the start
+    of the answer until the reasoning ended (None while it goes on, if it never ended, or if
+    nobody knows: a conversation saved before it was recorded).
+    """
 
     text: str
     attachments: list[Attachment] = field(default_factory=list)
     answer: str = ""
+    reasoning: str = ""
+    thought_seconds: float | None = None
     status: TurnStatus = "waiting"
     error: str = ""  # the sentence shown when status == "error"
     # (width, height) each conversation image had for the model when this turn was answered,
@@ -111,6 +121,11 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
     is not finished); earlier turns always have one, even if empty, so roles alternate.
     A failed answer's partial text is not sent back (the question and its images are).
     A blank system prompt leaves the model's default (the chat template supplies it).
+
+    An earlier answer's reasoning goes as `reasoning_content`, the field the Qwen3-VL Thinking and
+    Qwen3.5 templates read first; both leave out the reasoning of every answer before the last
+    question, so the prompt holds each earlier answer alone, as their model cards ask.
+    Templates without thinking ignore the field.
     """
     messages: list[dict] = []
     if system_prompt.strip():
@@ -125,6 +140,9 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
         messages.append({"role": "user", "content": content})
         is_pending = index == len(conversation.turns) - 1 and turn.status in ("waiting", "streaming")
         if not is_pending:
-            answer = "" if turn.status == "error" else turn.answer
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+            failed = turn.status == "error"
+            message = {"role": "assistant", "content": [{"type": "text", "text": "" if failed else turn.answer}]}
+            if turn.reasoning and not failed:
+                message["reasoning_content"] = turn.reasoning
+            messages.append(message)
     return messages

@@ -37,6 +37,7 @@ from demo.markup import toast
 from demo.media.pictures import UploadError, is_image_file, load_picture, refit
 from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
+from demo.reasoning import AnswerWriter
 from demo.session_file import dump_conversation, read_conversation, write_pictures
 from demo.sessions import Sessions, discard_upload
 from demo.settings import Settings
@@ -286,6 +287,7 @@ class ChatHandlers:
         running = self._begin(session)
         stop = running.stop
         self.sessions.touch(session)
+        writer = AnswerWriter(turn)  # the stream into the turn: reasoning apart from the answer
         try:
             uploads = conversation.attachments()
             for attachment in uploads:  # a video sized for another generation (a saved conversation)
@@ -304,7 +306,7 @@ class ChatHandlers:
             last_update = time.monotonic()
             with closing(engine.stream(messages, settings, stop, session)) as pieces:
                 for piece in pieces:
-                    turn.answer += piece
+                    writer.write(piece)
                     if time.monotonic() - last_update >= self.min_update_interval:
                         last_update = time.monotonic()
                         yield Reply(conversation, self.family)
@@ -315,6 +317,7 @@ class ChatHandlers:
             log.exception("answering failed")
             turn.status, turn.error = "error", f"Something went wrong while answering ({type(e).__name__}: {e})."
         finally:
+            writer.finish()
             stop.set()  # closed by Stop or a closed tab: end the generation now
             if turn.status == "streaming":
                 turn.status = "stopped"

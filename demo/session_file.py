@@ -9,6 +9,10 @@ can be asked to see, each video within a live video's budget, and all of them to
 what a live conversation can keep (`pixel_budget`). Nothing is written until the whole file has
 been decoded and checked (`read_conversation`, then `write_pictures`). Knows nothing of Gradio
 or of any engine.
+
+A thinking model's reasoning is kept beside its answer (`reasoning`, `thought_seconds`), fields
+added to version 1 without changing it: files written before have neither, and an answer of
+theirs that holds a ``</think>`` is split into its reasoning and its answer when loaded.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from demo.limits import MB, Limits
 from demo.media.pictures import DISPLAY_SIDE, UploadError, load_picture, probe_image
 from demo.media.video import DEFAULT_SETTINGS as VIDEO_SETTINGS
 from demo.media.video import SampledVideo
+from demo.reasoning import CLOSE, split_reasoning
 from grounding.generations import GENERATIONS
 
 FORMAT = "qwen-vl-chat/conversation"
@@ -61,6 +66,8 @@ def dump_conversation(conversation: Conversation) -> str:
                 "text": turn.text,
                 "images": images,
                 "answer": turn.answer,
+                "reasoning": turn.reasoning,
+                "thought_seconds": turn.thought_seconds,
                 "status": status,
                 "error": turn.error,
                 "input_sizes": [list(size) for size in turn.input_sizes],
@@ -157,13 +164,19 @@ def _conversation(data: object, limits: Limits, files: list) -> Conversation:
         _expect(status in _STATUSES, f"turn {number} has an unknown status")
         _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
         _expect(len(answer) <= 100 * limits.max_prompt_chars, f"turn {number}'s answer is too long")
+        reasoning, answer, thought_seconds = _reasoning(raw, answer, limits, number)
         raw_images = raw.get("images")
         _expect(isinstance(raw_images, list), f"turn {number} has no list of images")
         images += len(raw_images)
         _expect(images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
         attachments = [_attachment(item, limits, number, files) for item in raw_images]
         input_sizes = _sizes(raw.get("input_sizes", []), images, number)
-        turns.append(Turn(text, attachments, answer=answer, status=status, error=error, input_sizes=input_sizes))
+        turns.append(
+            Turn(
+                text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
+                status=status, error=error, input_sizes=input_sizes,
+            )
+        )
     return Conversation(turns=turns)
 
 
@@ -187,6 +200,21 @@ def _check_pixels(raw_turns: list, limits: Limits) -> None:
                 _expect(pixels <= largest_picture(limits), f"a picture of turn {number} is {w}×{h}, larger than a picture may be kept")
             total += pixels
             _expect(total <= pixel_budget(limits), "its pictures and videos hold more pixels than a conversation may keep")
+
+
+def _reasoning(raw: dict, answer: str, limits: Limits, turn: int) -> tuple[str, str, float | None]:
+    """(reasoning, answer, thought seconds) of a saved turn; a file from before splits its answer."""
+    if "reasoning" not in raw:
+        if CLOSE not in answer:
+            return "", answer, None
+        split = split_reasoning(answer)
+        return split.reasoning, split.answer, None
+    reasoning, seconds = raw["reasoning"], raw.get("thought_seconds")
+    _expect(isinstance(reasoning, str), f"turn {turn} has a reasoning that is not a string")
+    _expect(len(reasoning) <= 100 * limits.max_prompt_chars, f"turn {turn}'s reasoning is too long")
+    number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < 10**7
+    _expect(seconds is None or number, f"turn {turn} has a malformed thinking time")
+    return reasoning, answer, None if seconds is None else float(seconds)
 
 
 def _probe(encoded: object, turn: int) -> tuple[int, int]:

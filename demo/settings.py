@@ -16,7 +16,11 @@ from demo.media.video import VideoSettings
 
 @dataclass(frozen=True)
 class Settings:
-    """The settings accordion's values. Empty or 0 pixel bounds mean the model's default."""
+    """The settings accordion's values. Empty or 0 pixel bounds mean the model's default.
+
+    `thinking` is the "think before answering" switch (models whose template has one; None:
+    the model's own default).
+    """
 
     max_new_tokens: float = 512
     temperature: float = 0.0
@@ -26,6 +30,7 @@ class Settings:
     max_pixels: float | None = None
     video_fps: float = 2.0
     video_max_frames: float = 64
+    thinking: bool | None = None
 
     def generation(self) -> GenerationSettings:
         """The engine's settings; ValueError names a bad value."""
@@ -37,6 +42,7 @@ class Settings:
                 system_prompt=self.system_prompt or "",
                 min_pixels=int(self.min_pixels) if self.min_pixels else None,
                 max_pixels=int(self.max_pixels) if self.max_pixels else None,
+                thinking=None if self.thinking is None else bool(self.thinking),
             )
         except (TypeError, ValueError) as e:
             raise ValueError(f"Invalid setting: {e}") from None

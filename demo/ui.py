@@ -19,12 +19,13 @@ from typing import Any
 import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
+from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.markup import CHATBOT_SETTINGS
 from demo.settings import Settings
 from demo.views import chatbot_messages
-from grounding.generations import GENERATIONS, PRESETS
+from grounding.generations import GENERATIONS, PRESETS, generation
 
 _DEFAULTS = Settings()
 
@@ -55,6 +56,18 @@ def _factors() -> str:
         if g.local:
             by_factor.setdefault(g.resize_factor, []).append(g.title)
     return "; ".join(f"{factor} for {', '.join(titles)}" for factor, titles in sorted(by_factor.items()))
+
+
+def thinking_switch(slot: EngineSlot) -> gr.Checkbox:
+    """The "think before answering" switch: shown where the model's template has one.
+
+    Before the model is there, the registry says whether its generation may have one (Qwen3.5);
+    once loaded, the engine says (its template, its name) and what the model does when not told.
+    """
+    engine = slot.wait(timeout=0)
+    if engine is None:
+        return gr.Checkbox(visible=generation(slot.expected_family).thinking == "switch")
+    return gr.Checkbox(visible=engine.thinking == "switch", value=engine.thinking_default)
 
 
 def _textbox_busy() -> gr.MultimodalTextbox:
@@ -103,9 +116,12 @@ class ChatPage:
         max_pixels: float | None = None,
         video_fps: float = _DEFAULTS.video_fps,
         video_max_frames: float = _DEFAULTS.video_max_frames,
+        thinking: bool | None = _DEFAULTS.thinking,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
-        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames)
+        settings = Settings(
+            max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames, thinking
+        )
         for reply in self.handlers.chat(message, conversation, settings, request):
             yield self.render(reply)
 
@@ -118,9 +134,10 @@ class ChatPage:
         system_prompt: str = _DEFAULTS.system_prompt,
         min_pixels: float | None = None,
         max_pixels: float | None = None,
+        thinking: bool | None = _DEFAULTS.thinking,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
-        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking)
         for reply in self.handlers.regenerate(conversation, settings, request):
             yield self.render(reply)
 
@@ -135,6 +152,10 @@ class ChatPage:
 
     def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.load(file, conversation, request))
+
+    def status(self) -> tuple[str, gr.Timer, gr.Checkbox]:
+        """The model status line, its refresh timer, and the thinking switch for the model."""
+        return (*self.handlers.status(), thinking_switch(self.handlers.slot))
 
 
 def build_ui(
@@ -200,6 +221,13 @@ def build_ui(
                         DEFAULT_SYSTEM_PROMPT, label=f"System prompt (up to {limits.max_system_prompt_chars:,} characters)",
                         lines=2, max_length=limits.max_system_prompt_chars,
                     )
+                    thinking_in = gr.Checkbox(
+                        True,  # Qwen3.5's template default; set to the loaded model's own once it is there
+                        label="Think before answering",
+                        info="The model reasons first; its reasoning is shown folded above the answer, and never read for boxes.",
+                        visible=generation(handlers.slot.expected_family).thinking == "switch",
+                        elem_id="thinking",
+                    )
                     with gr.Row():
                         min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
                         max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
@@ -243,13 +271,13 @@ def build_ui(
 
         video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
-            page.chat, [textbox, conversation, *settings, *video_settings], chat_outputs, api_name="chat", **model_queue
+            page.chat, [textbox, conversation, *settings, *video_settings, thinking_in], chat_outputs, api_name="chat", **model_queue
         )
         regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
-            page.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue
+            page.regenerate, [conversation, *settings, thinking_in], chat_outputs, api_name="regenerate", **model_queue
         )
         retry_event = chatbot.retry(_textbox_busy, None, textbox, **glue).then(
-            page.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
+            page.regenerate, [conversation, *settings, thinking_in], chat_outputs, api_visibility="private", **model_queue
         )
         answering = [chat_event, regenerate_event, retry_event]
         for event in answering:
@@ -275,7 +303,7 @@ def build_ui(
         inspector.wire(chatbot)
         save_btn.click(handlers.save, [conversation], [saved_file], api_name="save", **files_queue)
         load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load", **files_queue)
-        status_timer.tick(handlers.status, None, [status, status_timer], **glue)
-        demo.load(handlers.status, None, [status, status_timer], **glue)
+        status_timer.tick(page.status, None, [status, status_timer, thinking_in], **glue)
+        demo.load(page.status, None, [status, status_timer, thinking_in], **glue)
         demo.unload(handlers.end_session)
     return demo

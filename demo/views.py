@@ -5,7 +5,9 @@ API clients get plain data too). Each image is shown with its "Picture N" label,
 what it cost the model, so that "compare Picture 1 and Picture 3" means the same thing to the
 person and to the model. Answers are shown readably (`grounding.readable`: no raw special
 tokens, no walls of JSON), and the boxes and points in them are drawn over their pictures
-under the answer, with a compact list of them.
+under the answer, with a compact list of them. A thinking model's reasoning is a folded
+"thought" above its answer (`reasoning_message`): open with a spinner while it streams, folded
+once it has ended, opened by a click.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
 CHAT_FIT = (520, 200)  # the box an annotated picture is shown within in the chat (see ui.CSS)
+# An answer that ended inside the reasoning: the reasoning is shown, and this instead of an answer.
+NO_ANSWER_NOTES = {
+    "done": "*(No answer yet: the answer ended while the model was still reasoning. More max new tokens "
+    "(Settings) let it finish; its reasoning so far is above.)*",
+    "stopped": "*(Stopped while the model was still reasoning: no answer yet. Its reasoning so far is above.)*",
+}
 _TIMESTAMP = re.compile(r"(?<![\d:.])(\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)(?![\d:])")  # 0:12, 01:02:03, 12:05.5
 
 
@@ -56,6 +64,8 @@ def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
         return waiting_note or "Waiting for the model…"
     if turn.status == "streaming" and not text:
         return "…"
+    if not text and turn.reasoning and turn.thought_seconds is None and turn.status in ("done", "stopped"):
+        return NO_ANSWER_NOTES[turn.status]
     if turn.status == "stopped":
         return f"{text}\n\n{STOPPED_NOTE}" if text else STOPPED_NOTE
     if turn.status == "error":
@@ -87,7 +97,10 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
             shown = message(readable(turn.answer, family, detections), emphasize=emphasize)
         else:
             shown = _finished_answer(turn.answer, family, tuple(detections), emphasize)
-        messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
+        if turn.reasoning and turn.status != "waiting":
+            messages.append(reasoning_message(turn))
+        if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
+            messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
             messages.append({"role": "assistant", "content": undrawn})
@@ -100,6 +113,27 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
 def _finished_answer(answer: str, family: str, detections: tuple, emphasize: re.Pattern | None) -> str:
     """A finished answer as the bubble shows it (remembered: it no longer changes)."""
     return message(readable(answer, family, detections), emphasize=emphasize)
+
+
+def reasoning_message(turn: Turn) -> dict:
+    """The turn's reasoning as a Chatbot thought: pending (open, spinner) while it streams, then done (folded).
+
+    Gradio opens a thought whose status is "pending" or absent and folds a "done" one, until the
+    person clicks it. Reasoning that ended with no answer after it stays open.
+    """
+    if _still_thinking(turn):
+        metadata = {"title": "Thinking…", "status": "pending"}
+    elif turn.thought_seconds is None and not turn.answer.strip():  # no answer came: left open, it is all there is
+        metadata = {"title": "Reasoning (unfinished)"}
+    else:
+        metadata = {"title": "Reasoning", "status": "done"}
+    if turn.thought_seconds is not None:
+        metadata["duration"] = turn.thought_seconds  # shown after the title: "Reasoning (2.4s)"
+    return {"role": "assistant", "content": inert(turn.reasoning), "metadata": metadata}
+
+
+def _still_thinking(turn: Turn) -> bool:
+    return turn.status == "streaming" and turn.thought_seconds is None
 
 
 def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:

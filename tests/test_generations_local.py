@@ -235,12 +235,13 @@ def test_boxes_land_on_the_right_picture_in_each_familys_coordinates(tiny_checkp
         files.append(str(tmp_path / file_name))
     inputs = [engine.vision_cost(size, GenerationSettings()).input_wh for size in ((400, 200), (200, 300))]
     answer = boxes_answer(engine.family, inputs)
-    if generation(engine.family).thinking == "switch":  # the prompt opened <think>: reasoning, then the answer
-        answer = "Two pictures, a box on each.\n</think>\n\n" + answer
-    with forced_answer(engine, answer):
-        *_, reply = handlers.chat({"text": "Where?", "files": files}, None)
-    conversation, chatbot = reply.conversation, shown(reply)
+    reasoning = "Two pictures, a box on each." if engine.thinking != "none" else ""
+    # The prompt opened <think> (thinking on): the model writes its reasoning, </think>, the answer.
+    with forced_answer(engine, f"{reasoning}\n</think>\n\n{answer}" if reasoning else answer):
+        *_, last = handlers.chat({"text": "Where?", "files": files}, None)
+    chatbot, conversation = shown(last), last.conversation
     assert conversation.turns[0].answer == answer  # decoded as generated, markers kept where the family has them
+    assert conversation.turns[0].reasoning == reasoning  # apart from the answer (tests/test_thinking.py)
     assert conversation.turns[0].input_sizes == inputs
     annotated = [c["path"] for c in (m["content"] for m in chatbot if m["role"] == "assistant") if isinstance(c, dict)]
     assert len(annotated) == 2

@@ -50,10 +50,13 @@ def assert_one_sentence(error: EngineError, url: str) -> None:
 
 
 class Server:
-    """`transformers serve CHECKPOINT` on a fixed free port; start() waits until /v1/models answers."""
+    """`transformers serve CHECKPOINT` on a fixed free port; start() waits until /v1/models answers.
 
-    def __init__(self, checkpoint: Path, workdir: Path) -> None:
-        self.model = str(checkpoint)
+    Without a checkpoint it is not pinned: it loads the model each request names (a directory).
+    """
+
+    def __init__(self, checkpoint: Path | None, workdir: Path) -> None:
+        self.model = str(checkpoint) if checkpoint else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.log = workdir / "serve.log"
@@ -65,7 +68,7 @@ class Server:
     def start(self, deadline_seconds: float = 120) -> None:
         script = Path(sys.executable).with_name("transformers")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": str(self.hub_cache)}
-        command = [str(script), "serve", self.model, "--device", "cpu", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [str(script), "serve", *([self.model] if self.model else []), "--device", "cpu", "--host", "127.0.0.1", "--port", str(self.port)]
         started = time.monotonic()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(

@@ -26,6 +26,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 from demo.conversation import VisionCost
 
@@ -33,6 +34,9 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 # A file in a local checkpoint directory that says its weights are random (the tiny test model).
 RANDOM_WEIGHTS_MARKER = "RANDOM_WEIGHTS"
 
+#: Whether a model reasons before it answers: never, always (Qwen3-VL Thinking), or as the
+#: settings' `thinking` says (a chat template with an `enable_thinking` switch: Qwen3.5).
+ThinkingMode = Literal["none", "always", "switch"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,9 @@ class GenerationSettings:
 
     `min_pixels` / `max_pixels` bound the pixel count of each image as the model sees it;
     None means the model's own default. `min_new_tokens` exists for tests (a random-weight
-    model may stop at once); the UI leaves it at 0.
+    model may stop at once); the UI leaves it at 0. `thinking` is the chat template's
+    `enable_thinking` for engines whose `thinking` is "switch" (None: the model's own default);
+    other engines ignore it.
     """
 
     max_new_tokens: int = 512
@@ -51,6 +57,7 @@ class GenerationSettings:
     min_pixels: int | None = None
     max_pixels: int | None = None
     min_new_tokens: int = 0
+    thinking: bool | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -87,6 +94,9 @@ class Engine(ABC):
         default_min_pixels / default_max_pixels: the image pixel bounds used when the
             settings leave them at None.
         resize_factor: image and video frame sides are multiples of this (patch × merge).
+        thinking: "none", "always" or "switch" (`ThinkingMode`): whether answers start with
+            reasoning; with "switch" the settings' `thinking` decides, and `thinking_default`
+            is what the model does when not told.
     """
 
     model_name: str
@@ -95,6 +105,8 @@ class Engine(ABC):
     default_min_pixels: int
     default_max_pixels: int
     resize_factor: int = 28
+    thinking: ThinkingMode = "none"
+    thinking_default: bool = False
 
     @abstractmethod
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
@@ -105,6 +117,10 @@ class Engine(ABC):
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
         """Yield the answer to `messages` in pieces, as it is generated.
+
+        The pieces make up the assistant message as its chat template reads it back: when the
+        prompt opened a ``<think>`` block (a thinking model), the first piece is that opening
+        tag, then the reasoning, ``</think>`` and the answer (`demo.reasoning` splits them).
 
         Setting `stop` ends the generation within one decode step; the iterator then ends
         normally. Closing the iterator also stops the generation. Raises EngineError for

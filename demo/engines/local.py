@@ -7,6 +7,11 @@ answer token by token from `model.generate` running in a background thread.
 
 The answer is decoded with special tokens kept, then every special token except Qwen2-VL's
 grounding markers is removed: `skip_special_tokens=True` would delete the markers too.
+
+Thinking checkpoints: whether answers start with reasoning is read from the registry and the
+checkpoint's own chat template (`thinking`: "always" when its generation prompt opens
+``<think>``, "switch" when its `enable_thinking` changes that). The stream starts with the
+``<think>`` the prompt opened, so that it reads as the template's own assistant message.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from demo.engines.download import local_checkpoint
 from demo.engines.kv_reuse import CacheStore, SessionCache, reuse_kwargs
 from demo.engines.streaming import TokenStreamer
 from demo.media.video import processor_video_kwargs
+from demo.reasoning import OPEN, prompt_opens_reasoning
 from grounding.generations import GENERATIONS, family_from_model_type, generation
 
 log = logging.getLogger(__name__)
@@ -145,6 +151,7 @@ class TransformersEngine(Engine):
         keep = generation(self.family).keep_tokens
         dropped = sorted((t for t in specials if t not in keep), key=len, reverse=True)
         self._drop_specials = re.compile("|".join(map(re.escape, dropped))) if dropped else None
+        self.thinking, self.thinking_default = self._thinking_mode()
 
     # -- what images cost ---------------------------------------------------------------------
 
@@ -162,11 +169,31 @@ class TransformersEngine(Engine):
 
     # -- prompts and generation ---------------------------------------------------------------
 
-    def render_prompt(self, messages: list[dict]) -> str:
-        """The prompt text exactly as the model reads it, images as their placeholder tokens."""
+    def render_prompt(self, messages: list[dict], thinking: bool | None = None) -> str:
+        """The prompt text exactly as the model reads it, images as their placeholder tokens.
+
+        `thinking` is the template's `enable_thinking` where it has that switch (None: its default).
+        """
+        switch = {"enable_thinking": thinking} if self.thinking == "switch" and thinking is not None else {}
         return self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, add_vision_id=True
+            messages, tokenize=False, add_generation_prompt=True, add_vision_id=True, **switch
         )
+
+    def _thinking_mode(self) -> tuple[str, bool]:
+        """("none" | "always" | "switch", whether it thinks when not told), from the registry and the template."""
+        if generation(self.family).thinking == "none":
+            return "none", False
+        probe = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
+
+        def opens(**switch) -> bool:
+            prompt = self.processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True, **switch)
+            return prompt_opens_reasoning(prompt)
+
+        default = opens()
+        # Passed to a template without the variable, transformers would hand it to the processor.
+        if "enable_thinking" in str(self.processor.chat_template) and opens(enable_thinking=True) != opens(enable_thinking=False):
+            return "switch", default
+        return ("always" if default else "none"), default
 
     def prepare_inputs(self, messages: list[dict], settings: GenerationSettings):
         """Tokenize `messages` and preprocess their images and videos (`SampledVideo`s), in order, on the engine's device."""
@@ -177,7 +204,7 @@ class TransformersEngine(Engine):
         min_pixels, max_pixels = self._pixel_bounds(settings)
         try:
             inputs = self.processor(
-                text=[self.render_prompt(messages)],
+                text=[self.render_prompt(messages, settings.thinking)],
                 images=images or None,
                 size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
                 return_tensors="pt",
@@ -262,6 +289,8 @@ class TransformersEngine(Engine):
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
         inputs = self.prepare_inputs(messages, settings)
+        prompt = self.render_prompt(messages, settings.thinking)
+        opening = prompt[prompt.rfind(OPEN) :] if prompt_opens_reasoning(prompt) else ""  # "<think>\n"
         streamer = TokenStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
         failure: list[BaseException] = []
         closed = threading.Event()  # set when this iterator ends, however it ends
@@ -276,6 +305,8 @@ class TransformersEngine(Engine):
         thread = threading.Thread(target=run, name="generate", daemon=True)
         thread.start()
         try:
+            if opening:
+                yield opening
             while True:
                 try:
                     piece = next(streamer)

@@ -12,9 +12,17 @@ there: keep the app's bounds within the server's), and whether the weights are r
 local checkpoint directory with the marker file tells). Qwen2-VL's grounding markers survive
 only if the server keeps special tokens: `transformers serve` streams them, vLLM strips them
 unless asked (`extra_body={"skip_special_tokens": False}`); other Qwen special tokens are
-removed here, as the local engine does. Only `delta.content` is streamed (a separate
-`reasoning_content` is dropped). `min_new_tokens` has no portable field and is not sent;
+removed here, as the local engine does. `min_new_tokens` has no portable field and is not sent;
 `extra_body` passes server-specific fields (vLLM: `{"min_tokens": 8}`).
+
+Thinking models: whether a model thinks is read from the registry and its name (Qwen3-VL
+"…-Thinking" always does; Qwen3.5 has the template's `enable_thinking` switch, sent as
+`chat_template_kwargs`, which vLLM, SGLang and `transformers serve` pass to the template).
+A server returns the reasoning either inline in `content` (after the `<think>` the template put
+in the prompt, so only `</think>` shows) or, with a reasoning parser, in a separate delta field:
+`reasoning_content` (SGLang, `transformers serve`, vLLM before 0.20) or `reasoning` (vLLM 0.20+).
+Both become the same stream as the local engine's: `<think>`, the reasoning, `</think>`, the
+answer. Earlier answers go back without their reasoning: the templates drop it anyway.
 """
 
 from __future__ import annotations
@@ -34,8 +42,16 @@ import openai
 from PIL import Image
 
 from demo.conversation import VisionCost
-from demo.engines.base import RANDOM_WEIGHTS_MARKER, Engine, EngineError, GenerationSettings, estimate_tokens
+from demo.engines.base import (
+    RANDOM_WEIGHTS_MARKER,
+    Engine,
+    EngineError,
+    GenerationSettings,
+    ThinkingMode,
+    estimate_tokens,
+)
 from demo.media.resize import smart_resize, visual_tokens
+from demo.reasoning import CLOSE, OPEN
 from grounding.generations import FAMILIES, family_from_name, generation
 
 log = logging.getLogger(__name__)
@@ -47,6 +63,18 @@ POLL_SECONDS = 0.05  # how often the answer loop looks at the stop event
 _DROPPED_SPECIALS = re.compile(
     r"<\|(?:endoftext|im_start|im_end|vision_start|vision_end|vision_pad|image_pad|video_pad)\|>"
 )
+
+
+def thinking_mode(family: str, model_name: str) -> tuple[ThinkingMode, bool]:
+    """(mode, whether it thinks when not told) of a served model, from the registry and its name."""
+    kind = generation(family).thinking
+    if kind == "switch":
+        return "switch", True
+    if kind == "checkpoint" and "thinking" in model_name.lower():  # Qwen/Qwen3-VL-8B-Thinking
+        return "always", True
+    return "none", False
+
+
 def infer_family(model_name: str) -> str:
     """The grounding family named by a model id or path ("Qwen/Qwen2.5-VL-7B-Instruct" -> "qwen2.5-vl")."""
     family = family_from_name(model_name)
@@ -81,6 +109,7 @@ class OpenAIEngine(Engine):
         self.default_min_pixels = min_pixels or 56 * 56
         self.default_max_pixels = max_pixels or DEFAULT_MAX_VISUAL_TOKENS * self.factor**2
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
+        self.thinking, self.thinking_default = thinking_mode(self.family, model)
         self.timeout = timeout
         self.extra_body = dict(extra_body or {})
         # No retries: a server that is down should be reported now, not after a back-off.
@@ -162,8 +191,12 @@ class OpenAIEngine(Engine):
         request["temperature"] = settings.temperature
         if settings.temperature > 0:
             request["top_p"] = settings.top_p
-        if self.extra_body:
-            request["extra_body"] = self.extra_body
+        extra_body = dict(self.extra_body)
+        if self.thinking == "switch":  # always said, so that the stream is read right; the setting wins
+            kwargs = {**extra_body.get("chat_template_kwargs", {}), "enable_thinking": self._thinks(settings)}
+            extra_body["chat_template_kwargs"] = kwargs
+        if extra_body:
+            request["extra_body"] = extra_body
         return request
 
     def stream(
@@ -174,6 +207,8 @@ class OpenAIEngine(Engine):
         shuts the connection down, which tells the server to stop generating. `session` is
         unused: every request carries the whole conversation (a server may cache its prefix)."""
         request = self.build_request(messages, settings)
+        thinks = self.thinking == "always" or (self.thinking == "switch" and self._thinks(settings))
+        reasoning = _ReasoningStream(opened=thinks, closed=self.thinking == "switch" and not thinks)
         items: queue.Queue = queue.Queue()
         done = threading.Event()
         opened: list = []  # the openai Stream, once the server has answered
@@ -213,14 +248,19 @@ class OpenAIEngine(Engine):
                     raise EngineError(f"the inference server at {self.base_url} closed the stream mid-answer")
                 for choice in value.choices:
                     finished = finished or choice.finish_reason is not None
-                    piece = _DROPPED_SPECIALS.sub("", (choice.delta and choice.delta.content) or "")
-                    if piece:
-                        yield piece
+                    delta = choice.delta
+                    thought = (getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)) if delta else None
+                    for text in reasoning.pieces(thought or "", (delta and delta.content) or ""):
+                        if piece := _DROPPED_SPECIALS.sub("", text):
+                            yield piece
         finally:
             done.set()
             if not ended:
                 for response in opened:
                     _abort(response)
+
+    def _thinks(self, settings: GenerationSettings) -> bool:
+        return self.thinking_default if settings.thinking is None else settings.thinking
 
     def _engine_error(self, error: BaseException, started: bool) -> EngineError:
         where = f"the inference server at {self.base_url}"
@@ -245,6 +285,40 @@ class OpenAIEngine(Engine):
             return EngineError(f"{where} failed in the middle of the answer: {_detail(error.body)}")
         log.error("request to %s failed", self.base_url, exc_info=error)
         return EngineError(f"the request to {where} failed: {type(error).__name__}: {_detail(str(error))}")
+
+
+class _ReasoningStream:
+    """A server's reasoning and content deltas as one text: ``<think>``, reasoning, ``</think>``, answer.
+
+    `opened`: the prompt opened a think block, so content that comes first is inline reasoning.
+    `closed`: the prompt closed it (thinking switched off): nothing the model writes is
+    reasoning, whatever a server's parser calls it.
+    """
+
+    def __init__(self, opened: bool, closed: bool) -> None:
+        self.opened, self.closed = opened, closed
+        self.state = "start"  # then "field" (reasoning in its own field), "inline" or "answer"
+
+    def pieces(self, reasoning: str, content: str) -> list[str]:
+        if self.closed:
+            reasoning, content = "", reasoning + content
+        out: list[str] = []
+        if reasoning:
+            if self.state == "start":
+                out.append(f"{OPEN}\n")
+                self.state = "field"
+            out.append(reasoning)
+        if content:
+            if self.state == "field":
+                out.append(f"\n{CLOSE}\n\n")
+                self.state = "answer"
+            elif self.state == "start" and self.opened:
+                out.append(f"{OPEN}\n")
+                self.state = "inline"  # the model's own </think> ends it
+            elif self.state == "start":
+                self.state = "answer"
+            out.append(content)
+        return out
 
 
 def _abort(response: openai.Stream) -> None:
