@@ -34,6 +34,7 @@ from demo.engines.slot import EngineSlot
 from demo.export import detections_record
 from demo.handlers import ChatHandlers
 from demo.limits import Limits
+from demo.markup import inert
 from demo.media.pictures import UploadError
 from demo.reasoning import AnswerWriter, prompt_opens_reasoning, split_reasoning
 from demo.session_file import dump_conversation, load_conversation
@@ -228,14 +229,15 @@ def test_the_chat_folds_the_reasoning_streams_it_live_and_draws_boxes_from_the_a
     # While it reasons: one thought, open with a spinner, filling as the pieces come, no answer bubble under it.
     pending = [(view, t[0]) for view, t in zip(views, thoughts, strict=True) if t and t[0]["metadata"]["status"] == "pending"]
     so_far = "Maybe &lt;b&gt;here&lt;/b&gt;: "  # inert: no HTML runs
-    assert [t["content"] for _, t in pending] == [so_far, so_far + DRAFT, so_far + DRAFT]  # "</th" held back
+    drafted = so_far + inert(DRAFT)
+    assert [t["content"] for _, t in pending] == [so_far, drafted, drafted]  # "</th" held back
     assert all(view[-1] is thought and thought["metadata"]["title"] == "Thinking…" for view, thought in pending)
     # Once it has ended: folded ("done"), with the time it took; the answer bubble holds the answer alone.
     final = views[-1]
     thought = thoughts[-1][0]
     assert thought["metadata"]["status"] == "done" and thought["metadata"]["title"] == "Reasoning"
     assert thought["metadata"]["duration"] >= 0
-    assert thought["content"] == so_far + DRAFT
+    assert thought["content"] == drafted
     answer = final[final.index(thought) + 1]["content"]
     assert answer.startswith("The cat: ") and "draft" not in answer and "here" not in answer
     # The boxes: from the answer only, on the picture.
