@@ -18,6 +18,7 @@ from grounding.generations import GENERATIONS, PRESETS
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
+MAX_NEW_TOKENS_SLIDER = 8192  # the slider's end, moved out to --max-new-tokens when that is larger
 CSS = """
 #chatbot .message img, #chatbot .message video { max-height: 200px; width: auto; }
 footer { display: none !important; }
@@ -88,7 +89,9 @@ def build_ui(
             clear_btn = gr.Button("Clear", size="sm")
         with gr.Accordion("Settings", open=False):
             with gr.Row():
-                max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
+                max_new_tokens_in = gr.Slider(
+                    1, max(MAX_NEW_TOKENS_SLIDER, max_new_tokens), value=max_new_tokens, step=1, label="Max new tokens"
+                )
                 temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                 top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
             system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
