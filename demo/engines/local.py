@@ -44,6 +44,7 @@ from demo.engines.base import (
     ModelLoadError,
 )
 from demo.engines.download import local_checkpoint
+from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
 from demo.engines.kv_reuse import CacheStore, SessionCache, reuse_kwargs
 from demo.engines.streaming import TokenStreamer
 from demo.media.video import processor_video_kwargs
@@ -60,6 +61,11 @@ KV_REUSE_FAMILIES = frozenset({"qwen2-vl", "qwen2.5-vl"})
 DEFAULT_CACHE_BYTES = 2 * 2**30  # all sessions' reusable caches together
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+QUANTIZE_CHOICES = ("none", "int8", "auto")
+# With --quantize int8, the vision encoder's linear layers are int8 too: on the 2B shape this
+# halves a new picture's time to first token for a logit error no larger than the language
+# model's own int8 error (bench/results/quantize-2b.txt, `python -m bench.quantize --shape 2b`).
+INT8_VISION = True
 
 
 def resolve_device(device: str) -> str:
@@ -85,6 +91,42 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def resolve_quantize(quantize: str, device: str) -> str:
+    """'auto': int8 on the CPU (when this torch build has the kernels), none on a GPU."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
+    if quantize == "auto":
+        return "int8" if device == "cpu" and int8_available() else "none"
+    if quantize == "int8" and device != "cpu":
+        raise ModelLoadError("--quantize int8 runs on the CPU only: use --device cpu, or --quantize none (or auto) on a GPU")
+    if quantize == "int8" and not int8_available():
+        raise ModelLoadError("--quantize int8 needs oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
+    return quantize
+
+
+def quantize_model(model, *, vision: bool | None = None) -> None:
+    """Int8 linear layers (`demo.engines.int8`) in the language model and its output layer, and in
+    the vision encoder when `vision` (default: `INT8_VISION`). Embeddings, norms and the patch
+    embedding keep their dtype."""
+    quantize_linears(model.model.language_model)
+    model.lm_head = Int8Linear(model.lm_head)  # its own int8 copy: the embedding it may be tied to stays float
+    if INT8_VISION if vision is None else vision:
+        quantize_linears(model.model.visual)
+
+
+def guard_float16(model) -> None:
+    """In float16 (GPUs without bfloat16, e.g. T4), run the vision encoder in float32.
+
+    Qwen VL checkpoints are trained in bfloat16, whose range float16 lacks: vision towers have
+    been reported to overflow float16 (Qwen2.5-VL in ollama/ollama#18070, Qwen3-VL's MLP in
+    unslothai/unsloth-zoo#720) and Qwen2 language models to produce NaN with eager attention
+    (huggingface/transformers#33294, #33317; sdpa stays finite). The encoder is 0.6-0.7 B
+    parameters: float32 costs about 1.3 GB more than float16. Its output is cast to the language
+    model's dtype by the model itself.
+    """
+    model.model.visual.to(torch.float32)
+
+
 class _StopOnEvent(StoppingCriteria):
     """Ends `generate` at the next decode step once any of the events is set."""
 
@@ -108,17 +150,22 @@ class TransformersEngine(Engine):
         attn_implementation: str = "sdpa",
         name: str | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        quantize: str = "none",
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        self.quantize = resolve_quantize(quantize, self.device)
         self.model_name = name or model
         checkpoint = local_checkpoint(model)  # a Hub id is downloaded first, with bounded waits and one-line errors
         try:
             self.family = _family_of(checkpoint)  # before the weights: an unknown model is refused at once
             self.processor = AutoProcessor.from_pretrained(checkpoint)
             self.model = AutoModelForImageTextToText.from_pretrained(
-                checkpoint, dtype=self.dtype, attn_implementation=attn_implementation
+                checkpoint,
+                dtype="auto" if self.quantize == "int8" else self.dtype,  # int8: from the checkpoint's dtype, no float32 copy
+                attn_implementation=attn_implementation,
             )
+            self._set_precision()
             self.model.to(self.device).eval()
         except (torch.OutOfMemoryError, MemoryError) as e:
             raise ModelLoadError(
@@ -152,6 +199,14 @@ class TransformersEngine(Engine):
         dropped = sorted((t for t in specials if t not in keep), key=len, reverse=True)
         self._drop_specials = re.compile("|".join(map(re.escape, dropped))) if dropped else None
         self.thinking, self.thinking_default = self._thinking_mode()
+
+    def _set_precision(self) -> None:
+        """Int8 layers for --quantize int8 (the rest in `self.dtype`); float32 vision under float16."""
+        if self.quantize == "int8":
+            quantize_model(self.model)
+            self.model.to(self.dtype)
+        elif self.dtype == torch.float16:
+            guard_float16(self.model)
 
     # -- what images cost ---------------------------------------------------------------------
 

@@ -1,0 +1,351 @@
+"""The CPU's int8 path (`--quantize int8`) against float32 raw `generate`: speed, memory, fidelity.
+
+    python -m bench.quantize [--shape tiny|2b] [--repeats N] [--max-new-tokens N] [--json out.json]
+
+Each variant runs in its own child process (so its memory figures are its own), one after the
+other, on the same checkpoint, photo and prompt (one new 448×448 picture, greedy, exactly
+`max_new_tokens` tokens):
+
+- `float32`: raw `generate` (`bench.engine.raw_stream`) on the float32 model: the baseline.
+- `int8`: the engine with `quantize="int8"` as the app ships it (`INT8_VISION`: the language
+  model, its output layer and the vision encoder in int8; `demo.engines.int8`).
+- `int8-text`: the same with the vision encoder left in float32 (to decide `INT8_VISION`).
+- `dynamic`: torch's `quantize_dynamic` (qint8) on the language model and its output layer,
+  vision in float32: the built-in alternative, for comparison.
+
+Per variant: time to first token for the new picture (end of the first forward; `TokenClock`),
+decode tok/s, peak RSS while answering (`PeakRss`, after `malloc_trim`), RSS after loading and
+the process's high-water mark (VmHWM: loading included); medians over `--repeats`.
+
+Fidelity, against the float32 model: logits of 3 fixed prompts with pictures plus a fixed
+continuation read in one forward (teacher forcing: every variant scores the very same tokens),
+over the tokenizer's real vocabulary: max and mean |Δlogit|, the mean relative to the float32
+logits' standard deviation, top-1 agreement and top-5 overlap. Random weights: these logits are
+nearly flat and have no trained outliers, so the figures show the arithmetic's error, not how
+a trained model's answers change.
+
+Exactness of KV reuse for each quantized variant: a text follow-up answered with the session's
+cache against a re-prefill of the same prompt by the same model (max |Δlogit| of the first step,
+and whether the greedy tokens are the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a file
+    sys.path.insert(0, str(REPO))
+
+from bench.engine import measure, raw_stream  # noqa: E402
+from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E402
+from bench.probes import TokenClock, rss_bytes  # noqa: E402
+from bench.report import GiB, publish, ratio  # noqa: E402
+from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
+from demo.engines.base import GenerationSettings  # noqa: E402
+
+VARIANTS = ("float32", "int8", "int8-text", "dynamic")
+DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 2, "max_new_tokens": 32}}
+QUESTION = ("Describe Picture 1 in detail.", ["chelsea.png"])
+FIDELITY_PROMPTS = [
+    ("Describe Picture 1 in detail.", ["chelsea.png"]),
+    ("Detect the bounding box of the coffee cup.", ["coffee.png"]),
+    ("Compare Picture 1 and Picture 2.", ["astronaut.png", "rocket.jpg"]),
+]
+CONTINUATION = "The picture shows a cat with orange fur in front of a grey wall; it looks straight at the camera."
+FOLLOW_UP = "What colours stand out in it?"
+TARGETS = (  # (figure, limit as a multiple of float32's, at most?)
+    ("decode_tok_s", 3.0, False),
+    ("first_token_s", 0.5, True),
+    ("peak_rss_bytes", 0.5, True),
+)
+
+
+def conversation(question: tuple[str, list[str]], photos: dict) -> Conversation:
+    text, names = question
+    return Conversation(turns=[Turn(text, [Attachment(f"bench/{n}", photos[n], n) for n in names], status="streaming")])
+
+
+def load(variant: str, path: str):
+    """The engine of `variant` on `path`, on the CPU."""
+    import torch
+
+    import demo.engines.local as local
+
+    if variant in ("float32", "dynamic"):
+        engine = local.TransformersEngine(path, device="cpu", dtype="float32")
+        if variant == "dynamic":
+            from torch.ao.quantization import quantize_dynamic
+
+            quantize_dynamic(engine.model.model.language_model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            engine.model.lm_head = quantize_dynamic(torch.nn.Sequential(engine.model.lm_head), {torch.nn.Linear}, dtype=torch.qint8)[0]
+        return engine
+    local.INT8_VISION = variant == "int8"
+    return local.TransformersEngine(path, device="cpu", dtype="float32", quantize="int8")
+
+
+def teacher_forced_logits(engine, photos: dict):
+    """Logits at the last prompt token and at each continuation token, per fidelity prompt: [P, N, V]."""
+    import torch
+
+    settings = GenerationSettings()
+    continuation = engine.tokenizer(CONTINUATION, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    vocab = len(engine.tokenizer)
+    out = []
+    for question in FIDELITY_PROMPTS:
+        inputs = engine.prepare_inputs(to_model_messages(conversation(question, photos), settings.system_prompt), settings)
+        length = inputs["input_ids"].shape[1]
+        for key, value in list(inputs.items()):  # input_ids, and the per-token masks beside it
+            if key != "input_ids" and isinstance(value, torch.Tensor) and value.shape[-1:] == (length,) and value.dim() == 2:
+                inputs[key] = torch.cat([value, torch.full_like(continuation, 1 if key == "attention_mask" else 0)], dim=1)
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], continuation], dim=1)
+        with torch.inference_mode():
+            logits = engine.model(**inputs, logits_to_keep=continuation.shape[1] + 1).logits
+        out.append(logits[0, :, :vocab].float())
+    return torch.stack(out)
+
+
+def fidelity(logits, reference) -> dict:
+    """How far `logits` are from the float32 `reference` ([P, N, V] each)."""
+    error = (logits - reference).abs()
+    top5 = logits.topk(5, dim=-1).indices
+    top5_ref = reference.topk(5, dim=-1).indices
+    overlap = (top5.unsqueeze(-1) == top5_ref.unsqueeze(-2)).any(-1).float().sum(-1) / 5
+    return {
+        "positions": int(error.shape[0] * error.shape[1]),
+        "vocabulary": int(error.shape[2]),
+        "max_abs_error": error.max().item(),
+        "mean_abs_error": error.mean().item(),
+        "reference_logit_std": reference.std(dim=-1).mean().item(),
+        "mean_error_over_std": error.mean().item() / reference.std(dim=-1).mean().item(),
+        "top1_agreement": (logits.argmax(-1) == reference.argmax(-1)).float().mean().item(),
+        "top5_overlap": overlap.mean().item(),
+    }
+
+
+def reuse_exactness(engine, photos: dict) -> dict:
+    """A text follow-up with the session's cache against a re-prefill of the same prompt, greedy."""
+    settings = GenerationSettings(max_new_tokens=8, min_new_tokens=8)
+    chat = conversation(QUESTION, photos)
+
+    def answer(session):
+        inputs = engine.prepare_inputs(to_model_messages(chat, settings.system_prompt), settings)
+        out = engine.generate(inputs, settings, session, output_logits=True, return_dict_in_generate=True)
+        return out.sequences[0, inputs["input_ids"].shape[1] :].tolist(), out.logits[0][0]
+
+    first, _ = answer("exactness")
+    chat.turns[0].answer, chat.turns[0].status = engine.clean(engine.tokenizer.decode(first)), "done"
+    chat.turns.append(Turn(FOLLOW_UP))
+    reused, reused_logits = answer("exactness")
+    fresh, fresh_logits = answer(None)
+    engine.forget("exactness")
+    return {"same_tokens": reused == fresh, "max_abs_logit_difference": (reused_logits - fresh_logits).abs().max().item()}
+
+
+def vm_hwm_bytes() -> int:
+    """This process's peak resident set size so far (loading included)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, reference: Path) -> dict:
+    """Everything measured for one variant, in this process."""
+    import torch
+    from transformers import AutoProcessor
+
+    checkpoint = ensure_checkpoint(shape)
+    started = time.perf_counter()
+    engine = load(variant, str(checkpoint.path))
+    load_seconds = time.perf_counter() - started
+    after_load = rss_bytes()
+    processor = AutoProcessor.from_pretrained(checkpoint.path) if variant == "float32" else None
+    photos = {name: square_photo(name) for _, names in [QUESTION, *FIDELITY_PROMPTS] for name in names}
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
+    messages = to_model_messages(conversation(QUESTION, photos), settings.system_prompt)
+    stop = threading.Event()
+    clock = TokenClock(engine.model)
+
+    def answer(tokens: int, session: str):
+        if variant == "float32":
+            return raw_stream(engine.model, processor, messages, tokens)
+        return engine.stream(messages, GenerationSettings(max_new_tokens=tokens, min_new_tokens=tokens), stop, session)
+
+    try:
+        measure(clock, lambda: answer(2, "warm-up"))  # untimed: first-call costs, weights made resident
+        engine.forget("warm-up")
+        runs = []
+        for i in range(repeats):
+            runs.append(measure(clock, lambda s=f"new-picture-{i}": answer(max_new_tokens, s)))  # a new session: nothing cached
+            engine.forget(f"new-picture-{i}")
+    finally:
+        clock.close()
+    logits = teacher_forced_logits(engine, photos)
+    result = {
+        "variant": variant,
+        "load_seconds": load_seconds,
+        "rss_after_load_bytes": after_load,
+        "linear_layers": {
+            kind: sum(1 for m in engine.model.modules() if type(m).__name__ == kind) for kind in ("Linear", "Int8Linear", "LinearDynamic")
+        },
+        "runs": runs,
+        **{k: statistics.median(r[k] for r in runs) for k in ("first_token_s", "decode_tok_s", "peak_rss_bytes", "rss_before_bytes", "cpu_per_wall")},
+        "new_tokens": runs[0]["new_tokens"],
+        "prompt_tokens": runs[0]["prompt_tokens"],
+        "answer": runs[0]["answer"][:120],
+    }
+    if variant == "float32":
+        torch.save(logits, reference)
+    else:
+        result["fidelity"] = fidelity(logits, torch.load(reference))
+        result["reuse"] = reuse_exactness(engine, photos)
+    result["vm_hwm_bytes"] = vm_hwm_bytes()
+    return result
+
+
+def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | None = None, variants=VARIANTS, log=print) -> dict:
+    """Each variant in a child process (float32 first: the others compare with its logits)."""
+    import torch
+    import transformers
+
+    repeats = repeats or DEFAULTS[shape]["repeats"]
+    max_new_tokens = max_new_tokens or DEFAULTS[shape]["max_new_tokens"]
+    checkpoint = ensure_checkpoint(shape)  # built here once, not in every child
+    load_before = os.getloadavg()
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        reference = Path(folder) / "float32-logits.pt"
+        for variant in ("float32", *[v for v in variants if v != "float32"]):
+            log(f"[{shape}] {variant}")
+            out = Path(folder) / f"{variant}.json"
+            command = [sys.executable, "-m", "bench.quantize", "--child", variant, "--shape", shape,
+                       "--repeats", str(repeats), "--max-new-tokens", str(max_new_tokens), "--reference", str(reference), "--json", str(out)]
+            subprocess.run(command, cwd=REPO, check=True)
+            results[variant] = json.loads(out.read_text())
+    base = results["float32"]
+    for variant, figures in results.items():
+        figures["ratio"] = {key: ratio(figures[key], base[key]) for key, _, _ in TARGETS}
+    return {
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "loadavg_before": list(load_before),
+            "loadavg_after": list(os.getloadavg()),
+        },
+        "config": {
+            "shape": shape,
+            "checkpoint": str(checkpoint.path),
+            "repeats": repeats,
+            "max_new_tokens": max_new_tokens,
+            "image_side": IMAGE_SIDE,
+            "question": QUESTION,
+            "fidelity_prompts": FIDELITY_PROMPTS,
+            "continuation": CONTINUATION,
+        },
+        "variants": results,
+        "targets": [
+            {
+                "variant": variant,
+                "figure": key,
+                "ratio": results[variant]["ratio"][key],
+                "limit": limit,
+                "at_most": at_most,
+                "pass": results[variant]["ratio"][key] is not None
+                and (results[variant]["ratio"][key] <= limit if at_most else results[variant]["ratio"][key] >= limit),
+            }
+            for variant in results
+            if variant != "float32"
+            for key, limit, at_most in TARGETS
+        ],
+    }
+
+
+def report(results: dict) -> str:
+    c, m, v = results["config"], results["machine"], results["variants"]
+    names = list(v)
+    out = [
+        f"shape {c['shape']}, one new {c['image_side']}² picture, {c['max_new_tokens']} new tokens, median of {c['repeats']}; "
+        f"{m['cpu_count']} CPUs, torch {m['torch']}, transformers {m['transformers']}; load average before "
+        f"{m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}",
+        "float32 = raw generate on the float32 model; the others = the app's engine (dynamic: torch's quantize_dynamic)",
+        "",
+        f"{'':<34}" + "".join(f"{n:>12}" for n in names),
+    ]
+
+    def row(label: str, fmt, get) -> None:
+        out.append(f"  {label:<32}" + "".join(f"{fmt(get(v[n])):>12}" for n in names))
+
+    num = lambda d: (lambda x: "—" if x is None else f"{x:.{d}f}")  # noqa: E731
+    gib = lambda x: "—" if x is None else f"{x / GiB:.2f}"  # noqa: E731
+    row("time to first token (s)", num(2), lambda f: f["first_token_s"])
+    row("  x float32", num(3), lambda f: f["ratio"]["first_token_s"])
+    row("decode (tok/s)", num(2), lambda f: f["decode_tok_s"])
+    row("  x float32", num(3), lambda f: f["ratio"]["decode_tok_s"])
+    row("peak RSS answering (GiB)", gib, lambda f: f["peak_rss_bytes"])
+    row("  x float32", num(3), lambda f: f["ratio"]["peak_rss_bytes"])
+    row("RSS after load (GiB)", gib, lambda f: f["rss_after_load_bytes"])
+    row("process peak, load incl. (GiB)", gib, lambda f: f["vm_hwm_bytes"])
+    row("load (s)", num(1), lambda f: f["load_seconds"])
+    row("CPU / wall", num(2), lambda f: f["cpu_per_wall"])
+    fid = lambda key, d: (lambda f: "—" if "fidelity" not in f else f"{f['fidelity'][key]:.{d}f}")  # noqa: E731
+    out += ["", "Fidelity against float32 (teacher-forced, 3 prompts with pictures; RANDOM weights)"]
+    row("max |Δlogit|", lambda s: s, fid("max_abs_error", 4))
+    row("mean |Δlogit|", lambda s: s, fid("mean_abs_error", 4))
+    row("mean |Δlogit| / logit std", lambda s: s, fid("mean_error_over_std", 4))
+    row("top-1 agreement", lambda s: s, fid("top1_agreement", 3))
+    row("top-5 overlap", lambda s: s, fid("top5_overlap", 3))
+    first = next((f["fidelity"] for f in v.values() if "fidelity" in f), None)
+    if first:
+        out.append(f"  ({first['positions']} positions × {first['vocabulary']} tokens; float32 logit std {first['reference_logit_std']:.4f})")
+    out += ["", "KV reuse against a re-prefill by the same model (a text follow-up, greedy, 8 tokens)"]
+    row("same tokens", lambda s: s, lambda f: "—" if "reuse" not in f else str(f["reuse"]["same_tokens"]))
+    row("max |Δlogit| first step", lambda s: s, lambda f: "—" if "reuse" not in f else f"{f['reuse']['max_abs_logit_difference']:.2e}")
+    out += ["", "Targets (against float32 raw generate)"]
+    for t in results["targets"]:
+        relation = "<=" if t["at_most"] else ">="
+        out.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['variant']:<10} {t['figure']:<16} {t['ratio']:.3f} {relation} {t['limit']}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description="Measure the int8 CPU path against float32 raw generate.")
+    parser.add_argument("--shape", choices=sorted(DEFAULTS), default="tiny")
+    parser.add_argument("--repeats", type=int, help="runs per figure, medians reported (default: 3 tiny, 2 2b)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens every answer decodes (default: 32)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in this process
+    parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1 or args.max_new_tokens is not None and args.max_new_tokens < 2:
+        parser.error("--repeats must be >= 1 and --max-new-tokens >= 2")
+    if args.child:
+        result = run_variant(args.child, args.shape, args.repeats, args.max_new_tokens, args.reference)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return None
+    results = run(args.shape, args.repeats, args.max_new_tokens, args.variants, log=lambda s: print(s, file=sys.stderr, flush=True))
+    publish(report(results), results, args.json)
+    return results
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*|.*quantize_per_tensor.*")
+    main()

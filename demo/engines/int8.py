@@ -1,0 +1,82 @@
+"""Int8 linear layers for the CPU: int8 weights (one scale per output channel), int8 activations
+(one scale per token), int32 accumulation, through oneDNN's quantized linear.
+
+`quantize_linears(module)` swaps every `nn.Linear` inside `module` for an `Int8Linear`, one at a
+time, so the float weights are freed as the int8 ones arrive. An `Int8Linear` reads a quarter of
+the bytes of a float32 one per token (decode is bound by memory bandwidth) and uses the CPU's
+int8 dot-product units (VNNI, AMX) for prefills.
+
+Why per-token scales and not torch's `quantize_dynamic`: its activations share one scale per
+call, computed over every token fed together, so a token's result depends on the tokens beside
+it, and a session's cached prefix (computed in another call) can never match a re-prefill. Here
+each token is quantized on its own and the int8 products are summed exactly in int32 (the op
+gets an activation scale of 1.0 and the token's scale is applied after), so a token's output does
+not depend on what else is in the batch: reusing the KV cache stays exact.
+
+What it does not know: how much quality a trained model loses (the project's figures are on
+random weights; trained models have outlier activations that per-token int8 handles worse).
+CPU only: `torch.ops.onednn` is missing from builds without oneDNN (most non-x86 CPUs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# A token whose activations are all zero gets this scale instead of 0 (its int8 values are 0 anyway).
+_TINY = torch.finfo(torch.float32).tiny
+
+
+def int8_available() -> bool:
+    """True when this torch build has oneDNN's int8 linear (x86 CPU builds do)."""
+    return hasattr(torch.ops, "onednn") and hasattr(torch.ops.onednn, "qlinear_pointwise")
+
+
+class Int8Linear(nn.Module):
+    """An `nn.Linear` (float32 in, float32 out) computed in int8; built from a float one."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().to(torch.float32)
+        scale = weight.abs().amax(dim=1).clamp(min=_TINY) / 127
+        quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        # The packed weight is an opaque oneDNN tensor: kept as a plain attribute, out of state_dict.
+        self.packed = torch.ops.onednn.qlinear_prepack(quantized, None)
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.int32))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(torch.float32)
+        scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=_TINY) / 127
+        quantized = torch.round(rows / scale).to(torch.int8)  # |rows / scale| <= 127
+        out = torch.ops.onednn.qlinear_pointwise(
+            quantized, 1.0, 0, self.packed, self.weight_scale, self.weight_zero_point,
+            None, 1.0, 0, torch.float32, "none", [], "",
+        )
+        out = out * scale
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8"
+
+
+def quantize_linears(module: nn.Module) -> int:
+    """Replace every `nn.Linear` under `module` (itself included) with an `Int8Linear`; how many."""
+    if isinstance(module, nn.Linear):
+        raise ValueError("pass the module that holds the linear layers, not a layer itself")
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear:
+                setattr(parent, name, Int8Linear(child))
+                count += 1
+    return count
+
+
+def int8_bytes(module: nn.Module) -> int:
+    """Bytes of the int8 weights under `module` (the packed tensors are not parameters)."""
+    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, Int8Linear))

@@ -1,0 +1,109 @@
+"""`--quantize int8`: int8 linear layers on the CPU, exact KV reuse, and where the flag applies.
+
+Speed, memory and fidelity on the 2B shape are figures, not tests: `python -m bench.quantize
+--shape 2b` (bench/results/quantize-2b.txt). Here: the arithmetic (close to float32, and each
+token's result independent of the tokens beside it), the engine path on the tiny checkpoint,
+and KV reuse exact against a re-prefill by the same int8 model.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from demo.engines.base import GenerationSettings, ModelLoadError
+from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
+from tests.test_kv_reuse import SHAPES, Turn, identical, play
+
+pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 kernels")
+
+
+@pytest.fixture(scope="module")
+def int8_engine(tiny_checkpoint):
+    from demo.engines.local import TransformersEngine
+
+    return TransformersEngine(str(tiny_checkpoint), device="cpu", quantize="int8")
+
+
+def test_an_int8_linear_is_close_to_the_float_one_and_each_token_is_independent():
+    torch.manual_seed(0)
+    linear = nn.Linear(256, 192)
+    quantized = Int8Linear(linear)
+    x = torch.randn(2, 37, 256)
+    with torch.inference_mode():
+        reference, out = linear(x), quantized(x)
+        assert out.shape == reference.shape and out.dtype == torch.float32
+        assert ((out - reference).norm() / reference.norm()).item() < 0.02  # int8 weights and activations
+        # A token's output does not depend on the other tokens fed with it (what exact KV reuse needs).
+        alone = quantized(x[1, 30:31])
+        assert torch.equal(alone, out[1, 30:31])
+        assert torch.equal(quantized(x[0, :5]), out[0, :5])
+        assert torch.equal(quantized(torch.zeros(3, 256)), linear.bias.expand(3, -1))  # an all-zero token: just the bias
+
+
+def test_quantize_linears_replaces_every_linear_under_a_module():
+    block = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 4, bias=False)))
+    assert quantize_linears(block) == 2
+    assert not any(type(m) is nn.Linear for m in block.modules())
+    assert block(torch.randn(5, 8)).shape == (5, 4)
+    with pytest.raises(ValueError):
+        quantize_linears(nn.Linear(2, 2))
+
+
+def test_the_int8_engine_quantizes_the_language_model_output_layer_and_vision(int8_engine):
+    model = int8_engine.model
+    assert int8_engine.quantize == "int8"
+    assert not any(type(m) is nn.Linear for m in model.modules())  # every linear layer, vision included
+    assert isinstance(model.lm_head, Int8Linear)
+    assert model.model.language_model.embed_tokens.weight.dtype == torch.float32  # the rest in float32
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
+    answer = "".join(int8_engine.stream(messages, GenerationSettings(max_new_tokens=8, min_new_tokens=8), threading.Event()))
+    assert answer
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
+def test_kv_reuse_is_exact_with_int8(int8_engine, shape):
+    """The same checks as tests/test_kv_reuse.py, on the int8 model: token-identical, logits equal."""
+    int8_engine.forget(shape)
+    play(int8_engine, [Turn(t.text, list(t.attachments)) for t in SHAPES[shape]], shape, identical)
+    int8_engine.forget(shape)
+
+
+def test_torch_quantize_dynamic_would_not_keep_reuse_exact(tiny_checkpoint):
+    """Why the project has its own int8 layer: `quantize_dynamic` scales a call's activations
+    together, so a cached prefix and a re-prefill of the same prompt differ."""
+    from demo.engines.local import TransformersEngine
+
+    engine = TransformersEngine(str(tiny_checkpoint), device="cpu", dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic = pytest.importorskip("torch.ao.quantization").quantize_dynamic
+        quantize_dynamic(engine.model.model.language_model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    differences = []
+    turns = [Turn(t.text, list(t.attachments)) for t in SHAPES["images in turns 1 and 3"]]
+    play(engine, turns, "dynamic", lambda r, f, rl, fl: differences.append((rl - fl).abs().max().item()))
+    assert max(differences) > 1e-3  # the int8 layer above gives exactly 0
+
+
+def test_resolve_quantize():
+    from demo.engines.local import resolve_quantize
+
+    assert resolve_quantize("auto", "cpu") == "int8"
+    assert resolve_quantize("auto", "cuda") == "none"
+    assert resolve_quantize("none", "cuda") == "none"
+    with pytest.raises(ModelLoadError, match="CPU only"):
+        resolve_quantize("int8", "cuda")
+    with pytest.raises(ValueError):
+        resolve_quantize("int4", "cpu")
+
+
+def test_the_flag_reaches_the_engine(tmp_path, monkeypatch):
+    import app
+
+    monkeypatch.setenv("QWEN_CHAT_CACHE", str(tmp_path))
+    engine = app.load_engine(app.parse_args(["--model", "tiny-random", "--device", "cpu", "--quantize", "int8"]))
+    assert engine.quantize == "int8" and isinstance(engine.model.lm_head, Int8Linear)
