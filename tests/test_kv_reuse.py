@@ -16,6 +16,7 @@ from PIL import Image
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
 from demo.engines.kv_reuse import CacheStore, SessionCache
+from demo.engines.prefill import Encoded
 
 GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
 
@@ -169,7 +170,7 @@ def test_streaming_with_a_session_matches_streaming_without(engine):
 
 def entry_of(size_bytes: int) -> SessionCache:
     entry = SessionCache(kv=None)  # type: ignore[arg-type]
-    entry.encodings["x"] = torch.zeros(size_bytes, dtype=torch.uint8)
+    entry.encodings["x"] = Encoded(torch.zeros(size_bytes, dtype=torch.uint8))
     entry.kv = type("NoLayers", (), {"layers": []})()
     return entry
 
