@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from demo.limits import Limits
-from grounding.generations import FAMILIES
+from grounding.generations import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    TINY_CHECKPOINTS,
+    family_from_model_type,
+    family_from_name,
+    generation,
+    tiny_checkpoint_family,
+)
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
 ENV_PREFIX = "QWEN_CHAT_"
-TINY_MODEL = "tiny-random"
 
 log = logging.getLogger("app")
 
@@ -89,8 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"hub id, local checkpoint directory, or '{TINY_MODEL}' (a tiny random model built offline; "
-        f"answers are noise). Default: {DEFAULT_MODEL}",
+        help=f"hub id, local checkpoint directory, or a tiny random model built offline (answers are noise): "
+        f"{', '.join(TINY_CHECKPOINTS)}. Default: {DEFAULT_MODEL}",
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: auto (CUDA if a GPU is visible)")
     parser.add_argument(
@@ -155,6 +164,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def expected_family(args: argparse.Namespace) -> str:
+    """The family the flags will load, known before loading: from --family, a tiny checkpoint's name,
+    a local directory's config.json `model_type`, or else the model's name (Qwen2-VL's if none says)."""
+    if args.backend == "openai" and args.family:
+        return args.family
+    if args.model in TINY_CHECKPOINTS:
+        return tiny_checkpoint_family(args.model) or DEFAULT_FAMILY
+    config = Path(args.model, "config.json")
+    if config.is_file():
+        try:
+            return family_from_model_type(json.loads(config.read_text("utf-8")).get("model_type", ""))
+        except (OSError, ValueError, AttributeError):  # unreadable, or not a Qwen VL: loading will say why
+            pass
+    return family_from_name(args.model) or DEFAULT_FAMILY
+
+
 def load_engine(args: argparse.Namespace):
     """Build the engine the flags ask for (the local one is where torch and transformers get imported)."""
     if args.backend == "openai":
@@ -174,10 +199,10 @@ def load_engine(args: argparse.Namespace):
     from demo.engines.local import TransformersEngine
 
     model = args.model
-    if model == TINY_MODEL:
-        from demo.engines.tiny_model import ensure_tiny_checkpoint
+    if model in TINY_CHECKPOINTS:
+        from demo.engines.tiny import ensure_tiny_checkpoint
 
-        model = str(ensure_tiny_checkpoint())
+        model = str(ensure_tiny_checkpoint(model))
         log.info("tiny random checkpoint: %s", model)
     engine = TransformersEngine(
         model,
@@ -200,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
 
-    slot = EngineSlot(args.model)
+    slot = EngineSlot(args.model, expected_family(args))
     handlers = ChatHandlers(slot, limits=limits_from(args))
     demo = build_ui(
         handlers,
@@ -236,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {reason}", file=sys.stderr)
         return 1
     slot.fill(engine)
-    log.info("%s (%s) is ready after %.1f s", engine.model_name, engine.family, time.monotonic() - started)
+    log.info("%s (%s) is ready after %.1f s", engine.model_name, generation(engine.family).title, time.monotonic() - started)
     try:
         demo.block_thread()
     except KeyboardInterrupt:

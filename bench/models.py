@@ -1,6 +1,6 @@
 """The models and inputs `bench.engine` measures: the tiny checkpoint, a random 2B-shaped one, 448×448 photos.
 
-- `tiny`: `demo.engines.tiny_model.ensure_tiny_checkpoint()` (built in about a second, cached).
+- `tiny`: `demo.engines.tiny.ensure_tiny_checkpoint()` (built in about a second, cached).
 - `2b`: Qwen2-VL-2B-Instruct's exact architecture (2,209 M parameters, 665 M of them vision),
   random bfloat16 weights, built offline by plain construction in a child process (so the
   benchmark process never holds the builder's memory) and written with `save_pretrained` into
@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:  # run as a file
     sys.path.insert(0, str(REPO))
 
 from demo.engines.base import RANDOM_WEIGHTS_MARKER  # noqa: E402
-from demo.engines.tiny_model import CHAT_TEMPLATE, ensure_tiny_checkpoint  # noqa: E402
+from demo.engines.tiny import CHAT_TEMPLATE, ensure_tiny_checkpoint  # noqa: E402
 
 BUILD_VERSION_2B = "1"
 BUILD_INFO = "BENCH_BUILD.json"  # written into the 2B checkpoint: how long building it took
@@ -214,7 +214,7 @@ def ensure_checkpoint(shape: str) -> Checkpoint:
         return ensure_2b_checkpoint()
     if shape != "tiny":
         raise ValueError(f"unknown shape {shape!r}: tiny or 2b")
-    from demo.engines.tiny_model import checkpoint_dir
+    from demo.engines.tiny import checkpoint_dir
 
     cached = (checkpoint_dir() / "config.json").exists()
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from demo.media.video import VideoSettings, is_video_file
 from demo.media.video_decode import sample_video
 from demo.session_file import dump_conversation, load_conversation
 from demo.views import chatbot_messages
-from grounding.generations import DEFAULT_FAMILY, grounding_prompt
+from grounding.generations import generation, grounding_prompt
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class ChatHandlers:
             self.limits.check_turn(text, len(conversation.attachments()), len(files))
             self.limits.check_files([_size(f) for f in files], [Path(f).name for f in files])
             engine = self.slot.wait(timeout=0)
-            factor = engine.resize_factor if engine is not None else VideoSettings.factor
+            factor = engine.resize_factor if engine is not None else generation(self.slot.expected_family).resize_factor
             video_settings = VideoSettings(fps=float(video_fps), max_frames=int(video_max_frames) // 2 * 2, factor=factor)
             attachments = [_attach(path, video_settings) for path in files]
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
@@ -181,9 +181,8 @@ class ChatHandlers:
 
     @property
     def family(self) -> str:
-        """The loaded model's grounding family (Qwen2-VL's until a model is there)."""
-        engine = self.slot.wait(timeout=0)
-        return engine.family if engine is not None else DEFAULT_FAMILY
+        """The loaded model's grounding family (until it is there, the family being loaded)."""
+        return self.slot.expected_family
 
     def status(self) -> tuple[str, gr.Timer]:
         """The model status line, and the refresh timer (switched off once loading is over)."""

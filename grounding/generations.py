@@ -5,7 +5,7 @@ transformers ``model_type`` values and server model names mean it, its vision pa
 (the resize factor), the coordinate space its boxes are written in, the special tokens an
 answer must keep, the grounding prompts it was trained on, its video conventions and whether
 it thinks before answering. Adding a generation means adding a record here, its tiny
-checkpoint (``demo/engines/tiny_model.py``) and its tests.
+checkpoint (``demo/engines/tiny/``) and its tests.
 
 Pure data and look-ups: no gradio, no torch. It lives in ``grounding`` because that is the
 lowest layer (``grounding`` reads the coordinate spaces, ``demo`` reads everything).
@@ -95,7 +95,8 @@ class Generation:
         thinking: ``"none"``; ``"checkpoint"`` (Thinking checkpoints always reason, Instruct ones
             never: Qwen3-VL); ``"switch"`` (the chat template's ``enable_thinking`` turns it on or
             off: Qwen3.5).
-        tiny_checkpoint: the ``--model`` name of its offline tiny random checkpoint, if any.
+        tiny_checkpoints: the ``--model`` names of its offline tiny random checkpoints
+            (``demo/engines/tiny/``), the main one first (Qwen3-VL also has a Thinking one).
         local: transformers can run it in this process (Qwen-VL needs remote code: servers only).
     """
 
@@ -112,8 +113,13 @@ class Generation:
     has_points: bool = True
     video_timing: VideoTiming = "none"
     thinking: Thinking = "none"
-    tiny_checkpoint: str | None = None
+    tiny_checkpoints: tuple[str, ...] = ()
     local: bool = True
+
+    @property
+    def tiny_checkpoint(self) -> str | None:
+        """The main tiny checkpoint's ``--model`` name, if any."""
+        return self.tiny_checkpoints[0] if self.tiny_checkpoints else None
 
     @property
     def resize_factor(self) -> int:
@@ -148,7 +154,7 @@ GENERATIONS: tuple[Generation, ...] = (
         keep_tokens=QWEN2_VL_MARKERS,
         presets=_TOKEN_PRESETS,
         has_points=False,
-        tiny_checkpoint="tiny-random",
+        tiny_checkpoints=("tiny-random",),
     ),
     Generation(
         family="qwen2.5-vl",
@@ -160,7 +166,7 @@ GENERATIONS: tuple[Generation, ...] = (
         relative=False,
         keep_tokens=TOOL_CALL_TAGS,
         video_timing="absolute-time",
-        tiny_checkpoint="tiny-random-qwen2.5-vl",
+        tiny_checkpoints=("tiny-random-qwen2.5-vl",),
     ),
     Generation(
         family="qwen3-vl",
@@ -173,7 +179,7 @@ GENERATIONS: tuple[Generation, ...] = (
         keep_tokens=REASONING_TAGS + TOOL_CALL_TAGS,
         video_timing="timestamps",
         thinking="checkpoint",
-        tiny_checkpoint="tiny-random-qwen3-vl",
+        tiny_checkpoints=("tiny-random-qwen3-vl", "tiny-random-qwen3-vl-thinking"),
     ),
     Generation(
         family="qwen3.5",
@@ -186,7 +192,7 @@ GENERATIONS: tuple[Generation, ...] = (
         keep_tokens=REASONING_TAGS + TOOL_CALL_TAGS,
         video_timing="timestamps",
         thinking="switch",
-        tiny_checkpoint="tiny-random-qwen3.5",
+        tiny_checkpoints=("tiny-random-qwen3.5",),
     ),
 )
 
@@ -197,7 +203,9 @@ DEFAULT_FAMILY = "qwen2-vl"
 
 _BY_FAMILY = {g.family: g for g in GENERATIONS}
 _BY_MODEL_TYPE = {t: g for g in GENERATIONS for t in g.model_types}
-_BY_TINY_NAME = {g.tiny_checkpoint: g for g in GENERATIONS if g.tiny_checkpoint}
+_BY_TINY_NAME = {name: g for g in GENERATIONS for name in g.tiny_checkpoints}
+#: Every ``--model`` name of an offline tiny checkpoint, oldest generation first.
+TINY_CHECKPOINTS: tuple[str, ...] = tuple(_BY_TINY_NAME)
 
 
 def generation(family: str) -> Generation:

@@ -1,8 +1,10 @@
-"""Shared fixtures: the tiny random Qwen2-VL checkpoint (built once per run), engines, photos."""
+"""Shared fixtures: the tiny random checkpoints (each built once per run), engines, apps, photos."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,16 +17,52 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "demo" / "examples"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept for a person to look at
 
 
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    from demo.engines.tiny_model import ensure_tiny_checkpoint
+class TinyCheckpoints:
+    """The tiny checkpoints by `--model` name, each built on first use, once per run, in one cache.
 
-    return ensure_tiny_checkpoint(tmp_path_factory.mktemp("model-cache"))
+    `build_seconds[name]` is how long its build took here. `engine(name)` is the real transformers
+    engine on it (float32, for exact comparisons), also made once.
+    """
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+        self.build_seconds: dict[str, float] = {}
+        self._engines: dict = {}
+
+    def __getitem__(self, name: str) -> Path:
+        import time
+
+        from demo.engines.tiny import checkpoint_dir, ensure_tiny_checkpoint
+
+        if name not in self.build_seconds and not (checkpoint_dir(name, self.cache) / "config.json").exists():
+            started = time.perf_counter()
+            path = ensure_tiny_checkpoint(name, self.cache)
+            self.build_seconds[name] = time.perf_counter() - started
+            return path
+        return ensure_tiny_checkpoint(name, self.cache)
+
+    def engine(self, name: str):
+        from demo.engines.local import TransformersEngine
+
+        if name not in self._engines:
+            self._engines[name] = TransformersEngine(str(self[name]), device="cpu", dtype="float32", name=name)
+        return self._engines[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
+    return TinyCheckpoints(tmp_path_factory.mktemp("model-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_checkpoints) -> Path:
+    """The Qwen2-VL one (`--model tiny-random`)."""
+    return tiny_checkpoints["tiny-random"]
 
 
 @pytest.fixture(scope="session")
 def engine(tiny_checkpoint):
-    """The real transformers engine on the tiny checkpoint, in float32 for exact comparisons."""
+    """The real transformers engine on the tiny Qwen2-VL checkpoint, in float32 for exact comparisons."""
     from demo.engines.local import TransformersEngine
 
     return TransformersEngine(str(tiny_checkpoint), device="cpu", dtype="float32")
@@ -41,9 +79,9 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def app(engine):
-    """The real app on the tiny checkpoint, served on a free local port.
+@contextmanager
+def serve_app(engine, name: str, min_new_tokens: int = 150) -> Iterator[dict]:
+    """The real app on `engine`, served on a free local port, while the context lasts.
 
     Its engine is the real one, wrapped so that answers are at least `min_new_tokens` long
     (tests that stop a long answer raise it, then put it back).
@@ -53,12 +91,21 @@ def app(engine):
     from demo.ui import CSS, build_ui
     from tests.fakes import AtLeast
 
-    longer = AtLeast(engine, min_new_tokens=150)
-    slot = EngineSlot("tiny-random")
+    longer = AtLeast(engine, min_new_tokens=min_new_tokens)
+    slot = EngineSlot(name, engine.family)
     slot.fill(longer)
     handlers = ChatHandlers(slot)
     demo = build_ui(handlers, concurrency=2)
     demo.queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
-    yield {"url": url, "handlers": handlers, "engine": longer}
-    demo.close()
+    try:
+        yield {"url": url, "handlers": handlers, "engine": longer}
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def app(engine):
+    """The real app on the tiny Qwen2-VL checkpoint (see `serve_app`)."""
+    with serve_app(engine, "tiny-random") as served:
+        yield served

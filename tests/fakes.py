@@ -67,6 +67,7 @@ class AtLeast(Engine):
         self.min_new_tokens = min_new_tokens
         self.model_name, self.family, self.random_weights = inner.model_name, inner.family, inner.random_weights
         self.default_min_pixels, self.default_max_pixels = inner.default_min_pixels, inner.default_max_pixels
+        self.resize_factor = inner.resize_factor
 
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
         return self.inner.vision_cost(size_wh, settings)

@@ -191,3 +191,41 @@ def test_a_video_is_uploaded_labelled_and_answered(page, photos, artifacts):
     chat.locator("[data-testid='user']").first.locator("xpath=ancestor::div[contains(@class, 'message-row')][1]").screenshot(
         path=str(artifacts / "chat-video.png")
     )
+
+
+LOCAL_GENERATIONS = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
+
+
+@pytest.mark.parametrize("name", LOCAL_GENERATIONS)
+def test_each_generation_answers_pictures_a_video_and_a_follow_up(browser, tiny_checkpoints, name, photos, artifacts):
+    """The whole app on each generation's tiny checkpoint, as a person uses it."""
+    import re
+    from pathlib import Path
+
+    from grounding.generations import generation
+    from tests.conftest import serve_app
+
+    engine = tiny_checkpoints.engine(name)
+    title, factor = generation(engine.family).title, engine.resize_factor
+    clip = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
+    with serve_app(engine, name, min_new_tokens=12) as app:
+        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        try:
+            page.goto(app["url"])
+            page.get_by_text(f"{name} ({title}) is ready").wait_for(timeout=15_000)  # the page names the family
+            ask(page, "Compare Picture 1, Video 1 and Picture 2.", [photos["chelsea"], clip, photos["coffee"]])
+            chat = page.locator("#chatbot")
+            text = chat.inner_text()
+            assert "Picture 1 · chelsea.png" in text and "Picture 2 · coffee.png" in text
+            caption = re.search(r"Video 1 · rocket-launch\.mp4 · \d+ frames at [\d.]+ fps, (\d+)×(\d+) px each", text)
+            assert caption and int(caption[1]) % factor == 0 and int(caption[2]) % factor == 0  # the family's factor
+            assert chat.locator("video").count() == 1
+            ask(page, "And what is in Picture 2?")  # the follow-up
+            answers = [bot_messages(page).nth(i).inner_text() for i in range(bot_messages(page).count())]
+            assert len(answers) == 2 and all(a.strip() and "empty answer" not in a for a in answers)  # streamed text
+            assert page.locator("#message button.stop-button").is_hidden()
+            assert page.locator("#message textarea").is_editable()
+            assert "<|vision_start|>" not in chat.inner_text()
+            page.screenshot(path=str(artifacts / f"chat-{name}.png"))
+        finally:
+            page.close()

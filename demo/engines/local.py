@@ -1,7 +1,7 @@
 """The local engine: a Qwen VL checkpoint run in this process with transformers.
 
 Loads any checkpoint `AutoProcessor` + `AutoModelForImageTextToText` can load (a hub id or a
-local directory, including the tiny random one from `demo/engines/tiny_model.py`), renders the
+local directory, including the tiny random ones from `demo/engines/tiny/`), renders the
 conversation with the model's own chat template and `add_vision_id=True`, and streams the
 answer token by token from `model.generate` running in a background thread.
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForImageTextToText,
     AutoProcessor,
     DynamicCache,
@@ -43,9 +44,14 @@ from demo.engines.kv_reuse import CacheStore, SessionCache, plan_reuse
 from demo.engines.prefill import PrefillStopped, StopChecks, prefill
 from demo.engines.streaming import TokenStreamer
 from demo.media.video import processor_video_kwargs
-from grounding.generations import family_from_model_type, generation
+from grounding.generations import GENERATIONS, family_from_model_type, generation
 
 log = logging.getLogger(__name__)
+
+# The families whose follow-ups reuse the session's KV cache and vision encodings
+# (demo/engines/kv_reuse.py). Qwen3-VL's DeepStack encodings and Qwen3.5's recurrent
+# linear-attention state do not fit that reuse yet: their turns are prefilled in full.
+KV_REUSE_FAMILIES = frozenset({"qwen2-vl", "qwen2.5-vl"})
 
 DEFAULT_CACHE_BYTES = 2 * 2**30  # all sessions' reusable caches together
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
@@ -104,8 +110,8 @@ class TransformersEngine(Engine):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model_name = name or model
-        self.caches = CacheStore(cache_bytes)  # sessions' KV caches and vision encodings (0: no reuse)
         try:
+            self.family = _family_of(model)  # before the weights: an unknown model is refused at once
             self.processor = AutoProcessor.from_pretrained(model)
             self.model = AutoModelForImageTextToText.from_pretrained(
                 model, dtype=self.dtype, attn_implementation=attn_implementation
@@ -127,11 +133,8 @@ class TransformersEngine(Engine):
             raise ModelLoadError(f"cannot load model {model!r}: {_first_line(e)}") from None
 
         self.tokenizer = self.processor.tokenizer
-        model_type = self.model.config.model_type
-        try:
-            self.family = family_from_model_type(model_type)
-        except ValueError:
-            raise ModelLoadError(f"{model!r} is a {model_type!r} model, not a Qwen vision-language model") from None
+        self.reuses_kv = self.family in KV_REUSE_FAMILIES  # else every turn is prefilled in full
+        self.caches = CacheStore(cache_bytes if self.reuses_kv else 0)  # sessions' KV caches and vision encodings
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size
@@ -311,6 +314,19 @@ class TransformersEngine(Engine):
                 thread.join(timeout=max(0.0, (stopped_at or time.monotonic()) + STOP_GRACE_SECONDS - time.monotonic()))
         if failure:
             raise _as_engine_error(failure[0])
+
+
+def _family_of(model: str) -> str:
+    """The registry family of the checkpoint `model`, from its config's `model_type`; ModelLoadError if none."""
+    config = AutoConfig.from_pretrained(model)
+    try:
+        return family_from_model_type(config.model_type)
+    except ValueError:
+        local = ", ".join(g.title for g in GENERATIONS if g.local)
+        raise ModelLoadError(
+            f"{model!r} is a {config.model_type!r} model, not a Qwen vision-language model this app can run "
+            f"({local})"
+        ) from None
 
 
 def _first_line(error: BaseException) -> str:

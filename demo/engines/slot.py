@@ -2,7 +2,9 @@
 
 `EngineSlot` is filled once, by whoever loads the model, with an engine or with the reason
 loading failed. Handlers wait on it, so a question asked during loading is answered when the
-model is ready instead of failing. Knows nothing of Gradio or of any backend.
+model is ready instead of failing. Until then `expected_family` says which generation is
+being loaded (videos sent meanwhile are sized for it); once loaded, the engine's own family
+wins. Knows nothing of Gradio or of any backend.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import threading
 import time
 
 from demo.engines.base import Engine
+from grounding.generations import DEFAULT_FAMILY, check_family, generation
 
 
 class EngineSlot:
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, expected_family: str = DEFAULT_FAMILY) -> None:
         self.description = description  # what is being loaded, for messages
+        self._expected = check_family(expected_family)
         self._engine: Engine | None = None
         self._error = ""
         self._done = threading.Event()
@@ -35,6 +39,11 @@ class EngineSlot:
         return self._engine
 
     @property
+    def expected_family(self) -> str:
+        """The loaded engine's family; before it is there, the family being loaded."""
+        return self._engine.family if self._engine is not None else self._expected
+
+    @property
     def loading(self) -> bool:
         return not self._done.is_set()
 
@@ -47,12 +56,16 @@ class EngineSlot:
 
     def status_markdown(self) -> str:
         """One line for the page: loading, ready (with what the model is), or failed."""
+        title = generation(self.expected_family).title
         if self.loading:
-            return f"Loading **{self.description}** ({self.seconds_loading():.0f} s)… Questions asked now are answered once it is ready."
+            return (
+                f"Loading **{self.description}** ({title}, {self.seconds_loading():.0f} s)… "
+                "Questions asked now are answered once it is ready."
+            )
         if self._engine is None:
             return f"⚠ **{self.description}** could not be loaded: {self._error}"
         engine = self._engine
-        line = f"**{engine.model_name}** ({engine.family}) is ready."
+        line = f"**{engine.model_name}** ({title}) is ready."
         if engine.random_weights:
             line += (
                 "\n\n⚠ **This model has random weights: it answers with random text.** "
