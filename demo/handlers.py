@@ -131,8 +131,13 @@ class ChatHandlers:
         return [], Conversation(), None
 
     def end_session(self, request: gr.Request | None = None) -> None:
-        """The tab was closed or reloaded: free what the engine kept for its session."""
-        self._forget(_session(request))
+        """The tab was closed or reloaded: stop its answer and free what the engine kept for its session."""
+        session = _session(request)
+        with self._lock:
+            running = self._running.get(session)
+        if running is not None:  # Gradio can close a generator only when it yields: not while a prompt is read
+            running.stop.set()
+        self._forget(session)
 
     def stop(self, conversation: Conversation | None, request: gr.Request | None = None) -> list[dict]:
         """Stop this session's answer at the next decode step; return the view once it has stopped."""

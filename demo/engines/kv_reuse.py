@@ -19,11 +19,11 @@ Attention layers rewind to any prefix by cropping. A linear-attention layer keep
 recurrent state (and a convolution state) for everything it has read, which cannot be cut back.
 So a hybrid cache also keeps `Snapshot`s, copies of those states at chosen lengths, and rewinds
 to the longest of them (or its live state) that the new prompt extends; with none, it starts
-afresh. Each turn snapshots (a) the state it starts from (so an undone or edited last question
-restarts after the previous answer), (b) the start of the generation prompt, the last
-`<|im_start|>` (templates that re-render earlier answers, e.g. dropping their reasoning, still
-share everything before it), and (c) the prompt's end (regenerate). The newest `MAX_SNAPSHOTS`
-are kept, and count in the session's bytes.
+afresh. A prefill snapshots before each `<|im_start|>` it reads, i.e. where each message begins
+(an undone or edited last question resumes before it; templates that re-render earlier answers,
+e.g. without their reasoning, still share everything before the last generation prompt), and at
+the prompt's end (regenerate). The longest `MAX_SNAPSHOTS` are kept (the last two turns'), and
+count in the session's bytes.
 
 `CacheStore` holds the sessions' entries, capped in bytes, least recently used first out.
 Knows transformers' Qwen VL models (`get_rope_index`, `get_*_features`) and cache layers; knows
@@ -48,7 +48,7 @@ MODALITIES = (
     ("image", "pixel_values", "image_grid_thw", "image_token_id"),
     ("video", "pixel_values_videos", "video_grid_thw", "video_token_id"),
 )
-MAX_SNAPSHOTS = 6  # per session: the last two turns' (a), (b) and (c)
+MAX_SNAPSHOTS = 6  # per session: about the last two turns' (user message, generation prompt, end)
 
 
 def _nbytes(tensors) -> int:
@@ -91,8 +91,9 @@ class SessionCache:
     ids: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # tokens the kv holds
     encodings: dict[str, Encoded] = field(default_factory=dict)  # pixel content key -> vision encoder output
     items: dict[str, list[str]] = field(default_factory=dict)  # modality -> content keys of the items, in order
-    snapshots: list[Snapshot] = field(default_factory=list)  # hybrid caches: oldest first
+    snapshots: list[Snapshot] = field(default_factory=list)  # hybrid caches: shortest first
     live: bool = True  # hybrid caches: the linear layers' states stand for all of `ids`
+    forgotten: bool = False  # its session was forgotten while this entry was out: not kept
 
     @property
     def hybrid(self) -> bool:
@@ -155,7 +156,8 @@ class CacheStore:
     """Sessions' caches, at most `max_bytes` in all; the least recently used are dropped first.
 
     `take` hands a session's entry out (creating it) and `give_back` returns it after a turn; an
-    entry that is out is never evicted, and one larger than the whole cap is not kept. Thread-safe.
+    entry that is out is never evicted, one larger than the whole cap is not kept, and one whose
+    session was forgotten while it was out is dropped when it comes back. Thread-safe.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -163,19 +165,24 @@ class CacheStore:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, SessionCache] = OrderedDict()
+        self._out: dict[str, SessionCache] = {}  # entries handed out, by session
         self._lock = threading.Lock()
 
     def take(self, session: str, new: SessionCache) -> SessionCache:
         """The session's entry (removed from the store while in use), or `new` if it has none."""
         with self._lock:
-            return self._entries.pop(session, None) or new
+            entry = self._entries.pop(session, None) or new
+            self._out[session] = entry
+            return entry
 
     def give_back(self, session: str, entry: SessionCache) -> None:
         """Keep `entry` as the session's most recent; evict others (or it) to stay within the cap."""
         size = entry.nbytes()
         with self._lock:
+            if self._out.get(session) is entry:
+                del self._out[session]
             self._entries.pop(session, None)
-            if size > self.max_bytes:  # too large to keep at all: the next turn starts afresh
+            if size > self.max_bytes or entry.forgotten:  # the next turn starts afresh
                 return
             total = size + sum(e.nbytes() for e in self._entries.values())
             while total > self.max_bytes:
@@ -184,8 +191,11 @@ class CacheStore:
             self._entries[session] = entry
 
     def forget(self, session: str) -> None:
+        """Drop the session's entry, now or (if it is out) when it comes back."""
         with self._lock:
             self._entries.pop(session, None)
+            if session in self._out:
+                self._out.pop(session).forgotten = True
 
     def sessions(self) -> list[str]:
         with self._lock:
@@ -211,7 +221,7 @@ def plan_reuse(model, inputs: dict, entry: SessionCache, turn_start_id: int | No
 
     Shared means the same token ids, and behind the image and video placeholders the same
     pixels; at least one token is always left to read. Encodes only the items not encoded
-    before, one at a time. `turn_start_id` (`<|im_start|>`) marks the generation prompt.
+    before, one at a time. `turn_start_id` (`<|im_start|>`) marks where messages begin.
     """
     ids = inputs["input_ids"][0]
     items = {m: _Items(model, inputs, m, pixel_key, grid_key, token_attr) for m, pixel_key, grid_key, token_attr in MODALITIES}
@@ -220,7 +230,6 @@ def plan_reuse(model, inputs: dict, entry: SessionCache, turn_start_id: int | No
     cached = entry.ids.to(ids.device)[:limit]
     differs = (cached != ids[:limit]).nonzero()
     keep = int(differs[0]) if len(differs) else limit
-    resumed = entry.hybrid and entry.live and 0 < len(entry.ids) <= keep  # starts from the live state
     start = entry.rewind(keep)
     entry.ids = ids[:start].clone()
     entry.items = {m: found.keys for m, found in items.items()}  # what the cache holds once prefilled
@@ -236,10 +245,8 @@ def plan_reuse(model, inputs: dict, entry: SessionCache, turn_start_id: int | No
     marks: tuple[int, ...] = ()
     if entry.hybrid:
         end = len(ids) - 1
-        turn_starts = (ids[:end] == turn_start_id).nonzero().flatten().tolist() if turn_start_id is not None else []
-        marks = tuple(m for m in (turn_starts[-1] if turn_starts else None, end) if m is not None and m > start)
-        if resumed:
-            entry.snapshot(start)
+        messages = (ids[:end] == turn_start_id).nonzero().flatten().tolist() if turn_start_id is not None else []
+        marks = tuple(m for m in (*messages, end) if m > start)
     return Plan(start, position_ids(model, inputs), encoded, marks)
 
 

@@ -48,11 +48,6 @@ from grounding.generations import GENERATIONS, family_from_model_type, generatio
 
 log = logging.getLogger(__name__)
 
-# The families whose follow-ups reuse the session's KV cache and vision encodings
-# (demo/engines/kv_reuse.py). Qwen3-VL's DeepStack encodings and Qwen3.5's recurrent
-# linear-attention state do not fit that reuse yet: their turns are prefilled in full.
-KV_REUSE_FAMILIES = frozenset({"qwen2-vl", "qwen2.5-vl"})
-
 DEFAULT_CACHE_BYTES = 2 * 2**30  # all sessions' reusable caches together
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
 DEFAULT_PREFILL_CHUNK_TOKENS = 1024  # tokens per prefill chunk (bounds one operation and its activations)
@@ -133,8 +128,7 @@ class TransformersEngine(Engine):
             raise ModelLoadError(f"cannot load model {model!r}: {_first_line(e)}") from None
 
         self.tokenizer = self.processor.tokenizer
-        self.reuses_kv = self.family in KV_REUSE_FAMILIES  # else every turn is prefilled in full
-        self.caches = CacheStore(cache_bytes if self.reuses_kv else 0)  # sessions' KV caches and vision encodings
+        self.caches = CacheStore(cache_bytes)  # sessions' KV caches and vision encodings (0: no reuse)
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size
