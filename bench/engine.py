@@ -65,9 +65,9 @@ if str(REPO) not in sys.path:  # run as a file
     sys.path.insert(0, str(REPO))
 
 from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E402
-from bench.shapes import SHAPES  # noqa: E402
 from bench.probes import PeakRss, TokenClock, rss_bytes, timed  # noqa: E402
 from bench.report import publish, ratio, report, targets  # noqa: E402
+from bench.shapes import SHAPES  # noqa: E402
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engines.base import GenerationSettings  # noqa: E402
 from grounding.generations import DEFAULT_FAMILY  # noqa: E402
