@@ -135,14 +135,19 @@ class SessionCache:
         self.live = True
         return start
 
-    def settle(self, prompt_ids: torch.Tensor) -> None:
-        """After a prefill ended midway: keep the longest consistent part of the cache, or nothing."""
+    def settle(self, prompt_ids: torch.Tensor, reading: bool) -> None:
+        """After a prefill ended early: keep the longest consistent part of the cache.
+
+        `reading`: it ended while reading tokens (not while encoding pictures), so a linear layer
+        may be midway through a chunk: its state is not trusted, the next turn rewinds to a snapshot.
+        """
         lengths = [layer.get_seq_length() for layer in self.kv.layers if getattr(layer, "keys", None) is not None]
         done = min(lengths, default=0)
         _crop_attention(self.kv, done)
         self.ids = prompt_ids[:done].clone()
         self.snapshots = [s for s in self.snapshots if s.length <= done]
-        self.live = not self.hybrid  # a linear layer may be midway through a chunk: rewind to a snapshot
+        if reading and self.hybrid:
+            self.live = False
 
 
 def _crop_attention(kv, length: int) -> None:

@@ -228,6 +228,7 @@ class TransformersEngine(Engine):
         fresh = SessionCache(kv=DynamicCache(config=self.model.config))
         entry = self.caches.take(session, fresh) if keep else fresh
         ids = inputs["input_ids"]
+        plan = None
         try:  # on a failure the entry, maybe half updated, is not given back
             with torch.inference_mode(), self._stop_checks.armed(stops):
                 plan = plan_reuse(self.model, inputs, entry, self._turn_start_id)
@@ -237,7 +238,7 @@ class TransformersEngine(Engine):
                 )  # fmt: skip
                 self._stop_checks.check()
         except PrefillStopped:
-            entry.settle(ids[0])
+            entry.settle(ids[0], reading=plan is not None)
             if keep:
                 self.caches.give_back(session, entry)
             if kwargs.get("streamer") is not None:
