@@ -39,9 +39,10 @@ Figures per generation:
   else competes for the cores: a low value means the figures were disturbed).
 
 `--quick` measures only what the follow-up target needs, for shapes too slow for the rest:
-turn 1 (a picture) answered in a session, then turn 2 (the text follow-up) answered twice, first
-re-prefilled in full (no session: the picture encoded and every token read again), then reusing
-the session; no raw generate, no warm-up (turn 1 makes the weights resident), no turns 3-5.
+turn 1 (a picture) answered in a session, then turn 2 (the text follow-up) answered `--repeats`
+times each way, alternating: re-prefilled in full (no session: the picture encoded and every
+token read again), and reusing a copy of the session as turn 1 left it. The ratio is the median
+of each pair's. No raw generate, no warm-up (turn 1 makes the weights resident), no turns 3-5.
 
 Peak RSS (`bench.probes.PeakRss`): this process's RSS sampled every 10 ms in a thread during
 each phase, after glibc `malloc_trim(0)`; the shared model is in every figure, and each phase's
@@ -51,6 +52,7 @@ each phase, after glibc `malloc_trim(0)`; the shared model is in every figure, a
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -148,27 +150,41 @@ def conversation_run(
     return {"turns": turns, "rss_before_bytes": rss.before, "peak_rss_bytes": rss.peak}
 
 
-def follow_up_run(engine, clock: TokenClock, settings: GenerationSettings, photos: dict) -> dict:
-    """`--quick`: turn 1 in a session, then turn 2 re-prefilled in full and with the session."""
+def follow_up_run(engine, clock: TokenClock, settings: GenerationSettings, photos: dict, repeats: int) -> dict:
+    """`--quick`: turn 1 in a session, then turn 2 re-prefilled in full and with the session, `repeats` times.
+
+    The two answers to turn 2 alternate, so both meet the same load; each answer with the session
+    starts from a copy of the session as turn 1 left it (the cache, its snapshots and encodings).
+    """
     session = "bench-follow-up"
     stop = threading.Event()
     (text, names), (follow_up, _) = TURNS[0], TURNS[1]
     conversation = Conversation(turns=[Turn(text, [Attachment(f"bench/{n}", photos[n], n) for n in names], status="streaming")])
     turn1 = measure(clock, lambda: engine.stream(to_model_messages(conversation, settings.system_prompt), settings, stop, session))
+    turn1["images"] = len(names)
     conversation.turns[0].answer, conversation.turns[0].status = turn1["answer"], "done"
     conversation.turns.append(Turn(follow_up, status="streaming"))
     messages = to_model_messages(conversation, settings.system_prompt)
-    reprefill = measure(clock, lambda: engine.stream(messages, settings, stop, None))
-    reused = measure(clock, lambda: engine.stream(messages, settings, stop, session))
+    left = engine.caches.take(session, None)
+    after_turn1 = copy.deepcopy(left)
+    engine.caches.give_back(session, left)
     engine.forget(session)
-    for figures, images in ((turn1, len(names)), (reprefill, 0), (reused, 0)):
-        figures["images"] = images
+    reprefills, reuses = [], []
+    for i in range(repeats):
+        reprefills.append(measure(clock, lambda: engine.stream(messages, settings, stop, None)))
+        name = f"{session}-{i}"
+        engine.caches.give_back(name, copy.deepcopy(after_turn1))
+        reuses.append(measure(clock, lambda n=name: engine.stream(messages, settings, stop, n)))
+        engine.forget(name)
+    reprefill, reused = _summary(reprefills), _summary(reuses)
+    for figures in (reprefill, reused):
+        figures["images"] = 0
     return {
         "turn1": turn1,
         "reprefill": reprefill,
         "session": reused,
-        "first_text_ratio": ratio(reused["first_text_s"], reprefill["first_text_s"]),
-        "first_token_ratio": ratio(reused["first_token_s"], reprefill["first_token_s"]),
+        "first_text_ratio": _median([ratio(b["first_text_s"], a["first_text_s"]) for a, b in zip(reprefills, reuses, strict=True)]),
+        "first_token_ratio": _median([ratio(b["first_token_s"], a["first_token_s"]) for a, b in zip(reprefills, reuses, strict=True)]),
     }
 
 
@@ -245,7 +261,7 @@ def run(
         "source": SHAPES[family].source if shape == "2b" else checkpoint.path.name,
         "quick": quick,
         "dtype": dtype,
-        "repeats": 1 if quick else repeats,
+        "repeats": repeats,
         "warmup": warmup and not quick,
         "max_new_tokens": max_new_tokens,
         "min_new_tokens": max_new_tokens,
@@ -262,7 +278,7 @@ def run(
     if quick:
         try:
             log(f"[{shape} {family}] turn 1, then the follow-up re-prefilled and with the session")
-            follow_up = follow_up_run(engine, clock, settings, photos)
+            follow_up = follow_up_run(engine, clock, settings, photos, repeats)
         finally:
             clock.close()
         results = {

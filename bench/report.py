@@ -140,7 +140,7 @@ def _follow_up_table(results: dict) -> list[str]:
     out = [
         f"RSS after load {_gib(results['rss']['after_load_bytes'])} GiB",
         "",
-        "--quick: turn 1 in a session, then the turn-2 follow-up twice",
+        f"--quick: turn 1 in a session, then the turn-2 follow-up both ways, {results['config']['repeats']} time(s) each (medians)",
         "  run                        prompt_tok  cached  1st_text_s  1st_tok_s  tok/s  peak RSS (GiB)",
     ]
     for label, t in (
@@ -149,10 +149,19 @@ def _follow_up_table(results: dict) -> list[str]:
         ("turn 2, session", f["session"]),
     ):
         out.append(
-            f"  {label:<26} {t['prompt_tokens']:>10} {t['cached_tokens']:>7}  {_fmt(t['first_text_s']):>10} "
+            f"  {label:<26} {int(t['prompt_tokens']):>10} {int(t['cached_tokens']):>7}  {_fmt(t['first_text_s']):>10} "
             f"{_fmt(t['first_token_s']):>10} {_fmt(t['decode_tok_s']):>6}  {_gib(t['peak_rss_bytes']):>14}"
         )
-    out.append(f"  session / re-prefilled time to first token: {_fmt(f['first_token_ratio'], 3)}")
+    pairs = [
+        _fmt(b["first_token_s"] / a["first_token_s"], 3)
+        for a, b in zip(f["reprefill"]["runs"], f["session"]["runs"], strict=True)
+    ]
+    out.append(f"  session / re-prefilled time to first token, median of {', '.join(pairs)}: {_fmt(f['first_token_ratio'], 3)}")
+    out.append(
+        f"  CPU / wall: turn 1 {_fmt(f['turn1']['cpu_per_wall'])}, re-prefilled "
+        f"{' '.join(_fmt(r['cpu_per_wall']) for r in f['reprefill']['runs'])}, session "
+        f"{' '.join(_fmt(r['cpu_per_wall']) for r in f['session']['runs'])}"
+    )
     return out + _targets_lines(results)
 
 

@@ -118,7 +118,7 @@ def test_a_quick_run_of_another_family_measures_the_follow_up_both_ways(tiny_che
     patch.setenv("QWEN_CHAT_CACHE", str(path.parent))
     out = tmp_path / "quick.json"
     try:
-        bench.main(["--shape", "tiny", "--family", family, "--quick", "--max-new-tokens", "4", "--json", str(out)])
+        bench.main(["--shape", "tiny", "--family", family, "--quick", "--repeats", "1", "--max-new-tokens", "4", "--json", str(out)])
     finally:
         patch.undo()
     results = json.loads(out.read_text())
