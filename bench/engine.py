@@ -1,6 +1,9 @@
 """The app's engine against raw transformers, on one model loaded once: latency, decode speed, memory.
 
-    python -m bench.engine [--shape tiny|2b] [--repeats N] [--max-new-tokens N] [--json out.json]
+    python -m bench.engine [--shape tiny|2b] [--family F] [--quick] [--repeats N] [--max-new-tokens N] [--json out.json]
+
+`--family` picks the generation (`bench.models`, `bench.shapes`: Qwen2-VL-2B, Qwen2.5-VL-3B,
+Qwen3-VL-2B, Qwen3.5-0.8B shapes at `--shape 2b`, their tiny checkpoints at `--shape tiny`).
 
 The model is loaded once, by `TransformersEngine(path, device="cpu", dtype=...)`; the raw
 baseline runs on that same `engine.model` (with its own `AutoProcessor`), so memory figures
@@ -35,6 +38,12 @@ Figures per generation:
 - `cpu_per_wall`: process CPU seconds / wall seconds (about the thread count when nothing
   else competes for the cores: a low value means the figures were disturbed).
 
+`--quick` measures only what the follow-up target needs, for shapes too slow for the rest:
+turn 1 (a picture) answered in a session, then turn 2 (the text follow-up) answered `--repeats`
+times each way, alternating: re-prefilled in full (no session: the picture encoded and every
+token read again), and reusing a copy of the session as turn 1 left it. The ratio is the median
+of each pair's. No raw generate, no warm-up (turn 1 makes the weights resident), no turns 3-5.
+
 Peak RSS (`bench.probes.PeakRss`): this process's RSS sampled every 10 ms in a thread during
 each phase, after glibc `malloc_trim(0)`; the shared model is in every figure, and each phase's
 `rss_before` shows that floor. Targets and tables: `bench.report`. Models: `bench.models`.
@@ -43,6 +52,7 @@ each phase, after glibc `malloc_trim(0)`; the shared model is in every figure, a
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -59,8 +69,10 @@ if str(REPO) not in sys.path:  # run as a file
 from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E402
 from bench.probes import PeakRss, TokenClock, rss_bytes, timed  # noqa: E402
 from bench.report import publish, ratio, report, targets  # noqa: E402
+from bench.shapes import SHAPES  # noqa: E402
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engines.base import GenerationSettings  # noqa: E402
+from grounding.generations import DEFAULT_FAMILY  # noqa: E402
 
 DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 1, "max_new_tokens": 16}}
 # (question, photos attached): images in turns 1 and 3, text follow-ups about them in 2, 4 and 5.
@@ -138,7 +150,62 @@ def conversation_run(
     return {"turns": turns, "rss_before_bytes": rss.before, "peak_rss_bytes": rss.peak}
 
 
+def follow_up_run(engine, clock: TokenClock, settings: GenerationSettings, photos: dict, repeats: int) -> dict:
+    """`--quick`: turn 1 in a session, then turn 2 re-prefilled in full and with the session, `repeats` times.
+
+    The two answers to turn 2 alternate, so both meet the same load; each answer with the session
+    starts from a copy of the session as turn 1 left it (the cache, its snapshots and encodings).
+    """
+    session = "bench-follow-up"
+    stop = threading.Event()
+    (text, names), (follow_up, _) = TURNS[0], TURNS[1]
+    conversation = Conversation(turns=[Turn(text, [Attachment(f"bench/{n}", photos[n], n) for n in names], status="streaming")])
+    turn1 = measure(clock, lambda: engine.stream(to_model_messages(conversation, settings.system_prompt), settings, stop, session))
+    turn1["images"] = len(names)
+    conversation.turns[0].answer, conversation.turns[0].status = turn1["answer"], "done"
+    conversation.turns.append(Turn(follow_up, status="streaming"))
+    messages = to_model_messages(conversation, settings.system_prompt)
+    left = engine.caches.take(session, None)
+    after_turn1 = copy.deepcopy(left)
+    engine.caches.give_back(session, left)
+    engine.forget(session)
+    reprefills, reuses = [], []
+    for i in range(repeats):
+        reprefills.append(measure(clock, lambda: engine.stream(messages, settings, stop, None)))
+        name = f"{session}-{i}"
+        engine.caches.give_back(name, copy.deepcopy(after_turn1))
+        reuses.append(measure(clock, lambda n=name: engine.stream(messages, settings, stop, n)))
+        engine.forget(name)
+    reprefill, reused = _summary(reprefills), _summary(reuses)
+    for figures in (reprefill, reused):
+        figures["images"] = 0
+    return {
+        "turn1": turn1,
+        "reprefill": reprefill,
+        "session": reused,
+        "first_text_ratio": _median([ratio(b["first_text_s"], a["first_text_s"]) for a, b in zip(reprefills, reuses, strict=True)]),
+        "first_token_ratio": _median([ratio(b["first_token_s"], a["first_token_s"]) for a, b in zip(reprefills, reuses, strict=True)]),
+    }
+
+
 # -- the run ------------------------------------------------------------------------------------
+
+
+def machine_figures(load_before: tuple[float, float, float]) -> dict:
+    """What ran the benchmark, and how busy the machine was before and (now) after."""
+    import torch
+    import transformers
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_before": list(load_before),
+        "loadavg_after": list(os.getloadavg()),
+    }
 
 
 def _median(values: list) -> float | None:
@@ -162,10 +229,10 @@ def run(
     dtype: str = "bfloat16",
     warmup: bool = True,
     log: Callable[[str], None] = print,
+    family: str = DEFAULT_FAMILY,
+    quick: bool = False,
 ) -> dict:
-    """Measure everything once for `shape`; return the results (what `--json` writes)."""
-    import torch
-    import transformers
+    """Measure everything once for `shape` of `family` (`quick`: the follow-up only); return the results."""
     from transformers import AutoProcessor
 
     from demo.engines.local import TransformersEngine
@@ -173,8 +240,8 @@ def run(
     repeats = repeats or DEFAULTS[shape]["repeats"]
     max_new_tokens = max_new_tokens or DEFAULTS[shape]["max_new_tokens"]
     load_before = os.getloadavg()
-    checkpoint = ensure_checkpoint(shape)
-    log(f"[{shape}] checkpoint {checkpoint.path} ({'built now' if checkpoint.built_now else 'cached'})")
+    checkpoint = ensure_checkpoint(shape, family)
+    log(f"[{shape} {family}] checkpoint {checkpoint.path} ({'built now' if checkpoint.built_now else 'cached'})")
     started = time.perf_counter()
     engine = TransformersEngine(str(checkpoint.path), device="cpu", dtype=dtype)
     processor = AutoProcessor.from_pretrained(checkpoint.path)  # the raw baseline's own, as a user would load it
@@ -188,6 +255,40 @@ def run(
     messages = to_model_messages(first_turn, settings.system_prompt)
     stop = threading.Event()
     clock = TokenClock(engine.model)
+    config = {
+        "shape": shape,
+        "family": family,
+        "source": SHAPES[family].source if shape == "2b" else checkpoint.path.name,
+        "quick": quick,
+        "dtype": dtype,
+        "repeats": repeats,
+        "warmup": warmup and not quick,
+        "max_new_tokens": max_new_tokens,
+        "min_new_tokens": max_new_tokens,
+        "checkpoint": str(checkpoint.path),
+        "parameters": sum(p.numel() for p in engine.model.parameters()),
+        "build_seconds": checkpoint.build_seconds,
+        "built_now": checkpoint.built_now,
+        "load_seconds": load_seconds,
+        "image_side": IMAGE_SIDE,
+        "visual_tokens_per_image": engine.vision_cost((IMAGE_SIDE, IMAGE_SIDE), settings).tokens,
+        "turns": [{"text": text, "images": names} for text, names in (TURNS[:2] if quick else TURNS)],
+        "rss_method": "peak of /proc/self/statm RSS sampled every 10 ms per phase, after malloc_trim(0)",
+    }
+    if quick:
+        try:
+            log(f"[{shape} {family}] turn 1, then the follow-up re-prefilled and with the session")
+            follow_up = follow_up_run(engine, clock, settings, photos, repeats)
+        finally:
+            clock.close()
+        results = {
+            "machine": machine_figures(load_before),
+            "config": config,
+            "rss": {"after_load_bytes": rss_after_load},
+            "follow_up": follow_up,
+        }
+        results["targets"] = targets(results)
+        return results
     try:
         if warmup:
             log(f"[{shape}] warm-up")
@@ -231,33 +332,8 @@ def run(
         for a, b in zip(strategies["reprefill"]["turns"], strategies["session"]["turns"], strict=True)
     ]
     results = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "loadavg_before": list(load_before),
-            "loadavg_after": list(os.getloadavg()),
-        },
-        "config": {
-            "shape": shape,
-            "dtype": dtype,
-            "repeats": repeats,
-            "warmup": warmup,
-            "max_new_tokens": max_new_tokens,
-            "min_new_tokens": max_new_tokens,
-            "checkpoint": str(checkpoint.path),
-            "parameters": sum(p.numel() for p in engine.model.parameters()),
-            "build_seconds": checkpoint.build_seconds,
-            "built_now": checkpoint.built_now,
-            "load_seconds": load_seconds,
-            "image_side": IMAGE_SIDE,
-            "visual_tokens_per_image": engine.vision_cost((IMAGE_SIDE, IMAGE_SIDE), settings).tokens,
-            "turns": [{"text": text, "images": names} for text, names in TURNS],
-            "rss_method": "peak of /proc/self/statm RSS sampled every 10 ms per phase, after malloc_trim(0)",
-        },
+        "machine": machine_figures(load_before),
+        "config": config,
         "rss": {"after_load_bytes": rss_after_load, "after_warmup_bytes": rss_after_warmup},
         "single_turn": {
             "raw": raw,
@@ -278,6 +354,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, help="runs per figure, medians reported (default: 3 tiny, 1 2b)")
     parser.add_argument("--max-new-tokens", type=int, help="tokens every answer decodes (default: 32 tiny, 16 2b)")
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+    parser.add_argument("--family", choices=list(SHAPES), default=DEFAULT_FAMILY, help="the generation measured")
+    parser.add_argument(
+        "--quick", action="store_true", help="only turn 1 and the follow-up (re-prefilled and with the session)"
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
@@ -290,6 +370,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.dtype,
         warmup=not args.no_warmup,
         log=lambda s: print(s, file=sys.stderr, flush=True),
+        family=args.family,
+        quick=args.quick,
     )
     publish(report(results), results, args.json)
     return results

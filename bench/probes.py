@@ -5,8 +5,11 @@ duration of a phase, after giving freed heap pages back to the OS (glibc `malloc
 phase is not flattered or penalised by what an earlier one left resident.
 
 Tokens: `TokenClock` hooks the model's forward (one call per generated token) and records when
-each call ends, how many tokens it was fed and how many its KV cache already held; `timed`
-turns a stream of text pieces plus those records into the figures of one generation.
+each call ends and how long the prompt was; a hook on its language model records how many tokens
+the KV cache held when the generation's first forward began (the local engine reads a prompt in
+chunks through the base model before `generate`'s first forward: those chunks are prefill, not
+cache reuse). `timed` turns a stream of text pieces plus those records into the figures of one
+generation.
 """
 
 from __future__ import annotations
@@ -69,15 +72,23 @@ class PeakRss:
 
 class TokenClock:
     """Forward hooks on the model: for every forward (one per generated token) its end time,
-    the tokens it was fed and the tokens already in its KV cache."""
+    the tokens it was fed and the tokens already in its KV cache; and the cache's length when
+    the language model first ran in this generation."""
 
     def __init__(self, model) -> None:
         self.calls: list[tuple[float, int, int]] = []  # (end time, tokens fed, tokens cached)
+        self.cached_at_start: int | None = None  # tokens in the cache at the first language-model forward
         self._pending: tuple[int, int] = (0, 0)
         self._handles = [
             model.register_forward_pre_hook(self._before, with_kwargs=True),
             model.register_forward_hook(self._after),
+            model.model.language_model.register_forward_pre_hook(self._language, with_kwargs=True),
         ]
+
+    def _language(self, module, args, kwargs) -> None:
+        if self.cached_at_start is None:
+            cache = kwargs.get("past_key_values")
+            self.cached_at_start = 0 if cache is None else int(cache.get_seq_length())
 
     def _before(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids")
@@ -91,6 +102,7 @@ class TokenClock:
 
     def reset(self) -> None:
         self.calls = []
+        self.cached_at_start = None
 
     def close(self) -> None:
         for handle in self._handles:
@@ -111,14 +123,17 @@ def timed(pieces: Iterator[str], started: float, clock: TokenClock) -> dict:
     if not calls:
         raise RuntimeError("the model was never called: nothing was generated")
     first_token, fed, cached = calls[0]
+    prompt = fed + cached
+    if clock.cached_at_start is not None:  # the prompt may have been read in chunks before this forward
+        cached = clock.cached_at_start
     after_first = ended - first_token
     return {
         "first_text_s": None if first_text is None else first_text - started,
         "first_token_s": first_token - started,
         "decode_tok_s": (len(calls) - 1) / after_first if len(calls) > 1 and after_first > 0 else None,
         "new_tokens": len(calls),
-        "prompt_tokens": fed + cached,
-        "prefilled_tokens": fed,
+        "prompt_tokens": prompt,
+        "prefilled_tokens": prompt - cached,
         "cached_tokens": cached,
         "total_s": ended - started,
         "cpu_per_wall": (time.process_time() - cpu_started) / max(ended - started, 1e-9),

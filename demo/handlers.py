@@ -173,8 +173,13 @@ class ChatHandlers:
         return Reply(Conversation(), self.family, message=EMPTY_MESSAGE)
 
     def end_session(self, request: gr.Request | None = None) -> None:
-        """The tab was closed or reloaded: end its session now (Gradio keeps its state an hour more)."""
-        self._close(_session(request))
+        """The tab was closed or reloaded: stop its answer and end its session now (Gradio keeps its state an hour more)."""
+        session = _session(request)
+        with self._lock:
+            running = self._running.get(session)
+        if running is not None:  # Gradio can close a generator only when it yields: not while a prompt is read
+            running.stop.set()
+        self._close(session)
 
     def expire(self, conversation: Conversation | None) -> None:
         """Gradio dropped a conversation kept past the time-to-live (`gr.State(delete_callback=...)`): end its session."""

@@ -108,6 +108,33 @@ def test_every_target_is_computed_not_asserted(results):
     assert text.count("PASS") + text.count("FAIL") == 6
 
 
+@pytest.mark.parametrize("family", ["qwen3-vl", "qwen3.5"])
+def test_a_quick_run_of_another_family_measures_the_follow_up_both_ways(tiny_checkpoints, family, tmp_path):
+    """`--family F --quick`: turn 1 in a session, then turn 2 re-prefilled in full and with the session."""
+    from grounding.generations import generation
+
+    path = tiny_checkpoints[generation(family).tiny_checkpoint]
+    patch = pytest.MonkeyPatch()
+    patch.setenv("QWEN_CHAT_CACHE", str(path.parent))
+    out = tmp_path / "quick.json"
+    try:
+        bench.main(["--shape", "tiny", "--family", family, "--quick", "--repeats", "1", "--max-new-tokens", "4", "--json", str(out)])
+    finally:
+        patch.undo()
+    results = json.loads(out.read_text())
+    assert results["config"]["family"] == family and results["config"]["checkpoint"] == str(path)
+    follow_up = results["follow_up"]
+    for name in ("turn1", "reprefill", "session"):
+        check_generation(follow_up[name], 4)
+    assert follow_up["turn1"]["cached_tokens"] == follow_up["reprefill"]["cached_tokens"] == 0
+    assert follow_up["session"]["prompt_tokens"] == follow_up["reprefill"]["prompt_tokens"]
+    assert 0 < follow_up["session"]["prefilled_tokens"] < follow_up["reprefill"]["prefilled_tokens"]
+    assert math.isclose(follow_up["first_token_ratio"], follow_up["session"]["first_token_s"] / follow_up["reprefill"]["first_token_s"])
+    [target] = results["targets"]
+    assert "follow-up" in target["name"] and positive(target["value"]) and positive(target["limit"])
+    assert bench.report(results).count("PASS") + bench.report(results).count("FAIL") == 1
+
+
 @pytest.mark.slow
 def test_2b_run_computes_every_figure(tmp_path):
     """The real-sized run: builds the 2B checkpoint once (75 s here), then about 40 min in bf16 on a 2-core AVX2 CPU."""

@@ -188,12 +188,12 @@ def test_an_answer_streams_and_stop_ends_it(tiny_checkpoints, name):
 
 @pytest.mark.parametrize("name", LOCAL)
 def test_follow_ups_with_a_video_answer_in_a_session(tiny_checkpoints, name, photos):
-    """Reuse where the family has it (Qwen2-VL, Qwen2.5-VL), a full prefill elsewhere: both answer."""
+    """Every family reuses the session's cache (demo/engines/kv_reuse.py); follow-ups answer."""
     from demo.media.video import VideoSettings
     from demo.media.video_decode import sample_video
 
     engine = tiny_checkpoints.engine(name)
-    assert engine.reuses_kv == (engine.family in ("qwen2-vl", "qwen2.5-vl"))
+    assert engine.caches.max_bytes > 0
     video = sample_video(str(CLIP), VideoSettings(factor=engine.resize_factor, max_frames=4))
     image = Image.open(photos["chelsea"]).convert("RGB")
     settings = GenerationSettings(max_new_tokens=4, min_new_tokens=4)
@@ -201,6 +201,7 @@ def test_follow_ups_with_a_video_answer_in_a_session(tiny_checkpoints, name, pho
     first = "".join(engine.stream(messages, settings, threading.Event(), session="follow-up"))
     messages += [{"role": "assistant", "content": [{"type": "text", "text": first}]}, *question("And then?")]
     assert "".join(engine.stream(messages, settings, threading.Event(), session="follow-up"))
+    assert "follow-up" in engine.caches.sessions()
     engine.forget("follow-up")
 
 

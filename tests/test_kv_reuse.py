@@ -1,13 +1,19 @@
-"""Reusing a session's KV cache and vision encodings: exact, cheaper, bounded.
+"""Reusing a session's KV cache and vision encodings: exact, cheaper, bounded, for every local generation.
 
-Greedy answers with reuse must be token-identical to a full re-prefill of the same prompt,
-and the first step's logits equal within float32 tolerance, over conversations whose later
-turns add images, and after regenerate, undo and a change of pixel budget.
+Parametrized over the tiny checkpoints of Qwen2-VL, Qwen2.5-VL, Qwen3-VL (DeepStack) and Qwen3.5
+(Gated DeltaNet layers, whose states are snapshotted, and a thinking template that drops earlier
+answers' reasoning). Greedy answers with reuse must be token-identical to a full re-prefill of
+the same prompt and the first step's logits equal within float32 tolerance, over conversations
+whose later turns add pictures and videos, and after regenerate, undo, edits and a change of
+pixel budget. A conversation is read in chunks of 16 tokens, so pictures straddle chunk boundaries.
+What the model computes is counted: the tokens each language-model forward reads, and the
+pictures and videos through the vision tower.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +21,26 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
-from demo.engines.kv_reuse import CacheStore, SessionCache
+from demo.engines.kv_reuse import MAX_SNAPSHOTS, CacheStore, SessionCache
+from demo.engines.prefill import Encoded
 
-GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
+FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
+NEW_TOKENS = 6
+GREEDY = GenerationSettings(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
+CLIP = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
+
+
+def TURN_START(engine) -> int:
+    return engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from two threads, and lose much when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def picture(seed: int, size: tuple[int, int]) -> Attachment:
@@ -25,139 +48,179 @@ def picture(seed: int, size: tuple[int, int]) -> Attachment:
 
 
 class Recorder:
-    """Counts what the engine's model computes: vision items encoded, tokens prefilled per call."""
+    """Counts what the engine's model computes: items through the vision tower, tokens each forward reads."""
 
-    def __init__(self, engine, monkeypatch) -> None:
-        self.encoded_images = 0
-        self.prefill_lengths: list[int] = []  # tokens fed by each prefill
-        self.last_total = -1
-        original_features = engine.model.model.get_image_features
+    def __init__(self, engine) -> None:
+        self.encoded = 0  # images and videos through the vision tower
+        self.read: list[int] = []  # tokens read by each language-model forward
+        base = engine.model.model
 
-        def features(pixel_values, image_grid_thw=None, **kwargs):
-            self.encoded_images += len(image_grid_thw)
-            return original_features(pixel_values, image_grid_thw, **kwargs)
+        def vision(module, args, kwargs):
+            self.encoded += len(kwargs["grid_thw"] if "grid_thw" in kwargs else args[1])
 
-        def before_forward(module, args, kwargs):
-            ids = kwargs.get("input_ids")
-            if ids is not None and kwargs["past_key_values"].get_seq_length() + ids.shape[1] != self.last_total + 1:
-                self.prefill_lengths.append(ids.shape[1])  # not the next decode step: a prefill
-            self.last_total = kwargs["past_key_values"].get_seq_length() + ids.shape[1]
+        def language(module, args, kwargs):
+            self.read.append(kwargs["inputs_embeds"].shape[1])
 
-        monkeypatch.setattr(engine.model.model, "get_image_features", features)
-        handle = engine.model.register_forward_pre_hook(before_forward, with_kwargs=True)
-        monkeypatch.setattr(self, "_unhook", handle.remove, raising=False)
+        self._handles = [
+            base.visual.register_forward_pre_hook(vision, with_kwargs=True),
+            base.language_model.register_forward_pre_hook(language, with_kwargs=True),
+        ]
+
+    def prefilled(self) -> int:
+        """Prompt tokens read since the last `reset` (one answer: every forward after the first reads one new token)."""
+        return sum(self.read) - (NEW_TOKENS - 1)
+
+    def reset(self) -> None:
+        self.read.clear()
 
     def close(self) -> None:
-        self._unhook()
+        for handle in self._handles:
+            handle.remove()
+
+
+@pytest.fixture(params=FAMILIES)
+def engine(request, tiny_checkpoints):
+    """Each family's real engine; its prefill chunk size and sessions restored afterwards."""
+    engine = tiny_checkpoints.engine(request.param)
+    chunk = engine.prefill_chunk_tokens
+    yield engine
+    engine.prefill_chunk_tokens = chunk
+    for session in engine.caches.sessions():
+        engine.forget(session)
 
 
 @pytest.fixture
-def recorder(engine, monkeypatch):
-    record = Recorder(engine, monkeypatch)
+def recorder(engine):
+    record = Recorder(engine)
     yield record
     record.close()
 
 
 def answer(engine, conversation, settings=GREEDY, session=None):
-    """Greedy answer to the conversation's last turn: (new token ids, first-step logits)."""
+    """Greedy answer to the conversation's last turn: (new token ids, first-step logits, prompt ids)."""
     inputs = engine.prepare_inputs(to_model_messages(conversation, ""), settings)
     out = engine.generate(inputs, settings, session, output_logits=True, return_dict_in_generate=True)
-    prompt_length = inputs["input_ids"].shape[1]
-    return out.sequences[0, prompt_length:].tolist(), out.logits[0][0]
+    prompt = inputs["input_ids"][0].tolist()
+    return out.sequences[0, len(prompt) :].tolist(), out.logits[0][0], prompt
 
 
-def play(engine, turns, session, check):
-    """Answer each turn in order, once reusing `session`'s cache and once from scratch; compare."""
-    conversation = Conversation()
-    for turn in turns:
-        conversation.turns.append(turn)
-        reused, reused_logits = answer(engine, conversation, session=session)
-        fresh, fresh_logits = answer(engine, conversation)
-        check(reused, fresh, reused_logits, fresh_logits)
-        turn.answer, turn.status = engine.tokenizer.decode(reused, skip_special_tokens=False), "done"
-        turn.answer = engine.clean(turn.answer)
-    return conversation
+def finish(engine, conversation, tokens) -> None:
+    """Record the last turn's answer as the app does."""
+    turn = conversation.turns[-1]
+    turn.answer, turn.status = engine.clean(engine.tokenizer.decode(tokens, skip_special_tokens=False)), "done"
 
 
-def identical(reused, fresh, reused_logits, fresh_logits):
-    assert reused == fresh
-    torch.testing.assert_close(reused_logits, fresh_logits, atol=1e-4, rtol=1e-4)
+def identical(reused, fresh) -> None:
+    assert reused[0] == fresh[0]
+    torch.testing.assert_close(reused[1], fresh[1], atol=1e-4, rtol=1e-4)
 
 
-SHAPES = {
-    # later turns add images, between text-only follow-ups
-    "images in turns 1 and 3": [
+def exact_answer(engine, conversation, session, settings=GREEDY):
+    """Answer reusing `session`, check it against a full prefill, return the new tokens."""
+    reused = answer(engine, conversation, settings, session)
+    identical(reused, answer(engine, conversation, settings))
+    return reused[0]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def video(engine) -> Attachment:
+    from demo.media.video import VideoSettings
+    from demo.media.video_decode import sample_video
+
+    clip = sample_video(str(CLIP), VideoSettings(factor=engine.resize_factor, max_frames=4))
+    return Attachment(path="/up/clip.mp4", name="clip.mp4", video=clip)
+
+
+def test_a_conversation_reuses_its_cache_exactly_and_reads_only_new_tokens(engine, recorder):
+    """Pictures in turns 1 and 3 (a video too), text follow-ups; prefills in chunks of 16 that split pictures."""
+    engine.prefill_chunk_tokens = 16
+    turns = [
         Turn("Compare these.", [picture(1, (120, 80)), picture(2, (64, 96))]),
         Turn("Which is brighter?"),
-        Turn("And this one?", [picture(3, (200, 60))]),
-        Turn("Summarise all three."),
-    ],
-    # a text-only start, then an image
-    "image only later": [Turn("Hello there."), Turn("Look.", [picture(4, (90, 90))]), Turn("More?")],
-    # one image per turn, three turns in a row
-    "an image every turn": [Turn(f"Picture {i}?", [picture(10 + i, (56 + 28 * i, 84))]) for i in range(3)],
-}
+        Turn("And these?", [video(engine), picture(3, (200, 60))]),
+        Turn("Summarise all of them."),
+    ]
+    conversation = Conversation()
+    held: list[int] = []  # what the session's cache held after the last answer: prompt and answer but its last token
+    turn_start = 0  # where the last prompt's generation prompt began
+    for turn in turns:
+        conversation.turns.append(turn)
+        recorder.reset()
+        recorder.encoded = 0
+        reused = answer(engine, conversation, session="conversation")
+        tokens, _, prompt = reused
+        assert recorder.encoded == len(turn.attachments)  # only the new pictures and videos are encoded
+        shared = common_prefix(prompt, held)
+        if engine.family == "qwen3.5" and held:
+            # Its template re-renders the earlier answer without the reasoning the cache read after `<think>`:
+            # reading resumes at the snapshot taken where the last generation prompt began.
+            assert turn_start < shared < len(held)
+            assert recorder.prefilled() == len(prompt) - turn_start
+        else:  # the cache is cut where the prompt leaves it (the earlier answer may re-tokenize at its end)
+            assert shared >= len(held) - NEW_TOKENS
+            assert recorder.prefilled() == len(prompt) - shared
+        identical(reused, answer(engine, conversation))
+        held = (prompt + tokens)[: len(prompt) + NEW_TOKENS - 1]
+        turn_start = max(i for i, t in enumerate(prompt) if t == TURN_START(engine))
+        finish(engine, conversation, tokens)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
-def test_reuse_is_token_identical_to_a_full_prefill(engine, shape):
-    engine.forget(shape)
-    play(engine, [Turn(t.text, list(t.attachments)) for t in SHAPES[shape]], shape, identical)
-    engine.forget(shape)
+def test_regenerate_and_an_edited_first_question_reuse_what_they_can_and_stay_exact(engine, recorder):
+    first = Turn("Look at this.", [picture(30, (140, 70))])
+    conversation = Conversation(turns=[first])
+    tokens, _, old_prompt = answer(engine, conversation, session="edit")
+    recorder.reset()
+    recorder.encoded = 0
+    assert answer(engine, conversation, session="edit")[0] == tokens  # regenerate: the same prompt
+    assert recorder.prefilled() == 1  # only its last token: the cache holds the rest (a snapshot for Qwen3.5)
+    finish(engine, conversation, tokens)
+    conversation.turns.append(Turn("A second question."))
+    finish(engine, conversation, exact_answer(engine, conversation, "edit"))
+
+    first.text, first.answer, first.status = "Look at this closely.", "", "waiting"
+    del conversation.turns[1:]
+    recorder.reset()
+    recorder.encoded = 0
+    reused = answer(engine, conversation, session="edit")
+    assert recorder.encoded == 0  # the picture's encoding is kept
+    prompt = reused[2]
+    if engine.family == "qwen3.5":  # no snapshot inside the first question: read afresh
+        assert recorder.prefilled() == len(prompt)
+    else:
+        assert recorder.prefilled() == len(prompt) - common_prefix(prompt, old_prompt)
+    identical(reused, answer(engine, conversation))
 
 
-def test_follow_ups_prefill_only_the_new_tokens_and_encode_each_image_once(engine, recorder):
-    engine.forget("count")
-    record = recorder
-    conversation = Conversation(turns=[Turn("Two pictures.", [picture(20, (112, 84)), picture(21, (84, 112))])])
-    answer(engine, conversation, session="count")
-    assert record.encoded_images == 2
-    first_prefill = record.prefill_lengths[-1]
-    conversation.turns[0].answer, conversation.turns[0].status = "Nice.", "done"
-    conversation.turns.append(Turn("Which one is taller?"))
-    answer(engine, conversation, session="count")
-    assert record.encoded_images == 2  # nothing encoded again
-    new_length = engine.prepare_inputs(to_model_messages(conversation, ""), GREEDY)["input_ids"].shape[1]
-    assert record.prefill_lengths[-1] <= new_length - first_prefill  # at most what follows the first prompt
-    conversation.turns[-1].answer, conversation.turns[-1].status = "The second.", "done"
-    conversation.turns.append(Turn("And this?", [picture(22, (56, 56))]))
-    answer(engine, conversation, session="count")
-    assert record.encoded_images == 3  # only the new picture
-    engine.forget("count")
-
-
-def test_regenerate_undo_and_edit_reuse_the_prefix_and_stay_exact(engine, recorder):
-    engine.forget("edit")
-    record = recorder
-    conversation = Conversation(turns=[Turn("Look at this.", [picture(30, (140, 70))])])
-    first, _ = answer(engine, conversation, session="edit")
-    again, _ = answer(engine, conversation, session="edit")  # regenerate: the same prompt
-    assert again == first and record.encoded_images == 1 and record.prefill_lengths[-1] == 1
-    conversation.turns[0].answer, conversation.turns[0].status = "ok", "done"
-    conversation.turns.append(Turn("A question I will take back."))
-    answer(engine, conversation, session="edit")
-    conversation.turns.pop()  # undo, then ask something else
-    conversation.turns.append(Turn("A better question."))
-    reused, reused_logits = answer(engine, conversation, session="edit")
-    assert record.encoded_images == 1  # the picture was never encoded again
-    fresh, fresh_logits = answer(engine, conversation)
-    identical(reused, fresh, reused_logits, fresh_logits)
-    engine.forget("edit")
+def test_an_undone_question_rereads_only_its_replacement(engine, recorder):
+    conversation = Conversation(turns=[Turn("Hello.", [picture(35, (84, 84))])])
+    finish(engine, conversation, answer(engine, conversation, session="undo")[0])
+    conversation.turns.append(Turn("Second."))
+    finish(engine, conversation, answer(engine, conversation, session="undo")[0])
+    conversation.turns.append(Turn("Third, to undo."))
+    answer(engine, conversation, session="undo")
+    conversation.turns[-1] = Turn("Third, asked again.")
+    before = engine.prepare_inputs(to_model_messages(Conversation(turns=conversation.turns[:2]), ""), GREEDY)
+    recorder.reset()
+    reused = answer(engine, conversation, session="undo")
+    # Everything up to the new question's `<|im_start|>` was read before (Qwen3.5: snapshotted there)
+    assert recorder.prefilled() <= len(reused[2]) - common_prefix(reused[2], before["input_ids"][0].tolist()) + 1
+    identical(reused, answer(engine, conversation))
 
 
 def test_a_new_pixel_budget_encodes_again_and_stays_exact(engine):
-    engine.forget("budget")
     conversation = Conversation(turns=[Turn("Describe.", [picture(40, (300, 200))])])
     answer(engine, conversation, session="budget")
-    smaller = GenerationSettings(max_new_tokens=12, min_new_tokens=12, max_pixels=28 * 28 * 8)
-    reused, reused_logits = answer(engine, conversation, smaller, session="budget")
-    fresh, fresh_logits = answer(engine, conversation, smaller)
-    identical(reused, fresh, reused_logits, fresh_logits)
-    engine.forget("budget")
+    smaller = GenerationSettings(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, max_pixels=engine.resize_factor**2 * 8)
+    exact_answer(engine, conversation, "budget", smaller)
 
 
 def test_streaming_with_a_session_matches_streaming_without(engine):
-    engine.forget("stream")
     messages = to_model_messages(Conversation(turns=[Turn("Hi", [picture(50, (80, 80))])]), "")
     with_session = "".join(engine.stream(messages, GREEDY, threading.Event(), "stream"))
     without = "".join(engine.stream(messages, GREEDY, threading.Event()))
@@ -167,9 +230,23 @@ def test_streaming_with_a_session_matches_streaming_without(engine):
     assert "stream" not in engine.caches.sessions()
 
 
+def test_snapshots_are_bounded_and_counted_in_the_sessions_bytes(tiny_checkpoints):
+    engine = tiny_checkpoints.engine("tiny-random-qwen3.5")
+    conversation = Conversation()
+    for i in range(5):
+        conversation.turns.append(Turn(f"Question {i}?"))
+        finish(engine, conversation, answer(engine, conversation, session="bounded")[0])
+    entry = engine.caches.take("bounded", None)
+    assert entry.hybrid and 0 < len(entry.snapshots) <= MAX_SNAPSHOTS
+    without = entry.nbytes() - sum(s.nbytes() for s in entry.snapshots)
+    assert entry.nbytes() > without > 0 and all(s.nbytes() > 0 for s in entry.snapshots)
+    engine.caches.give_back("bounded", entry)
+    engine.forget("bounded")
+
+
 def entry_of(size_bytes: int) -> SessionCache:
     entry = SessionCache(kv=None)  # type: ignore[arg-type]
-    entry.encodings["x"] = torch.zeros(size_bytes, dtype=torch.uint8)
+    entry.encodings["x"] = Encoded(torch.zeros(size_bytes, dtype=torch.uint8))
     entry.kv = type("NoLayers", (), {"layers": []})()
     return entry
 
@@ -198,7 +275,7 @@ def test_a_session_in_use_is_never_evicted():
     assert store.sessions() == ["a"]
 
 
-def test_clearing_or_closing_a_session_frees_its_cache(engine):
+def test_clearing_or_closing_a_session_frees_its_cache(tiny_checkpoints):
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.settings import Settings
@@ -206,7 +283,8 @@ def test_clearing_or_closing_a_session_frees_its_cache(engine):
     class Request:
         session_hash = "tab-1"
 
-    slot = EngineSlot("tiny")
+    engine = tiny_checkpoints.engine("tiny-random")
+    slot = EngineSlot("tiny", engine.family)
     slot.fill(engine)
     handlers = ChatHandlers(slot)
     list(handlers.chat("Hello", None, Settings(max_new_tokens=4), request=Request()))

@@ -3,19 +3,31 @@
 A chat re-renders the whole conversation every turn. Instead of running the vision encoder
 and a full prefill over it again, each session keeps:
 
-- the token ids its KV cache holds, and the cache itself (a transformers `DynamicCache`);
-- the vision encoder's output for each image or video it has seen, keyed by the content of
-  its preprocessed pixels, so no encoding is computed twice in a session.
+- the token ids its cache holds, and the cache itself (a transformers `DynamicCache`);
+- the vision encoder's output for each image or video of the conversation, keyed by the
+  content of its preprocessed pixels, so no encoding is computed twice in a session;
+- for caches with linear-attention layers (Qwen3.5's Gated DeltaNet), snapshots.
 
-`reuse_kwargs` finds the longest common prefix of the cached ids and the new prompt, crops the
-cache there, and returns the `generate` arguments that prefill only the rest: the new tokens,
-the encodings of the images among them (`mm_encoder_outputs`), and M-RoPE position ids
-computed over the whole sequence (3-D positions depend on every earlier image's grid; they are
+`plan_reuse` finds the longest common prefix of the cached ids and the new prompt and rewinds
+the cache there, encodes the pictures not seen before, one at a time, and returns what
+`demo.engines.prefill.prefill` needs to read the rest: where to start, M-RoPE position ids
+computed over the whole prompt (3-D positions depend on every earlier image's grid; they are
 computed here, not left to `generate`, whose fallback reads a `rope_deltas` shared by all
-sessions). `CacheStore` holds the sessions' entries, capped in bytes, least recently used first out.
+sessions), and the encoder rows of the placeholders still to read.
 
-Knows transformers' Qwen VL models (`get_rope_index`, `get_image_features`); knows nothing of
-conversations, Gradio or the UI.
+Attention layers rewind to any prefix by cropping. A linear-attention layer keeps one
+recurrent state (and a convolution state) for everything it has read, which cannot be cut back.
+So a hybrid cache also keeps `Snapshot`s, copies of those states at chosen lengths, and rewinds
+to the longest of them (or its live state) that the new prompt extends; with none, it starts
+afresh. A prefill snapshots before each `<|im_start|>` it reads, i.e. where each message begins
+(an undone or edited last question resumes before it; templates that re-render earlier answers,
+e.g. without their reasoning, still share everything before the last generation prompt), and at
+the prompt's end (regenerate). The longest `MAX_SNAPSHOTS` are kept (the last two turns'), and
+count in the session's bytes.
+
+`CacheStore` holds the sessions' entries, capped in bytes, least recently used first out.
+Knows transformers' Qwen VL models (`get_rope_index`, `get_*_features`) and cache layers; knows
+nothing of conversations, Gradio or the UI.
 """
 
 from __future__ import annotations
@@ -27,13 +39,48 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.cache_utils import LinearAttentionCacheLayerMixin
+
+from demo.engines.prefill import Encoded
 
 # (modality, pixel key, grid key, config attribute of its placeholder token id)
 MODALITIES = (
     ("image", "pixel_values", "image_grid_thw", "image_token_id"),
     ("video", "pixel_values_videos", "video_grid_thw", "video_token_id"),
 )
+MAX_SNAPSHOTS = 6  # per session: about the last two turns' (user message, generation prompt, end)
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def _linear_layers(kv) -> list:
+    return [layer for layer in kv.layers if isinstance(layer, LinearAttentionCacheLayerMixin)]
+
+
+@dataclass
+class Snapshot:
+    """Copies of a hybrid cache's linear-attention states after its first `length` tokens."""
+
+    length: int
+    states: list[tuple[dict, dict]]  # per linear-attention layer, in order: conv states, recurrent states
+
+    @classmethod
+    def take(cls, kv, length: int) -> Snapshot:
+        copy = lambda states: {i: s.clone() for i, s in states.items() if s is not None}  # noqa: E731
+        return cls(length, [(copy(layer.conv_states), copy(layer.recurrent_states)) for layer in _linear_layers(kv)])
+
+    def restore(self, kv) -> None:
+        for layer, (conv, recurrent) in zip(_linear_layers(kv), self.states, strict=True):
+            for i, state in conv.items():
+                layer.conv_states[i].copy_(state)
+                layer.has_previous_state[i] = True
+            for i, state in recurrent.items():
+                layer.recurrent_states[i].copy_(state)
+
+    def nbytes(self) -> int:
+        return _nbytes(s for conv, recurrent in self.states for s in (*conv.values(), *recurrent.values()))
 
 
 @dataclass
@@ -42,20 +89,80 @@ class SessionCache:
 
     kv: DynamicCache
     ids: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # tokens the kv holds
-    encodings: dict[str, torch.Tensor] = field(default_factory=dict)  # pixel content key -> vision encoder output
+    encodings: dict[str, Encoded] = field(default_factory=dict)  # pixel content key -> vision encoder output
     items: dict[str, list[str]] = field(default_factory=dict)  # modality -> content keys of the items, in order
+    snapshots: list[Snapshot] = field(default_factory=list)  # hybrid caches: shortest first
+    live: bool = True  # hybrid caches: the linear layers' states stand for all of `ids`
+    forgotten: bool = False  # its session was forgotten while this entry was out: not kept
+
+    @property
+    def hybrid(self) -> bool:
+        return bool(_linear_layers(self.kv))
 
     def nbytes(self) -> int:
-        tensors = [t for layer in self.kv.layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))]
-        tensors += list(self.encodings.values())
-        return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+        tensors = []
+        for layer in self.kv.layers:
+            tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
+            for states in (getattr(layer, "conv_states", None), getattr(layer, "recurrent_states", None)):
+                tensors += list((states or {}).values())
+        total = _nbytes(tensors) + sum(e.nbytes() for e in self.encodings.values())
+        return total + sum(s.nbytes() for s in self.snapshots)
+
+    def snapshot(self, length: int) -> None:
+        """Keep the linear-attention states as they are now, standing for the first `length` tokens."""
+        if any(s.length == length for s in self.snapshots):
+            return
+        self.snapshots.append(Snapshot.take(self.kv, length))
+        self.snapshots.sort(key=lambda s: s.length)
+        while len(self.snapshots) > MAX_SNAPSHOTS:  # the oldest turn's go first: they are the shortest
+            self.snapshots.pop(0)
+
+    def rewind(self, keep: int) -> int:
+        """Make the cache hold a prefix of its tokens no longer than `keep`; return its length."""
+        if not self.hybrid:
+            _crop_attention(self.kv, keep)
+            return min(keep, len(self.ids))
+        points = [s.length for s in self.snapshots if s.length <= keep]
+        if self.live and len(self.ids) <= keep:
+            points.append(len(self.ids))
+        start = max(points, default=0)
+        if start == 0:
+            self.kv.reset()
+        elif not (self.live and start == len(self.ids)):
+            next(s for s in self.snapshots if s.length == start).restore(self.kv)
+        _crop_attention(self.kv, start)
+        self.snapshots = [s for s in self.snapshots if s.length <= start]
+        self.live = True
+        return start
+
+    def settle(self, prompt_ids: torch.Tensor, reading: bool) -> None:
+        """After a prefill ended early: keep the longest consistent part of the cache.
+
+        `reading`: it ended while reading tokens (not while encoding pictures), so a linear layer
+        may be midway through a chunk: its state is not trusted, the next turn rewinds to a snapshot.
+        """
+        lengths = [layer.get_seq_length() for layer in self.kv.layers if getattr(layer, "keys", None) is not None]
+        done = min(lengths, default=0)
+        _crop_attention(self.kv, done)
+        self.ids = prompt_ids[:done].clone()
+        self.snapshots = [s for s in self.snapshots if s.length <= done]
+        if reading and self.hybrid:
+            self.live = False
+
+
+def _crop_attention(kv, length: int) -> None:
+    """Crop every attention layer of `kv` to its first `length` tokens."""
+    for layer in kv.layers:
+        if getattr(layer, "keys", None) is not None and layer.get_seq_length() > length:
+            layer.crop(length - layer.get_seq_length())  # a negative count: the tokens to drop
 
 
 class CacheStore:
     """Sessions' caches, at most `max_bytes` in all; the least recently used are dropped first.
 
     `take` hands a session's entry out (creating it) and `give_back` returns it after a turn; an
-    entry that is out is never evicted, and one larger than the whole cap is not kept. Thread-safe.
+    entry that is out is never evicted, one larger than the whole cap is not kept, and one whose
+    session was forgotten while it was out is dropped when it comes back. Thread-safe.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -63,19 +170,24 @@ class CacheStore:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, SessionCache] = OrderedDict()
+        self._out: dict[str, SessionCache] = {}  # entries handed out, by session
         self._lock = threading.Lock()
 
     def take(self, session: str, new: SessionCache) -> SessionCache:
         """The session's entry (removed from the store while in use), or `new` if it has none."""
         with self._lock:
-            return self._entries.pop(session, None) or new
+            entry = self._entries.pop(session, None) or new
+            self._out[session] = entry
+            return entry
 
     def give_back(self, session: str, entry: SessionCache) -> None:
         """Keep `entry` as the session's most recent; evict others (or it) to stay within the cap."""
         size = entry.nbytes()
         with self._lock:
+            if self._out.get(session) is entry:
+                del self._out[session]
             self._entries.pop(session, None)
-            if size > self.max_bytes:  # too large to keep at all: the next turn starts afresh
+            if size > self.max_bytes or entry.forgotten:  # the next turn starts afresh
                 return
             total = size + sum(e.nbytes() for e in self._entries.values())
             while total > self.max_bytes:
@@ -84,8 +196,11 @@ class CacheStore:
             self._entries[session] = entry
 
     def forget(self, session: str) -> None:
+        """Drop the session's entry, now or (if it is out) when it comes back."""
         with self._lock:
             self._entries.pop(session, None)
+            if session in self._out:
+                self._out.pop(session).forgotten = True
 
     def sessions(self) -> list[str]:
         with self._lock:
@@ -96,13 +211,22 @@ class CacheStore:
             return sum(e.nbytes() for e in self._entries.values())
 
 
-def reuse_kwargs(model, inputs: dict, entry: SessionCache) -> dict:
-    """`generate` keyword arguments for `inputs` (the processor's output) that reuse `entry`.
+@dataclass
+class Plan:
+    """How to read a prompt into a session's cache: see `plan_reuse`."""
 
-    Crops `entry.kv` to the longest prefix it shares with the new prompt (always leaving at
-    least one token to prefill): the same token ids, and behind the image and video
-    placeholders the same pixels. Encodes only the items not encoded before, and gives
-    `generate` the encodings of the placeholders in the part to prefill.
+    start: int  # tokens already in the cache
+    position_ids: torch.Tensor  # the whole prompt's, (4, 1, length)
+    encoded: dict[str, Encoded]  # modality -> encoder rows of its placeholders at positions >= start
+    marks: tuple[int, ...]  # positions after which to snapshot (hybrid caches)
+
+
+def plan_reuse(model, inputs: dict, entry: SessionCache, turn_start_id: int | None = None) -> Plan:
+    """Rewind `entry` to the longest prefix it shares with `inputs` (the processor's output).
+
+    Shared means the same token ids, and behind the image and video placeholders the same
+    pixels; at least one token is always left to read. Encodes only the items not encoded
+    before, one at a time. `turn_start_id` (`<|im_start|>`) marks where messages begin.
     """
     ids = inputs["input_ids"][0]
     items = {m: _Items(model, inputs, m, pixel_key, grid_key, token_attr) for m, pixel_key, grid_key, token_attr in MODALITIES}
@@ -111,21 +235,24 @@ def reuse_kwargs(model, inputs: dict, entry: SessionCache) -> dict:
     cached = entry.ids.to(ids.device)[:limit]
     differs = (cached != ids[:limit]).nonzero()
     keep = int(differs[0]) if len(differs) else limit
-    if entry.kv.get_seq_length() > keep:
-        entry.kv.crop(keep - entry.kv.get_seq_length())  # a negative count: the tokens to drop
-    entry.ids = ids[:keep].clone()
+    start = entry.rewind(keep)
+    entry.ids = ids[:start].clone()
     entry.items = {m: found.keys for m, found in items.items()}  # what the cache holds once prefilled
 
-    kwargs = {k: v for k, v in inputs.items() if not k.startswith("pixel_values")}
-    encoder_outputs = {}
+    encoded = {}
     for modality, found in items.items():
-        rows = found.rows_after(keep, entry.encodings)
+        rows = found.rows_after(start, entry.encodings)
         if rows is not None:
-            encoder_outputs[modality] = BaseModelOutputWithPooling(pooler_output=(rows,))
-    kwargs["mm_encoder_outputs"] = encoder_outputs
-    kwargs["position_ids"] = position_ids(model, inputs)
-    kwargs["past_key_values"] = entry.kv
-    return kwargs
+            encoded[modality] = rows
+    wanted = {key for found in items.values() for key in found.keys}
+    entry.encodings = {key: value for key, value in entry.encodings.items() if key in wanted}
+
+    marks: tuple[int, ...] = ()
+    if entry.hybrid:
+        end = len(ids) - 1
+        messages = (ids[:end] == turn_start_id).nonzero().flatten().tolist() if turn_start_id is not None else []
+        marks = tuple(m for m in (*messages, end) if m > start)
+    return Plan(start, position_ids(model, inputs), encoded, marks)
 
 
 class _Items:
@@ -153,21 +280,22 @@ class _Items:
                 return self.starts[i]
         return 1 << 62
 
-    def rows_after(self, keep: int, encodings: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """Encoder rows for the placeholders at positions >= keep, encoding the items not yet encoded."""
-        done = sum(1 for position in self.placeholders if position < keep)  # placeholders already in the cache
+    def rows_after(self, start: int, encodings: dict[str, Encoded]) -> Encoded | None:
+        """Encoder rows for the placeholders at positions >= start, encoding (one by one) the items not yet encoded."""
+        done = sum(1 for position in self.placeholders if position < start)  # placeholders already in the cache
         ends = torch.tensor(self.tokens).cumsum(0).tolist()
         needed = [i for i, end in enumerate(ends) if end > done]
         if not needed:
             return None
-        missing = [i for i in needed if self.keys[i] not in encodings]
-        if missing:
-            encode = getattr(self.model.model, f"get_{self.modality}_features")
-            with torch.inference_mode():
-                out = encode(torch.cat([self.chunks[i] for i in missing]), self.grids[missing], return_dict=True)
-            for i, rows in zip(missing, out.pooler_output, strict=True):
-                encodings[self.keys[i]] = rows
-        rows = torch.cat([encodings[self.keys[i]] for i in needed])
+        encode = getattr(self.model.model, f"get_{self.modality}_features")
+        for i in needed:
+            if self.keys[i] not in encodings:
+                out = encode(self.chunks[i], self.grids[i : i + 1], return_dict=True)
+                deepstack = getattr(out, "deepstack_features", None)
+                encodings[self.keys[i]] = Encoded(
+                    out.pooler_output[0], None if deepstack is None else tuple(layer[0] for layer in deepstack)
+                )
+        rows = Encoded.cat([encodings[self.keys[i]] for i in needed])
         return rows[done - (ends[needed[0]] - self.tokens[needed[0]]) :]  # part of the first may be cached
 
 

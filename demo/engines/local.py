@@ -21,6 +21,7 @@ import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from transformers import (
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from transformers.generation.utils import GenerateDecoderOnlyOutput
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from demo.conversation import VisionCost
@@ -45,7 +47,8 @@ from demo.engines.base import (
 )
 from demo.engines.download import local_checkpoint
 from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
-from demo.engines.kv_reuse import CacheStore, SessionCache, reuse_kwargs
+from demo.engines.kv_reuse import CacheStore, SessionCache, plan_reuse
+from demo.engines.prefill import PrefillStopped, StopChecks, prefill
 from demo.engines.streaming import TokenStreamer
 from demo.media.video import processor_video_kwargs
 from demo.reasoning import OPEN, prompt_opens_reasoning
@@ -53,13 +56,10 @@ from grounding.generations import GENERATIONS, family_from_model_type, generatio
 
 log = logging.getLogger(__name__)
 
-# The families whose follow-ups reuse the session's KV cache and vision encodings
-# (demo/engines/kv_reuse.py). Qwen3-VL's DeepStack encodings and Qwen3.5's recurrent
-# linear-attention state do not fit that reuse yet: their turns are prefilled in full.
-KV_REUSE_FAMILIES = frozenset({"qwen2-vl", "qwen2.5-vl"})
-
 DEFAULT_CACHE_BYTES = 2 * 2**30  # all sessions' reusable caches together
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, unless --max-pixels says otherwise (Qwen's own advice)
+DEFAULT_PREFILL_CHUNK_TOKENS = 1024  # tokens per prefill chunk (bounds one operation and its activations)
+STOP_GRACE_SECONDS = 0.5  # how long an answer waits, after Stop, for the model to reach a module boundary
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 QUANTIZE_CHOICES = ("none", "int8", "auto")
 # With --quantize int8, the vision encoder's linear layers are int8 too: on the 2B shape this
@@ -183,8 +183,7 @@ class TransformersEngine(Engine):
             raise ModelLoadError(f"cannot load model {model!r}: {_first_line(e)}") from None
 
         self.tokenizer = self.processor.tokenizer
-        self.reuses_kv = self.family in KV_REUSE_FAMILIES  # else every turn is prefilled in full
-        self.caches = CacheStore(cache_bytes if self.reuses_kv else 0)  # sessions' KV caches and vision encodings
+        self.caches = CacheStore(cache_bytes)  # sessions' KV caches and vision encodings (0: no reuse)
         self.random_weights = Path(checkpoint, RANDOM_WEIGHTS_MARKER).is_file()
         image_processor = self.processor.image_processor
         self.patch_size = image_processor.patch_size
@@ -198,6 +197,10 @@ class TransformersEngine(Engine):
         keep = generation(self.family).keep_tokens
         dropped = sorted((t for t in specials if t not in keep), key=len, reverse=True)
         self._drop_specials = re.compile("|".join(map(re.escape, dropped))) if dropped else None
+        self._stop_checks = StopChecks(self.model)
+        self.prefill_chunk_tokens = DEFAULT_PREFILL_CHUNK_TOKENS
+        self._turn_start_id = self.tokenizer.convert_tokens_to_ids("<|im_start|>")
+        self._placeholder_ids = {"image": self.model.config.image_token_id, "video": self.model.config.video_token_id}
         self.thinking, self.thinking_default = self._thinking_mode()
 
     def _set_precision(self) -> None:
@@ -318,23 +321,50 @@ class TransformersEngine(Engine):
         stops: tuple[threading.Event, ...] = (),
         **extra,
     ):
-        """`model.generate` on prepared `inputs`; with a `session`, reusing and updating its cache.
+        """`model.generate` on prepared `inputs`, the prompt read in chunks that `stops` can interrupt.
 
-        Returns what `generate` returns (with a session: a `GenerateOutput`; `extra` is passed on,
-        e.g. a streamer or `output_logits=True`). A failure drops the session's cache.
+        With a `session` (and a cache budget), reuses and updates its cache. Returns what
+        `generate` returns (`extra` is passed on, e.g. a streamer or `output_logits=True`); a stop
+        while the prompt is read returns the prompt alone and ends the streamer. A failure drops
+        the session's cache.
         """
         kwargs = self._generation_kwargs(settings, *stops)
-        if session is not None and self.caches.max_bytes:
+        keep = session is not None and self.caches.max_bytes > 0
+        if keep:
             extra["return_dict_in_generate"] = True
         kwargs.update(kwargs["generation_config"].update(**extra))  # generation options go in the config
-        if session is None or self.caches.max_bytes == 0:
-            with torch.inference_mode():
-                return self.model.generate(**inputs, **kwargs)
-        entry = self.caches.take(session, SessionCache(kv=DynamicCache(config=self.model.config)))
-        with torch.inference_mode():  # on a failure the entry, maybe half updated, is not given back
-            output = self.model.generate(**reuse_kwargs(self.model, inputs, entry), **kwargs)
-        entry.ids = output.sequences[0, : entry.kv.get_seq_length()].clone()
-        self.caches.give_back(session, entry)
+        fresh = SessionCache(kv=DynamicCache(config=self.model.config))
+        entry = self.caches.take(session, fresh) if keep else fresh
+        ids = inputs["input_ids"]
+        plan = None
+        try:  # on a failure the entry, maybe half updated, is not given back
+            with torch.inference_mode(), self._stop_checks.armed(stops):
+                plan = plan_reuse(self.model, inputs, entry, self._turn_start_id)
+                prefill(
+                    self.model, ids, plan.position_ids, entry.kv, plan.start, ids.shape[1] - 1, plan.encoded,
+                    self._placeholder_ids, self.prefill_chunk_tokens, plan.marks, entry.snapshot,
+                )  # fmt: skip
+                self._stop_checks.check()
+        except PrefillStopped:
+            entry.settle(ids[0], reading=plan is not None)
+            if keep:
+                self.caches.give_back(session, entry)
+            if kwargs.get("streamer") is not None:
+                kwargs["streamer"].end()
+            config = kwargs["generation_config"]
+            return GenerateDecoderOnlyOutput(sequences=ids) if config.return_dict_in_generate else ids
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=ids,
+                attention_mask=inputs.get("attention_mask"),
+                position_ids=plan.position_ids,
+                past_key_values=entry.kv,
+                **kwargs,
+            )
+        if keep:
+            entry.ids = output.sequences[0, : entry.kv.get_seq_length()].clone()
+            entry.live = True
+            self.caches.give_back(session, entry)
         return output
 
     def forget(self, session: str) -> None:
@@ -359,6 +389,8 @@ class TransformersEngine(Engine):
 
         thread = threading.Thread(target=run, name="generate", daemon=True)
         thread.start()
+        stopped_at = None  # when the consumer saw the stop switch set
+        ended = False  # the stream ran to its end (not closed by the consumer)
         try:
             if opening:
                 yield opening
@@ -370,13 +402,23 @@ class TransformersEngine(Engine):
                 except queue.Empty:
                     if not thread.is_alive() and streamer.text_queue.empty():
                         break
+                    if stop.is_set():  # the generation ends at its next module boundary, or soon after
+                        stopped_at = stopped_at or time.monotonic()
+                        if time.monotonic() - stopped_at > STOP_GRACE_SECONDS:
+                            break
                     continue
                 piece = self.clean(piece)
                 if piece:
                     yield piece
+            ended = True
         finally:
             closed.set()
-            thread.join()
+            # After a stop or a close, one operation may still be running (seconds for a large picture's
+            # vision attention on a CPU): the answer ends now, the thread a little later, settling its cache.
+            if ended and stopped_at is None:
+                thread.join()
+            else:
+                thread.join(timeout=max(0.0, (stopped_at or time.monotonic()) + STOP_GRACE_SECONDS - time.monotonic()))
         if failure:
             raise _as_engine_error(failure[0])
 

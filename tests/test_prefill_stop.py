@@ -1,0 +1,181 @@
+"""Stop and a closed tab end an answer while its prompt is being read: within a second, the cache consistent.
+
+The local engine reads a prompt in chunks through the model's base, with a forward pre-hook on
+every module checking the stop switches (demo/engines/prefill.py). Here the tiny checkpoints'
+decoder layers are slowed (a sleep in each layer's forward) so that reading the prompt would take
+several seconds; Stop is pressed midway and the time from the stop to the end of the stream is
+measured, for each local generation, then through the handlers: Stop, and the tab's unload (Gradio
+closes an answer's generator only when it yields, which it does not while a prompt is read, so
+`end_session` sets the answer's stop switch).
+Reading in chunks must also be exact: token-identical to `model.generate` reading the prompt in
+one forward, with pictures and a video split across chunks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import torch
+from PIL import Image
+
+from demo.conversation import Attachment, Conversation, Turn, to_model_messages
+from demo.engines.base import GenerationSettings
+from tests.helpers import generate_threads, wait_until
+
+FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
+GREEDY = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
+LAYER_SECONDS = 0.1  # each decoder layer's forward, slowed
+CHUNK = 32
+LONG_TEXT = " ".join(["Describe every corner of this picture, the colours, the light and the shapes you see."] * 12)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from two threads, and lose much when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def picture(seed: int, size: tuple[int, int]) -> Attachment:
+    return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
+
+
+@contextmanager
+def slowed(engine, seconds: float):
+    """Sleep `seconds` at the start of every decoder layer's forward; yields the start times."""
+    starts: list[float] = []
+
+    def slow(module, args):
+        starts.append(time.monotonic())
+        time.sleep(seconds)
+
+    handles = [layer.register_forward_pre_hook(slow) for layer in engine.model.model.language_model.layers]
+    try:
+        yield starts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@pytest.fixture
+def engine(request, tiny_checkpoints):
+    engine = tiny_checkpoints.engine(request.param)
+    chunk = engine.prefill_chunk_tokens
+    yield engine
+    engine.prefill_chunk_tokens = chunk
+    for session in engine.caches.sessions():
+        engine.forget(session)
+
+
+def press_when(condition, stop: threading.Event) -> list[float]:
+    """Set `stop` (in a thread) once `condition()` holds; the list gets the time it was set."""
+    pressed: list[float] = []
+
+    def press() -> None:
+        wait_until(condition, timeout=30)
+        pressed.append(time.monotonic())
+        stop.set()
+
+    threading.Thread(target=press, daemon=True).start()
+    return pressed
+
+
+@pytest.mark.parametrize("engine", FAMILIES, indirect=True)
+def test_stop_while_the_prompt_is_read_ends_the_answer_within_a_second(engine):
+    engine.prefill_chunk_tokens = CHUNK
+    conversation = Conversation(turns=[Turn(LONG_TEXT, [picture(1, (200, 120))])])
+    messages = to_model_messages(conversation, "")
+    prompt = engine.prepare_inputs(messages, GREEDY)["input_ids"]
+    layers = len(engine.model.model.language_model.layers)
+    assert (prompt.shape[1] // CHUNK) * layers * LAYER_SECONDS >= 3  # reading it all would take seconds
+    stop = threading.Event()
+    with slowed(engine, LAYER_SECONDS) as starts:
+        pieces = engine.stream(messages, GREEDY, stop, session="stopped")
+        pressed = press_when(lambda: len(starts) >= 2 * layers + 1, stop)  # in the third chunk
+        received = list(pieces)
+        ended = time.monotonic()
+        assert ended - pressed[0] < 1.0
+        assert received == []  # nothing was decoded
+        assert wait_until(lambda: not generate_threads(), timeout=2)
+        assert len([t for t in starts if t > pressed[0]]) <= 1  # the model stopped at once
+
+    # The cache keeps what was read (the linear-attention states are never half-read): the next answer reuses it exactly.
+    entry = engine.caches.take("stopped", None)
+    read = [layer.get_seq_length() for layer in entry.kv.layers if getattr(layer, "keys", None) is not None]
+    assert set(read) == {len(entry.ids)} and 2 * CHUNK <= len(entry.ids) < prompt.shape[1]
+    assert entry.live == (not entry.hybrid)
+    engine.caches.give_back("stopped", entry)
+    inputs = engine.prepare_inputs(messages, GREEDY)
+    reused = engine.generate(inputs, GREEDY, "stopped", output_logits=True, return_dict_in_generate=True)
+    fresh = engine.generate(inputs, GREEDY, None, output_logits=True, return_dict_in_generate=True)
+    assert reused.sequences.tolist() == fresh.sequences.tolist()
+    torch.testing.assert_close(reused.logits[0], fresh.logits[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("engine", FAMILIES, indirect=True)
+def test_a_prompt_read_in_chunks_is_token_identical_to_one_forward(engine):
+    """Chunks of 5 tokens split every picture and the video; `model.generate` reads the prompt at once."""
+    from demo.media.video import VideoSettings
+    from demo.media.video_decode import sample_video
+    from tests.test_kv_reuse import CLIP
+
+    clip = sample_video(str(CLIP), VideoSettings(factor=engine.resize_factor, max_frames=4))
+    turn = Turn("What happens?", [picture(2, (120, 80)), Attachment("/up/v.mp4", name="v.mp4", video=clip), picture(3, (64, 96))])
+    inputs = engine.prepare_inputs(to_model_messages(Conversation(turns=[turn]), ""), GREEDY)
+    engine.prefill_chunk_tokens = 5
+    chunked = engine.generate(inputs, GREEDY, None, output_logits=True, return_dict_in_generate=True)
+    with torch.inference_mode():
+        whole = engine.model.generate(
+            **inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False, output_logits=True, return_dict_in_generate=True
+        )
+    assert chunked.sequences.tolist() == whole.sequences.tolist()
+    torch.testing.assert_close(chunked.logits[0], whole.logits[0], atol=1e-4, rtol=1e-4)
+
+
+class Request:
+    session_hash = "tab-prefill"
+
+
+@pytest.mark.parametrize("action", ["stop", "unload"])
+def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoints, action):
+    from demo.engines.slot import EngineSlot
+    from demo.handlers import ChatHandlers
+
+    engine = tiny_checkpoints.engine("tiny-random")
+    chunk = engine.prefill_chunk_tokens
+    engine.prefill_chunk_tokens = CHUNK
+    slot = EngineSlot("tiny-random", engine.family)
+    slot.fill(engine)
+    handlers = ChatHandlers(slot)
+    updates: list = []
+    ended: list[float] = []
+    try:
+        with slowed(engine, LAYER_SECONDS) as starts:
+            chat = handlers.chat(LONG_TEXT, None, 8, request=Request())
+
+            def consume() -> None:
+                for update in chat:
+                    updates.append(update)
+                ended.append(time.monotonic())
+
+            worker = threading.Thread(target=consume, daemon=True)
+            worker.start()
+            assert wait_until(lambda: len(starts) >= 4, timeout=30)
+            pressed = time.monotonic()
+            if action == "stop":
+                handlers.stop(updates[-1][1], Request())
+            else:
+                handlers.end_session(Request())
+            worker.join(timeout=5)
+            assert ended and ended[0] - pressed < 1.0
+            assert updates[-1][1].turns[-1].status == "stopped"
+            assert wait_until(lambda: not generate_threads(), timeout=2)
+        assert wait_until(lambda: "tab-prefill" not in engine.caches.sessions(), timeout=2) or action == "stop"
+    finally:
+        engine.prefill_chunk_tokens = chunk
+        engine.forget("tab-prefill")
