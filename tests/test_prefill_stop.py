@@ -100,7 +100,8 @@ def test_stop_while_the_prompt_is_read_ends_the_answer_within_a_second(engine):
         received = list(pieces)
         ended = time.monotonic()
         assert ended - pressed[0] < 1.0
-        assert received == []  # nothing was decoded
+        # nothing was decoded (a thinking prompt's own opening <think> is handed on first: not decoded)
+        assert [piece for piece in received if piece != "<think>\n"] == []
         assert wait_until(lambda: not generate_threads(), timeout=2)
         assert len([t for t in starts if t > pressed[0]]) <= 1  # the model stopped at once
 

@@ -13,13 +13,66 @@ import warnings
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings, ModelLoadError
 from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
-from tests.test_kv_reuse import SHAPES, Turn, identical, play
 
 pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 kernels")
+
+# Conversations answered twice, reusing a session and from scratch (as tests/test_kv_reuse.py does per family).
+GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
+
+
+def picture(seed: int, size: tuple[int, int]) -> Attachment:
+    return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
+
+
+
+
+def answer(engine, conversation, settings=GREEDY, session=None):
+    """Greedy answer to the conversation's last turn: (new token ids, first-step logits)."""
+    inputs = engine.prepare_inputs(to_model_messages(conversation, ""), settings)
+    out = engine.generate(inputs, settings, session, output_logits=True, return_dict_in_generate=True)
+    prompt_length = inputs["input_ids"].shape[1]
+    return out.sequences[0, prompt_length:].tolist(), out.logits[0][0]
+
+
+def play(engine, turns, session, check):
+    """Answer each turn in order, once reusing `session`'s cache and once from scratch; compare."""
+    conversation = Conversation()
+    for turn in turns:
+        conversation.turns.append(turn)
+        reused, reused_logits = answer(engine, conversation, session=session)
+        fresh, fresh_logits = answer(engine, conversation)
+        check(reused, fresh, reused_logits, fresh_logits)
+        turn.answer, turn.status = engine.tokenizer.decode(reused, skip_special_tokens=False), "done"
+        turn.answer = engine.clean(turn.answer)
+    return conversation
+
+
+def identical(reused, fresh, reused_logits, fresh_logits):
+    assert reused == fresh
+    torch.testing.assert_close(reused_logits, fresh_logits, atol=1e-4, rtol=1e-4)
+
+
+SHAPES = {
+    # later turns add images, between text-only follow-ups
+    "images in turns 1 and 3": [
+        Turn("Compare these.", [picture(1, (120, 80)), picture(2, (64, 96))]),
+        Turn("Which is brighter?"),
+        Turn("And this one?", [picture(3, (200, 60))]),
+        Turn("Summarise all three."),
+    ],
+    # a text-only start, then an image
+    "image only later": [Turn("Hello there."), Turn("Look.", [picture(4, (90, 90))]), Turn("More?")],
+    # one image per turn, three turns in a row
+    "an image every turn": [Turn(f"Picture {i}?", [picture(10 + i, (56 + 28 * i, 84))]) for i in range(3)],
+}
+
+
 
 
 @pytest.fixture(scope="module")
