@@ -146,6 +146,7 @@ class Request:
 def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoints, action):
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
+    from demo.settings import Settings
 
     engine = tiny_checkpoints.engine("tiny-random")
     chunk = engine.prefill_chunk_tokens
@@ -157,7 +158,7 @@ def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoin
     ended: list[float] = []
     try:
         with slowed(engine, LAYER_SECONDS) as starts:
-            chat = handlers.chat(LONG_TEXT, None, 8, request=Request())
+            chat = handlers.chat(LONG_TEXT, None, Settings(max_new_tokens=8), request=Request())
 
             def consume() -> None:
                 for update in chat:
@@ -169,12 +170,13 @@ def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoin
             assert wait_until(lambda: len(starts) >= 4, timeout=30)
             pressed = time.monotonic()
             if action == "stop":
-                handlers.stop(updates[-1][1], Request())
+                handlers.stop(updates[-1].conversation, Request())
             else:
                 handlers.end_session(Request())
             worker.join(timeout=5)
             assert ended and ended[0] - pressed < 1.0
-            assert updates[-1][1].turns[-1].status == "stopped"
+            if action == "stop":  # a closed tab ends its session: its conversation is emptied (demo/sessions.py)
+                assert updates[-1].conversation.turns[-1].status == "stopped"
             assert wait_until(lambda: not generate_threads(), timeout=2)
         assert wait_until(lambda: "tab-prefill" not in engine.caches.sessions(), timeout=2) or action == "stop"
     finally:
