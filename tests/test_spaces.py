@@ -333,7 +333,7 @@ def test_the_old_wiring_fails_under_the_real_contract_and_the_new_one_answers(tm
 import threading, spaces
 from demo.engines.base import GenerationSettings
 from demo.engines.local import TransformersEngine
-from demo.engines.tiny_model import ensure_tiny_checkpoint
+from demo.engines.tiny import ensure_tiny_checkpoint
 from demo.engines import zerogpu
 engine = TransformersEngine(str(ensure_tiny_checkpoint()), device="cpu")
 messages = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]

@@ -246,9 +246,10 @@ def captions(chatbot: list[dict]) -> list[str]:
 
 
 def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
+    # Thinking off: eight tokens of a thinking model would all be reasoning (videos are the subject).
     handlers, engine, seen = app_of
     f = engine.resize_factor
-    *_, reply = handlers.chat({"text": "What happens?", "files": [str(PHOTO), str(CLIP)]}, None, Settings(max_new_tokens=8))
+    *_, reply = handlers.chat({"text": "What happens?", "files": [str(PHOTO), str(CLIP)]}, None, Settings(max_new_tokens=8, thinking=False))
     chatbot, conversation = shown(reply), reply.conversation
     assert conversation.turns[0].status == "done" and conversation.turns[0].answer
     video = conversation.turns[0].attachments[1].video
@@ -263,7 +264,7 @@ def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
     )
 
     second = write_video(tmp_path / "second.mp4", size=(96, 64), fps=10, frames=30)
-    *_, reply = handlers.chat({"text": "And this one?", "files": [str(second)]}, conversation, Settings(max_new_tokens=8))
+    *_, reply = handlers.chat({"text": "And this one?", "files": [str(second)]}, conversation, Settings(max_new_tokens=8, thinking=False))
     chatbot, conversation = shown(reply), reply.conversation
     assert conversation.turns[1].status == "done"
     inputs, text = seen[-1]
