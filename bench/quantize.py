@@ -15,7 +15,9 @@ other, on the same checkpoint, photo and prompt (one new 448×448 picture, greed
 
 Per variant: time to first token for the new picture (end of the first forward; `TokenClock`),
 decode tok/s, peak RSS while answering (`PeakRss`, after `malloc_trim`), RSS after loading and
-the process's high-water mark (VmHWM: loading included); medians over `--repeats`.
+the process's high-water mark (VmHWM: loading included); medians over `--repeats`. Also this
+process's CPU seconds to the first token and per decoded token: on a machine where other work
+competes for the cores the wall-clock figures stretch, and these show by how much.
 
 Fidelity, against the float32 model: logits of 3 fixed prompts with pictures plus a fixed
 continuation read in one forward (teacher forcing: every variant scores the very same tokens),
@@ -24,9 +26,9 @@ logits' standard deviation, top-1 agreement and top-5 overlap. Random weights: t
 nearly flat and have no trained outliers, so the figures show the arithmetic's error, not how
 a trained model's answers change.
 
-Exactness of KV reuse for each quantized variant: a text follow-up answered with the session's
-cache against a re-prefill of the same prompt by the same model (max |Δlogit| of the first step,
-and whether the greedy tokens are the same).
+Exactness of KV reuse for each variant (float32 included, for scale): a text follow-up answered
+with the session's cache against a re-prefill of the same prompt by the same model (max |Δlogit|
+of the first step, and whether the 8 greedy tokens are the same).
 """
 
 from __future__ import annotations
@@ -152,6 +154,32 @@ def reuse_exactness(engine, photos: dict) -> dict:
     return {"same_tokens": reused == fresh, "max_abs_logit_difference": (reused_logits - fresh_logits).abs().max().item()}
 
 
+class CpuTokenClock(TokenClock):
+    """`TokenClock` that also notes this process's CPU time at the end of each forward."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.cpu: list[float] = []
+
+    def _after(self, module, args, output) -> None:
+        super()._after(module, args, output)
+        self.cpu.append(time.process_time())
+
+    def reset(self) -> None:
+        super().reset()
+        self.cpu = []
+
+
+def timed_with_cpu(clock: CpuTokenClock, start) -> dict:
+    """`bench.engine.measure`, plus CPU seconds to the first token and per later token (robust to other load)."""
+    cpu_started = time.process_time()
+    figures = measure(clock, start)
+    if len(clock.cpu) > 1:
+        figures["cpu_first_token_s"] = clock.cpu[0] - cpu_started
+        figures["cpu_per_token_s"] = (clock.cpu[-1] - clock.cpu[0]) / (len(clock.cpu) - 1)
+    return figures
+
+
 def vm_hwm_bytes() -> int:
     """This process's peak resident set size so far (loading included)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -175,7 +203,7 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
     settings = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
     messages = to_model_messages(conversation(QUESTION, photos), settings.system_prompt)
     stop = threading.Event()
-    clock = TokenClock(engine.model)
+    clock = CpuTokenClock(engine.model)
 
     def answer(tokens: int, session: str):
         if variant == "float32":
@@ -187,7 +215,7 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
         engine.forget("warm-up")
         runs = []
         for i in range(repeats):
-            runs.append(measure(clock, lambda s=f"new-picture-{i}": answer(max_new_tokens, s)))  # a new session: nothing cached
+            runs.append(timed_with_cpu(clock, lambda s=f"new-picture-{i}": answer(max_new_tokens, s)))  # a new session: nothing cached
             engine.forget(f"new-picture-{i}")
     finally:
         clock.close()
@@ -200,7 +228,10 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
             kind: sum(1 for m in engine.model.modules() if type(m).__name__ == kind) for kind in ("Linear", "Int8Linear", "LinearDynamic")
         },
         "runs": runs,
-        **{k: statistics.median(r[k] for r in runs) for k in ("first_token_s", "decode_tok_s", "peak_rss_bytes", "rss_before_bytes", "cpu_per_wall")},
+        **{
+            k: statistics.median(r[k] for r in runs)
+            for k in ("first_token_s", "decode_tok_s", "peak_rss_bytes", "rss_before_bytes", "cpu_per_wall", "cpu_first_token_s", "cpu_per_token_s")
+        },
         "new_tokens": runs[0]["new_tokens"],
         "prompt_tokens": runs[0]["prompt_tokens"],
         "answer": runs[0]["answer"][:120],
@@ -209,7 +240,7 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
         torch.save(logits, reference)
     else:
         result["fidelity"] = fidelity(logits, torch.load(reference))
-        result["reuse"] = reuse_exactness(engine, photos)
+    result["reuse"] = reuse_exactness(engine, photos)
     result["vm_hwm_bytes"] = vm_hwm_bytes()
     return result
 
@@ -234,7 +265,7 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
             subprocess.run(command, cwd=REPO, check=True)
             results[variant] = json.loads(out.read_text())
     base = results["float32"]
-    for variant, figures in results.items():
+    for figures in results.values():
         figures["ratio"] = {key: ratio(figures[key], base[key]) for key, _, _ in TARGETS}
     return {
         "machine": {
@@ -301,6 +332,8 @@ def report(results: dict) -> str:
     row("process peak, load incl. (GiB)", gib, lambda f: f["vm_hwm_bytes"])
     row("load (s)", num(1), lambda f: f["load_seconds"])
     row("CPU / wall", num(2), lambda f: f["cpu_per_wall"])
+    row("CPU s to first token", num(2), lambda f: f["cpu_first_token_s"])
+    row("CPU ms per decoded token", num(0), lambda f: f["cpu_per_token_s"] * 1000)
     fid = lambda key, d: (lambda f: "—" if "fidelity" not in f else f"{f['fidelity'][key]:.{d}f}")  # noqa: E731
     out += ["", "Fidelity against float32 (teacher-forced, 3 prompts with pictures; RANDOM weights)"]
     row("max |Δlogit|", lambda s: s, fid("max_abs_error", 4))

@@ -25,7 +25,8 @@ def test_help_lists_every_flag():
     assert result.returncode == 0
     for flag in (
         "--model", "--device", "--dtype", "--attn-implementation", "--host", "--port", "--share",
-        "--max-new-tokens", "--min-pixels", "--max-pixels", "--concurrency",
+        "--max-new-tokens", "--min-pixels", "--max-pixels", "--concurrency", "--quantize", "--extra-body",
+        "--zerogpu-max-seconds",
     ):
         assert flag in result.stdout
 
@@ -38,6 +39,12 @@ def test_help_lists_every_flag():
         (["--max-new-tokens", "0"], "must be a positive integer"),  # nothing to generate
         (["--min-pixels", "5000", "--max-pixels", "100"], "--min-pixels is larger than --max-pixels"),  # bounds upside down
         (["--port", "http"], "invalid positive_int value"),  # not a number
+        (["--quantize", "int4"], "invalid choice: 'int4'"),  # no such quantization
+        (["--backend", "openai", "--base-url", "http://x/v1", "--quantize", "int8"], "--quantize int8 is for --backend local"),
+        (["--backend", "openai", "--base-url", "http://x/v1", "--extra-body", "[1]"], "must be a JSON object"),
+        (["--backend", "openai", "--base-url", "http://x/v1", "--extra-body", "{skip: 1}"], "not valid JSON"),
+        (["--extra-body", '{"skip_special_tokens": false}'], "--extra-body is for --backend openai"),
+        (["--zerogpu-max-seconds", "0"], "must be a positive integer"),
     ],
 )
 def test_bad_flag_values_end_with_one_clear_line(argv, complaint, capsys):
@@ -106,3 +113,105 @@ def test_tiny_random_starts_and_serves(tmp_path):
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert "is ready" in output
+
+
+def test_extra_body_from_the_environment_is_validated_too(monkeypatch, capsys):
+    monkeypatch.setenv("QWEN_CHAT_BACKEND", "openai")
+    monkeypatch.setenv("QWEN_CHAT_BASE_URL", "http://x/v1")
+    monkeypatch.setenv("QWEN_CHAT_EXTRA_BODY", '{"skip_special_tokens": false}')
+    assert app.parse_args([]).extra_body == {"skip_special_tokens": False}
+    monkeypatch.setenv("QWEN_CHAT_EXTRA_BODY", "skip_special_tokens=false")
+    with pytest.raises(SystemExit):
+        app.parse_args([])
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "QWEN_CHAT_EXTRA_BODY='skip_special_tokens=false': not valid JSON" in lines[0]
+
+
+class RecordingServer:
+    """An OpenAI-compatible endpoint that records each request's JSON body and streams a fixed answer."""
+
+    ANSWER = "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(10,20),(300,400)<|box_end|>"
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                server.bodies.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+                events = [
+                    {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": server.ANSWER}, "finish_reason": None}]},
+                    {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                ]
+                body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(body.encode())))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_extra_body_reaches_every_server_request(tmp_path):
+    """`python app.py --backend openai --extra-body '{"skip_special_tokens": false}'`: the field is in the
+    request the server receives (what vLLM needs to keep Qwen2-VL's grounding tokens)."""
+    import os
+
+    server = RecordingServer()
+    port = free_port()
+    env = {**os.environ, "OPENAI_API_KEY": "not-needed"}
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--backend", "openai", "--base-url", server.url, "--model", "Qwen/Qwen2-VL-2B-Instruct",
+         "--port", str(port), "--extra-body", '{"skip_special_tokens": false, "top_k": 20}'],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        client = client_when_up(f"http://127.0.0.1:{port}/")
+        history, _ = client.predict({"text": "Where is the cat?", "files": []}, api_name="/chat")
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+        server.server.shutdown()
+    assert server.bodies and all(b["skip_special_tokens"] is False and b["top_k"] == 20 for b in server.bodies)
+    assert server.bodies[0]["messages"][-1]["content"][-1]["text"] == "Where is the cat?"
+    answer = history[-1]["content"][0]["text"]
+    assert "the cat" in answer and "<|box_start|>" not in answer  # the markers arrived: the box is drawn, not shown raw
+
+
+def test_a_max_new_tokens_flag_above_the_slider_works_for_every_message():
+    """--max-new-tokens 10000: the page's setting reaches it, and a message with it is answered."""
+    from gradio_client import Client
+
+    from demo.engines.slot import EngineSlot
+    from demo.handlers import ChatHandlers
+    from demo.ui import CSS, MAX_NEW_TOKENS_SLIDER, build_ui
+    from tests.fakes import ScriptedEngine
+
+    args = app.parse_args(["--max-new-tokens", "10000"])
+    assert args.max_new_tokens > MAX_NEW_TOKENS_SLIDER
+    engine = ScriptedEngine([["fine"]])
+    slot = EngineSlot("scripted")
+    slot.fill(engine)
+    demo = build_ui(ChatHandlers(slot, limits=app.limits_from(args)), max_new_tokens=args.max_new_tokens)
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
+    try:
+        client = Client(url, download_files=False, verbose=False)
+        history, _ = client.predict({"text": "Hello", "files": []}, api_name="/chat")  # the setting at its default
+        assert history[-1]["content"][0]["text"] == "fine"
+        assert engine.calls[-1][1].max_new_tokens == 10000
+        with pytest.raises(Exception, match="10001"):  # beyond the slider's end: Gradio refuses it
+            client.predict({"text": "Hello", "files": []}, 10001, api_name="/chat")
+    finally:
+        demo.close()

@@ -115,6 +115,8 @@ class ZeroGPUEngine(Engine):
             setattr(self, name, getattr(inner, name))
 
     def __getattr__(self, name: str):  # anything else the app reads is the local engine's
+        if name == "inner":  # not set yet: no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
