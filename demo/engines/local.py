@@ -232,7 +232,7 @@ class TransformersEngine(Engine):
         try:  # on a failure the entry, maybe half updated, is not given back
             with torch.inference_mode(), self._stop_checks.armed(stops):  # until generate's first forward ends
                 plan = plan_reuse(self.model, inputs, entry, self._turn_start_id)
-                read, last_chunk = prefill(
+                _, last_chunk = prefill(
                     self.model, ids, plan.position_ids, entry.kv, plan.start, plan.encoded,
                     self._placeholder_ids, self.prefill_chunk_tokens, plan.marks, entry.snapshot,
                 )  # fmt: skip

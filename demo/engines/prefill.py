@@ -11,10 +11,10 @@ placeholders it holds, so a picture split across two chunks is merged as in one 
 `StopChecks` puts a forward pre-hook on every module of the model's base: in a thread that
 `armed` it (while reading a prompt, `generate`'s first forward included), the hook raises
 `PrefillStopped` once a stop switch is set, so a stop lands at the next module boundary (vision
-blocks and decoder layers included). Other threads, and decode steps, pass through. One operation cannot be interrupted:
-measured on this project's 2-core CPU, float32, Qwen2-VL-2B's shape, the longest are about 0.7 s
-for a 1024-token chunk and 0.6 s for a 448×448 picture's vision attention, but 3.9 s for a
-980×980 one (1,225 visual tokens).
+blocks and decoder layers included). Other threads, and decode steps, pass through. One operation
+cannot be interrupted: measured on this project's 2-core CPU, float32, Qwen2-VL-2B's shape, the
+longest are about 0.7 s in a 1024-token chunk and 0.6 s for a 448×448 picture's vision attention,
+but 3.9 s for a 980×980 one (1,225 visual tokens).
 
 Knows transformers' Qwen VL base models (`model.model`); knows nothing of sessions or reuse.
 """
