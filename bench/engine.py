@@ -356,6 +356,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--family", choices=list(SHAPES), default=DEFAULT_FAMILY, help="the generation measured")
     parser.add_argument(
+        "--threads", type=int, help="torch threads (default: torch's, one per core); 1 resists other load best"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="only turn 1 and the follow-up (re-prefilled and with the session)"
     )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs")
@@ -363,6 +366,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1 or args.max_new_tokens is not None and args.max_new_tokens < 2:
         parser.error("--repeats must be >= 1 and --max-new-tokens >= 2")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     results = run(
         args.shape,
         args.repeats,

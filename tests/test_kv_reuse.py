@@ -30,8 +30,10 @@ GREEDY = GenerationSettings(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS
 CLIP = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
 
 
-def TURN_START(engine) -> int:
-    return engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+def turn_start(engine, prompt: list[int]) -> int:
+    """Where `prompt`'s generation prompt begins: its last `<|im_start|>`."""
+    im_start = engine.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    return max(i for i, token in enumerate(prompt) if token == im_start)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -148,7 +150,7 @@ def test_a_conversation_reuses_its_cache_exactly_and_reads_only_new_tokens(engin
     ]
     conversation = Conversation()
     held: list[int] = []  # what the session's cache held after the last answer: prompt and answer but its last token
-    turn_start = 0  # where the last prompt's generation prompt began
+    last_turn_start = 0  # where the last prompt's generation prompt began
     for turn in turns:
         conversation.turns.append(turn)
         recorder.reset()
@@ -160,14 +162,14 @@ def test_a_conversation_reuses_its_cache_exactly_and_reads_only_new_tokens(engin
         if engine.family == "qwen3.5" and held:
             # Its template re-renders the earlier answer without the reasoning the cache read after `<think>`:
             # reading resumes at the snapshot taken where the last generation prompt began.
-            assert turn_start < shared < len(held)
-            assert recorder.prefilled() == len(prompt) - turn_start
+            assert last_turn_start < shared < len(held)
+            assert recorder.prefilled() == len(prompt) - last_turn_start
         else:  # the cache is cut where the prompt leaves it (the earlier answer may re-tokenize at its end)
             assert shared >= len(held) - NEW_TOKENS
             assert recorder.prefilled() == len(prompt) - shared
         identical(reused, answer(engine, conversation))
         held = (prompt + tokens)[: len(prompt) + NEW_TOKENS - 1]
-        turn_start = max(i for i, t in enumerate(prompt) if t == TURN_START(engine))
+        last_turn_start = turn_start(engine, prompt)
         finish(engine, conversation, tokens)
 
 
@@ -178,7 +180,10 @@ def test_regenerate_and_an_edited_first_question_reuse_what_they_can_and_stay_ex
     recorder.reset()
     recorder.encoded = 0
     assert answer(engine, conversation, session="edit")[0] == tokens  # regenerate: the same prompt
-    assert recorder.prefilled() == 1  # only its last token: the cache holds the rest (a snapshot for Qwen3.5)
+    if engine.family == "qwen3.5":  # only the generation prompt, from the snapshot taken where it begins
+        assert recorder.prefilled() == len(old_prompt) - turn_start(engine, old_prompt)
+    else:
+        assert recorder.prefilled() == 1  # only its last token: the cache holds the rest
     finish(engine, conversation, tokens)
     conversation.turns.append(Turn("A second question."))
     finish(engine, conversation, exact_answer(engine, conversation, "edit"))
@@ -205,11 +210,15 @@ def test_an_undone_question_rereads_only_its_replacement(engine, recorder):
     conversation.turns.append(Turn("Third, to undo."))
     answer(engine, conversation, session="undo")
     conversation.turns[-1] = Turn("Third, asked again.")
-    before = engine.prepare_inputs(to_model_messages(Conversation(turns=conversation.turns[:2]), ""), GREEDY)
+    second = Conversation(turns=[*conversation.turns[:1], Turn("Second.")])  # as the second question was asked
+    second_prompt = engine.prepare_inputs(to_model_messages(second, ""), GREEDY)["input_ids"][0].tolist()
     recorder.reset()
     reused = answer(engine, conversation, session="undo")
-    # Everything up to the new question's `<|im_start|>` was read before (Qwen3.5: snapshotted there)
-    assert recorder.prefilled() <= len(reused[2]) - common_prefix(reused[2], before["input_ids"][0].tolist()) + 1
+    prompt = reused[2]
+    if engine.family == "qwen3.5":  # from the second turn's generation prompt: its answer and the new question
+        assert recorder.prefilled() == len(prompt) - turn_start(engine, second_prompt)
+    else:  # everything the undone question's prompt shared with it
+        assert recorder.prefilled() < len(prompt) - len(second_prompt)
     identical(reused, answer(engine, conversation))
 
 

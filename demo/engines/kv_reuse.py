@@ -10,7 +10,7 @@ and a full prefill over it again, each session keeps:
 
 `plan_reuse` finds the longest common prefix of the cached ids and the new prompt and rewinds
 the cache there, encodes the pictures not seen before, one at a time, and returns what
-`demo.engines.prefill.prefill` needs to read the rest: where to start, M-RoPE position ids
+`demo.engines.prefill.prefill` (and `generate`) need to read the rest: where to start, M-RoPE position ids
 computed over the whole prompt (3-D positions depend on every earlier image's grid; they are
 computed here, not left to `generate`, whose fallback reads a `rope_deltas` shared by all
 sessions), and the encoder rows of the placeholders still to read.
@@ -19,11 +19,13 @@ Attention layers rewind to any prefix by cropping. A linear-attention layer keep
 recurrent state (and a convolution state) for everything it has read, which cannot be cut back.
 So a hybrid cache also keeps `Snapshot`s, copies of those states at chosen lengths, and rewinds
 to the longest of them (or its live state) that the new prompt extends; with none, it starts
-afresh. A prefill snapshots before each `<|im_start|>` it reads, i.e. where each message begins
-(an undone or edited last question resumes before it; templates that re-render earlier answers,
-e.g. without their reasoning, still share everything before the last generation prompt), and at
-the prompt's end (regenerate). The longest `MAX_SNAPSHOTS` are kept (the last two turns'), and
-count in the session's bytes.
+afresh. Each prompt's reading stops once, at its generation prompt (the last `<|im_start|>`),
+to snapshot there: templates that re-render earlier answers (Qwen3.5's drops their reasoning)
+share everything before it, so a follow-up resumes there and re-reads the last answer as the
+template renders it, with the new question; regenerate re-reads only the generation prompt; an
+undone or edited last question resumes at the previous turn's. (Every snapshot costs one more
+forward, which reads all the weights: a short follow-up is read in two forwards, not one.) The
+longest `MAX_SNAPSHOTS` are kept, and count in the session's bytes.
 
 `CacheStore` holds the sessions' entries, capped in bytes, least recently used first out.
 Knows transformers' Qwen VL models (`get_rope_index`, `get_*_features`) and cache layers; knows
@@ -48,7 +50,7 @@ MODALITIES = (
     ("image", "pixel_values", "image_grid_thw", "image_token_id"),
     ("video", "pixel_values_videos", "video_grid_thw", "video_token_id"),
 )
-MAX_SNAPSHOTS = 6  # per session: about the last two turns' (user message, generation prompt, end)
+MAX_SNAPSHOTS = 4  # per session: the last four turns' generation prompts
 
 
 def _nbytes(tensors) -> int:
@@ -218,7 +220,7 @@ class Plan:
     start: int  # tokens already in the cache
     position_ids: torch.Tensor  # the whole prompt's, (4, 1, length)
     encoded: dict[str, Encoded]  # modality -> encoder rows of its placeholders at positions >= start
-    marks: tuple[int, ...]  # positions after which to snapshot (hybrid caches)
+    marks: tuple[int, ...]  # positions at which to snapshot (hybrid caches)
 
 
 def plan_reuse(model, inputs: dict, entry: SessionCache, turn_start_id: int | None = None) -> Plan:
@@ -248,10 +250,9 @@ def plan_reuse(model, inputs: dict, entry: SessionCache, turn_start_id: int | No
     entry.encodings = {key: value for key, value in entry.encodings.items() if key in wanted}
 
     marks: tuple[int, ...] = ()
-    if entry.hybrid:
-        end = len(ids) - 1
-        messages = (ids[:end] == turn_start_id).nonzero().flatten().tolist() if turn_start_id is not None else []
-        marks = tuple(m for m in (*messages, end) if m > start)
+    if entry.hybrid and turn_start_id is not None:
+        messages = (ids == turn_start_id).nonzero().flatten().tolist()
+        marks = tuple(m for m in messages[-1:] if m > start)
     return Plan(start, position_ids(model, inputs), encoded, marks)
 
 
@@ -293,7 +294,9 @@ class _Items:
                 out = encode(self.chunks[i], self.grids[i : i + 1], return_dict=True)
                 deepstack = getattr(out, "deepstack_features", None)
                 encodings[self.keys[i]] = Encoded(
-                    out.pooler_output[0], None if deepstack is None else tuple(layer[0] for layer in deepstack)
+                    out.pooler_output[0],
+                    None if deepstack is None else tuple(layer[0] for layer in deepstack),
+                    type(out),
                 )
         rows = Encoded.cat([encodings[self.keys[i]] for i in needed])
         return rows[done - (ends[needed[0]] - self.tokens[needed[0]]) :]  # part of the first may be cached

@@ -338,13 +338,20 @@ class TransformersEngine(Engine):
         ids = inputs["input_ids"]
         plan = None
         try:  # on a failure the entry, maybe half updated, is not given back
-            with torch.inference_mode(), self._stop_checks.armed(stops):
+            with torch.inference_mode(), self._stop_checks.armed(stops):  # until generate's first forward ends
                 plan = plan_reuse(self.model, inputs, entry, self._turn_start_id)
-                prefill(
-                    self.model, ids, plan.position_ids, entry.kv, plan.start, ids.shape[1] - 1, plan.encoded,
+                _, last_chunk = prefill(
+                    self.model, ids, plan.position_ids, entry.kv, plan.start, plan.encoded,
                     self._placeholder_ids, self.prefill_chunk_tokens, plan.marks, entry.snapshot,
                 )  # fmt: skip
-                self._stop_checks.check()
+                output = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=inputs.get("attention_mask"),
+                    position_ids=plan.position_ids,
+                    past_key_values=entry.kv,
+                    mm_encoder_outputs=last_chunk,
+                    **kwargs,
+                )
         except PrefillStopped:
             entry.settle(ids[0], reading=plan is not None)
             if keep:
@@ -353,14 +360,6 @@ class TransformersEngine(Engine):
                 kwargs["streamer"].end()
             config = kwargs["generation_config"]
             return GenerateDecoderOnlyOutput(sequences=ids) if config.return_dict_in_generate else ids
-        with torch.inference_mode():
-            output = self.model.generate(
-                input_ids=ids,
-                attention_mask=inputs.get("attention_mask"),
-                position_ids=plan.position_ids,
-                past_key_values=entry.kv,
-                **kwargs,
-            )
         if keep:
             entry.ids = output.sequences[0, : entry.kv.get_seq_length()].clone()
             entry.live = True
