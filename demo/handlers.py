@@ -27,6 +27,7 @@ from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_mod
 from demo.engines.base import Engine, EngineError, GenerationSettings
 from demo.engines.slot import EngineSlot
 from demo.export import write_exports
+from demo.ground_truth import References
 from demo.limits import LimitError, Limits
 from demo.media.pictures import UploadError, is_image_file, load_image
 from demo.media.video import VideoSettings, is_video_file
@@ -152,13 +153,21 @@ class ChatHandlers:
         files = (message or {}).get("files") or []
         return {"text": grounding_prompt(name, self.family), "files": files}
 
-    def export(self, conversation: Conversation | None) -> list[str]:
-        """Files with the conversation's groundings: JSON, COCO JSON and the annotated pictures."""
+    def export(
+        self,
+        conversation: Conversation | None,
+        references: References | None = None,
+        threshold: float = 0.5,
+        match_labels: bool = True,
+    ) -> list[str]:
+        """Files with the conversation's groundings: JSON, COCO JSON and the annotated pictures;
+        with reference boxes, the JSON holds the comparison with them."""
         conversation = conversation if conversation is not None else Conversation()
         if not any(turn.answer for turn in conversation.turns):
             raise gr.Error("There is nothing to export yet.", print_exception=False)
         folder = Path(tempfile.mkdtemp(prefix="export-", dir=_exports_dir()))
-        return [str(path) for path in write_exports(conversation, self.family, folder)]
+        written = write_exports(conversation, self.family, folder, references, threshold, match_labels)
+        return [str(path) for path in written]
 
     def save(self, conversation: Conversation | None) -> str:
         """The conversation as a JSON file (images embedded) for the person to keep."""

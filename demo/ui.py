@@ -20,6 +20,7 @@ import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers, Reply
+from demo.inspector_ui import InspectorPage
 from demo.settings import Settings
 from demo.views import chatbot_messages
 from grounding.generations import GENERATIONS, PRESETS
@@ -142,7 +143,7 @@ def build_ui(
     concurrency: int = 1,
 ) -> gr.Blocks:
     """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults."""
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, fill_width=True) as demo:
         gr.Markdown(
             f"# {TITLE}\n"
             "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
@@ -151,58 +152,62 @@ def build_ui(
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
         conversation = gr.State(None)
-        chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
-        textbox = gr.MultimodalTextbox(
-            file_count="multiple",
-            file_types=["image", "video"],
-            placeholder="Ask about your pictures and videos… (attach with the clip: each becomes Picture N or Video N)",
-            show_label=False,
-            submit_btn=True,
-            stop_btn=False,
-            elem_id="message",
-        )
-        gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
-        with gr.Row(elem_id="presets"):
-            preset_buttons = {name: gr.Button(name, size="sm", variant="secondary") for name in PRESETS}
-        with gr.Row():
-            regenerate_btn = gr.Button("Regenerate", size="sm")
-            undo_btn = gr.Button("Undo last turn", size="sm")
-            clear_btn = gr.Button("Clear", size="sm")
-        with gr.Accordion("Settings", open=False):
-            with gr.Row():
-                max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
-                temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
-                top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
-            system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
-            with gr.Row():
-                min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
-                max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
-            gr.Markdown(
-                "Each image is resized to between min and max pixels (sides multiples of the model's patch size × merge: "
-                f"{_factors()}) before the model "
-                "sees it; the size it was seen at and its number of visual tokens are shown under its label."
-            )
-            with gr.Row():
-                video_fps_in = gr.Slider(0.25, 4.0, value=2.0, step=0.25, label="Video: frames sampled per second")
-                video_frames_in = gr.Slider(2, 128, value=64, step=2, label="Video: at most this many frames")
-            gr.Markdown(
-                "A video is sampled once, when it is sent; its frames share a pixel budget, so a long video "
-                "costs no more than a short one. Its label says how many frames, at what size, and their tokens."
-            )
-        with gr.Accordion("Save or load the conversation", open=False):
-            gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
-            with gr.Row():
-                save_btn = gr.Button("Save", size="sm")
-                load_btn = gr.UploadButton("Load a saved conversation", file_types=[".json"], size="sm")
-            saved_file = gr.File(label="Saved conversation", interactive=False)
-        with gr.Accordion("Export groundings", open=False):
-            gr.Markdown(
-                "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
-                "Picture numbers, image sizes, family), `detections-coco.json`, and each annotated picture as PNG."
-            )
-            export_btn = gr.Button("Export", size="sm")
-            export_files = gr.File(label="Files", file_count="multiple", interactive=False)
-        gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
+        with gr.Row(elem_id="workspace"):
+            with gr.Column(scale=5, min_width=440, elem_id="chat-column"):
+                chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
+                textbox = gr.MultimodalTextbox(
+                    file_count="multiple",
+                    file_types=["image", "video"],
+                    placeholder="Ask about your pictures and videos… (attach with the clip: each becomes Picture N or Video N)",
+                    show_label=False,
+                    submit_btn=True,
+                    stop_btn=False,
+                    elem_id="message",
+                )
+                gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
+                with gr.Row(elem_id="presets"):
+                    preset_buttons = {name: gr.Button(name, size="sm", variant="secondary") for name in PRESETS}
+                with gr.Row():
+                    regenerate_btn = gr.Button("Regenerate", size="sm")
+                    undo_btn = gr.Button("Undo last turn", size="sm")
+                    clear_btn = gr.Button("Clear", size="sm")
+                with gr.Accordion("Settings", open=False):
+                    with gr.Row():
+                        max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
+                        temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
+                        top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
+                    system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
+                    with gr.Row():
+                        min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
+                        max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
+                    gr.Markdown(
+                        "Each image is resized to between min and max pixels (sides multiples of the model's patch size × merge: "
+                        f"{_factors()}) before the model "
+                        "sees it; the size it was seen at and its number of visual tokens are shown under its label."
+                    )
+                    with gr.Row():
+                        video_fps_in = gr.Slider(0.25, 4.0, value=2.0, step=0.25, label="Video: frames sampled per second")
+                        video_frames_in = gr.Slider(2, 128, value=64, step=2, label="Video: at most this many frames")
+                    gr.Markdown(
+                        "A video is sampled once, when it is sent; its frames share a pixel budget, so a long video "
+                        "costs no more than a short one. Its label says how many frames, at what size, and their tokens."
+                    )
+                with gr.Accordion("Save or load the conversation", open=False):
+                    gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
+                    with gr.Row():
+                        save_btn = gr.Button("Save", size="sm")
+                        load_btn = gr.UploadButton("Load a saved conversation", file_types=[".json"], size="sm")
+                    saved_file = gr.File(label="Saved conversation", interactive=False)
+                with gr.Accordion("Export groundings", open=False):
+                    gr.Markdown(
+                        "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
+                        "Picture numbers, image sizes, family), `detections-coco.json`, and each annotated picture as PNG."
+                    )
+                    export_btn = gr.Button("Export", size="sm")
+                    export_files = gr.File(label="Files", file_count="multiple", interactive=False)
+                gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
+            with gr.Column(scale=6, min_width=440, elem_id="inspector"):
+                inspector = InspectorPage(handlers, conversation)
 
         page = ChatPage(handlers, chatbot, conversation, textbox)
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
@@ -237,7 +242,8 @@ def build_ui(
             trigger(page.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
         for name, button in preset_buttons.items():
             button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
-        export_btn.click(handlers.export, [conversation], [export_files], api_name="export")
+        export_btn.click(inspector.export, [conversation, inspector.picks, inspector.references], [export_files], api_name="export")
+        inspector.wire(chatbot)
         save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
         load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)

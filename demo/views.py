@@ -11,13 +11,23 @@ under the answer, with a compact list of them.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
-from demo.annotations import annotated_png, by_picture, detections_markdown, turn_detections, undrawn_groundings
+from demo.annotations import (
+    CACHED_TURNS,
+    STILL_CHANGING,
+    annotated_png,
+    by_picture,
+    detections_markdown,
+    turn_detections,
+    undrawn_groundings,
+)
 from demo.conversation import Attachment, Conversation, Turn
 from demo.markup import inert
 from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
+CHAT_FIT = (520, 200)  # the box an annotated picture is shown within in the chat (see ui.CSS)
 _TIMESTAMP = re.compile(r"(?<![\d:.])(\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)(?![\d:])")  # 0:12, 01:02:03, 12:05.5
 
 
@@ -72,7 +82,10 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
         if turn.text:
             messages.append({"role": "user", "content": inert(turn.text)})
         detections = turn_detections(conversation, index, family)
-        shown = inert(readable(turn.answer, family, detections))
+        if turn.status in STILL_CHANGING:
+            shown = inert(readable(turn.answer, family, detections))
+        else:
+            shown = _finished_answer(turn.answer, family, tuple(detections))
         if has_video:
             shown = _TIMESTAMP.sub(r"**\1**", shown)
         messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
@@ -84,6 +97,12 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
     return messages
 
 
+@lru_cache(maxsize=CACHED_TURNS)
+def _finished_answer(answer: str, family: str, detections: tuple) -> str:
+    """A finished answer as the bubble shows it (remembered: it no longer changes)."""
+    return inert(readable(answer, family, detections))
+
+
 def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:
     """Under an answer: each referenced picture with its boxes drawn, then the list of them."""
     if not detections:
@@ -93,7 +112,7 @@ def grounding_messages(conversation: Conversation, detections: list) -> list[dic
     for number, on_picture in by_picture(detections).items():
         count = len(on_picture)
         messages.append({"role": "assistant", "content": f"**Picture {number}** · {count} grounding{'s' * (count != 1)}"})
-        path = annotated_png(images[number - 1], on_picture)
+        path = annotated_png(images[number - 1], on_picture, CHAT_FIT)
         messages.append({"role": "assistant", "content": {"path": path, "alt_text": f"Picture {number}, annotated"}})
-    messages.append({"role": "assistant", "content": detections_markdown(detections)})
+    messages.append({"role": "assistant", "content": detections_markdown(tuple(detections))})
     return messages

@@ -1,4 +1,11 @@
-"""Draw detections on a picture: coloured boxes, point markers, labels on filled tags."""
+"""Draw detections on a picture: coloured boxes, point markers, labels on filled tags.
+
+Line widths and label sizes are chosen for where the picture will be seen. By default that
+is the picture at its own size (lines of 2 px and labels of 12 px, growing with big
+pictures). A picture shown smaller, say a 4000×3000 photo in a 200 px high thumbnail, is
+drawn for that: pass ``fit=(width, height)``, the box it is shown in, and lines come out
+about 2 px and labels about 13 px there, whatever the picture's own size.
+"""
 
 from __future__ import annotations
 
@@ -38,18 +45,38 @@ def label_color(label: str) -> RGB:
     return PALETTE[zlib.crc32(label.encode("utf-8", "surrogatepass")) % len(PALETTE)]
 
 
-def line_width(width: int, height: int) -> int:
-    """Box outline width in pixels for an image of this size (2 px up to ~500 px)."""
-    return max(2, round((width + height) / 2 / 250))
+#: Where a picture is shown smaller than its size: line width and label size on the screen.
+SHOWN_LINE_PX = 2.2
+SHOWN_LABEL_PX = 13
 
 
-def font_size(width: int, height: int) -> int:
-    """Label text size in pixels for an image of this size."""
-    return max(12, round((width + height) / 2 / 36))
+def shrink(width: int, height: int, fit: tuple[int, int] | None) -> float:
+    """Picture pixels per screen pixel when ``width × height`` is shown within ``fit`` (at least 1)."""
+    if fit is None:
+        return 1.0
+    box_w, box_h = fit
+    if box_w < 1 or box_h < 1:
+        raise ValueError(f"fit must be a positive (width, height), got {fit}")
+    return max(1.0, width / box_w, height / box_h)
 
 
-def draw(image: Image.Image, detections: Iterable[Detection]) -> Image.Image:
+def line_width(width: int, height: int, fit: tuple[int, int] | None = None) -> int:
+    """Box outline width in picture pixels (2 px up to ~500 px at its own size; ~2 px on screen within ``fit``)."""
+    own, scale = max(2, round((width + height) / 2 / 250)), shrink(width, height, fit)
+    return own if scale <= 1 else max(own, round(SHOWN_LINE_PX * scale))
+
+
+def font_size(width: int, height: int, fit: tuple[int, int] | None = None) -> int:
+    """Label text size in picture pixels (at least 12 px at its own size; ~13 px on screen within ``fit``)."""
+    own, scale = max(12, round((width + height) / 2 / 36)), shrink(width, height, fit)
+    return own if scale <= 1 else max(own, round(SHOWN_LABEL_PX * scale))
+
+
+def draw(image: Image.Image, detections: Iterable[Detection], fit: tuple[int, int] | None = None) -> Image.Image:
     """A new RGB copy of ``image`` with ``detections`` drawn on it; ``image`` is not changed.
+
+    ``fit`` is the box (width, height) the picture will be shown within, when smaller than
+    the picture: lines and labels are then sized to read there.
 
     Pass only the detections of this image (``d.image``) in its own pixel coordinates
     (the orientation the person sees: apply ``ImageOps.exif_transpose`` first).
@@ -60,8 +87,8 @@ def draw(image: Image.Image, detections: Iterable[Detection]) -> Image.Image:
     out = _rgb_copy(image)
     detections = list(detections)
     width, height = out.size
-    line = line_width(width, height)
-    size = font_size(width, height)
+    line = line_width(width, height, fit)
+    size = font_size(width, height, fit)
     canvas = ImageDraw.Draw(out)
     anchors: list[tuple[str, RGB, float, float, float]] = []
     for d in detections:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from grounding import PALETTE, Detection, draw, fonts, label_color, parse
-from grounding.draw import line_width
+from grounding.draw import font_size, line_width
 
 GREY = (128, 128, 128)
 EXAMPLES = Path("/work/shared/examples")
@@ -122,6 +122,31 @@ def test_line_width_scales_with_image():
     big = draw(grey(2000, 2000), [box(200, 200, 1800, 1800)])
     assert big.getpixel((206, 1000)) == label_color("")  # inside an 8 px outline
     assert big.getpixel((209, 1000)) == GREY
+
+
+@pytest.mark.parametrize(
+    "size, fit, line, label",
+    [
+        ((451, 300), None, 2, 12),  # at its own size: the smallest readable
+        ((4000, 3000), None, 14, 97),  # a big photo at its own size: grows with it
+        ((451, 300), (520, 200), 3, 20),  # a chat thumbnail 200 px high: 1.5× smaller, so 1.5× thicker
+        ((4000, 3000), (520, 200), 33, 195),  # 15× smaller on screen: ~2.2 px lines and ~13 px labels there
+        ((200, 100), (520, 200), 2, 12),  # shown at its own size or larger: as at its own size
+    ],
+)
+def test_lines_and_labels_are_sized_for_where_the_picture_is_shown(size, fit, line, label):
+    assert (line_width(*size, fit), font_size(*size, fit)) == (line, label)
+
+
+def test_a_big_photo_in_a_thumbnail_keeps_visible_lines():
+    """Drawn for a 200 px high thumbnail, then shrunk to it as the browser would: the box still shows."""
+    drawn = draw(grey(4000, 3000), [box(1000, 1000, 3000, 2500, "cat")], fit=(520, 200))
+    thumbnail = drawn.resize((267, 200), Image.Resampling.LANCZOS)
+    red = label_color("cat")
+    edge = [thumbnail.getpixel((x, 120)) for x in range(60, 72)]  # the left edge, x = 1000 / 15 ≈ 67
+    assert sum(sum(abs(a - b) for a, b in zip(p, red, strict=True)) < 90 for p in edge) >= 2  # at least 2 px in the label's colour
+    with pytest.raises(ValueError):
+        line_width(10, 10, (0, 5))
 
 
 def test_label_colour_is_stable_across_processes():

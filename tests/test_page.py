@@ -27,6 +27,8 @@ def page() -> ChatPage:
 def test_the_api_keeps_its_endpoints_parameters_and_returns():
     """What gradio_client sees: the README's endpoints, optional settings by name, (history, textbox)."""
     info = build_ui(handlers()).get_api_info()["named_endpoints"]
+    # The inspector's events are private: API clients see the chat's endpoints only.
+    assert set(info) == {"/chat", "/regenerate", "/stop", "/undo", "/clear", "/export", "/save", "/load"}
     parameters = {name: [(p["parameter_name"], p["parameter_has_default"]) for p in info[name]["parameters"]] for name in info}
     assert parameters["/chat"] == [("message", True)] + [(n, True) for n in SETTINGS + ["video_fps", "video_max_frames"]]
     assert parameters["/regenerate"] == [(n, True) for n in SETTINGS]

@@ -1,0 +1,68 @@
+"""Finished answers are parsed once; a streamed update re-parses only the answer being written."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from bench import views as bench
+from demo import annotations
+from demo.conversation import Attachment, Conversation, Turn
+from demo.views import chatbot_messages
+
+ANSWER = '[{"bbox_2d": [0, 0, 500, 500], "label": "cat"}, {"bbox_2d": [500, 500, 1000, 1000], "label": "cup"}]'
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """The answers `grounding.parse` is called on, in order."""
+    calls: list[str] = []
+    original = annotations.parse
+    monkeypatch.setattr(annotations, "parse", lambda answer, *a, **k: calls.append(answer) or original(answer, *a, **k))
+    bench.empty_caches()
+    yield calls
+    bench.empty_caches()
+
+
+def conversation(*turns: Turn) -> Conversation:
+    picture = Attachment(path="/uploads/a.png", image=Image.new("RGB", (200, 100)), name="a.png")
+    turns[0].attachments.append(picture)
+    for turn in turns:
+        turn.input_sizes = [(56, 28)]
+    return Conversation(turns=list(turns))
+
+
+def test_a_finished_answer_is_parsed_once_over_many_updates(parses):
+    chat = conversation(Turn("find", answer=ANSWER, status="done"), Turn("more", answer="", status="streaming"))
+    for piece in ["In ", "Picture 1", ' [{"point_2d": [1, 2]}]']:
+        chat.turns[1].answer += piece
+        chatbot_messages(chat, "qwen3-vl")
+    assert parses.count(ANSWER) == 1  # cached after the first update
+    assert len([a for a in parses if a != ANSWER]) == 3  # the streaming answer, at every update
+
+
+def test_the_cache_key_holds_everything_the_detections_depend_on(parses):
+    chat = conversation(Turn("find", answer=ANSWER, status="done"))
+    first = annotations.turn_detections(chat, 0, "qwen3-vl")
+    assert annotations.turn_detections(chat, 0, "qwen3-vl") == first and len(parses) == 1
+    assert annotations.turn_detections(chat, 0, "qwen2.5-vl") != first  # another family: other coordinates
+    chat.turns[0].input_sizes = [(112, 56)]
+    annotations.turn_detections(chat, 0, "qwen2.5-vl")  # the model saw it at another size
+    chat.turns[0].answer = ANSWER.replace("500, 500, 1000", "400, 400, 1000")  # regenerated
+    assert annotations.turn_detections(chat, 0, "qwen3-vl") != first
+    assert len(parses) == 4
+
+
+def test_cached_detections_are_the_parsed_ones_and_callers_cannot_change_them(parses):
+    chat = conversation(Turn("find", answer=ANSWER, status="done"))
+    cached = annotations.turn_detections(chat, 0, "qwen3-vl")
+    cached.clear()  # a caller's list is its own
+    bench.empty_caches()
+    assert annotations.turn_detections(chat, 0, "qwen3-vl") == annotations.parse(ANSWER, "qwen3-vl", [(200, 100)], [(56, 28)])
+
+
+def test_the_benchmark_shows_the_finished_turns_cost_almost_nothing_cached():
+    figures = bench.main(["--turns", "6", "--boxes", "10", "--updates", "8"])
+    uncached, cached = figures["uncached"], figures["cached"]
+    assert cached["finished_turns_median_ms"] * 3 < uncached["finished_turns_median_ms"]
+    assert cached["parse_median_ms"] < uncached["parse_median_ms"]
