@@ -109,14 +109,16 @@ class ChatHandlers:
     def regenerate(
         self, conversation: Conversation | None, settings: Settings | None = None, request: gr.Request | None = None
     ) -> Iterator[Reply]:
-        """Answer the last turn again, replacing its answer."""
+        """Answer the last turn again, replacing its answer; refused with a sentence when there is none."""
         conversation = conversation if conversation is not None else Conversation()
         if not conversation.turns:
-            raise gr.Error("There is no answer to regenerate yet.", print_exception=False)
+            yield self._refusal(conversation, "There is no answer to regenerate yet.", "Not regenerated")
+            return
         try:
             generation = (settings or Settings()).generation()
         except ValueError as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            yield self._refusal(conversation, str(e), "Not regenerated")
+            return
         turn = conversation.turns[-1]
         turn.answer, turn.status, turn.error = "", "waiting", ""
         yield from self._answer(conversation, generation, _session(request))

@@ -10,6 +10,7 @@ them their place.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from typing import Any
 import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
+from demo.conversation import Conversation
 from demo.handlers import ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.settings import Settings
@@ -29,10 +31,25 @@ _DEFAULTS = Settings()
 
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 TITLE = "Qwen VL chat"
-CSS = """
-#chatbot .message img, #chatbot .message video { max-height: 200px; width: auto; }
-footer { display: none !important; }
-"""
+HERE = Path(__file__).parent
+#: Gradio's Share buttons post to a Hugging Face Spaces discussion: they work on a Space only.
+ON_SPACES = bool(os.environ.get("SPACE_ID"))
+
+
+def page_css(on_spaces: bool = ON_SPACES) -> str:
+    """The page's CSS. Off Spaces it hides the per-picture Share buttons, which Gradio's chatbot
+    always shows (no parameter turns them off)."""
+    no_share = '#chatbot .message-buttons button[aria-label="Share"] { display: none !important; }\n'
+    return (HERE / "page.css").read_text("utf-8") + ("" if on_spaces else no_share)
+
+
+CSS = page_css()
+# One click on Save downloads the file the handler wrote (its value arrives as this function's argument).
+DOWNLOAD_JS = """(file) => {
+  if (!file || !file.url) return;
+  const link = Object.assign(document.createElement("a"), {href: file.url, download: file.orig_name || "conversation.json"});
+  document.body.append(link); link.click(); link.remove();
+}"""
 
 
 def _examples() -> list[dict]:
@@ -62,6 +79,13 @@ def _textbox_idle() -> gr.MultimodalTextbox:
     return gr.MultimodalTextbox(submit_btn=True, stop_btn=False)
 
 
+def _then_idle(event: Any, textbox: gr.MultimodalTextbox, glue: dict) -> None:
+    """Send comes back once `event` has ended, whether it succeeded or failed: Gradio's page runs
+    a `.then` only after success (6.31, Blocks dispatch), so failure gets its own follow-up."""
+    event.then(_textbox_idle, None, textbox, **glue)
+    event.failure(_textbox_idle, None, textbox, **glue)
+
+
 @dataclass
 class ChatPage:
     """The components a `Reply` is shown in, and the model events as Gradio calls them.
@@ -75,10 +99,22 @@ class ChatPage:
     chatbot: gr.Chatbot
     conversation: gr.State
     textbox: gr.MultimodalTextbox
+    cleared: gr.State | None = None  # the conversation before the last Clear, until restored or a new answer starts
+    undo_clear: gr.Row | None = None  # "Conversation cleared. Undo"
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         return [self.chatbot, self.conversation, self.textbox]
+
+    @property
+    def clear_outputs(self) -> list[gr.components.Component]:
+        return [*self.outputs, self.cleared, self.undo_clear]
+
+    def _undo_clear(self, kept: Conversation | None) -> dict:
+        """The kept conversation and the Undo notice, shown while there is one to restore."""
+        if self.cleared is None or self.undo_clear is None:
+            return {}
+        return {self.cleared: kept, self.undo_clear: gr.Row(visible=kept is not None)}
 
     def render(self, reply: Reply) -> dict[gr.components.Component, Any]:
         """The page's components for `reply`; the textbox only when the reply sets it."""
@@ -127,8 +163,19 @@ class ChatPage:
     def undo(self, conversation: Any) -> dict:
         return self.render(self.handlers.undo(conversation))
 
-    def clear(self, request: gr.Request | None = None) -> dict:
-        return self.render(self.handlers.clear(request))
+    def clear(self, conversation: Any, request: gr.Request | None = None) -> dict:
+        """A new conversation; the old one is kept (when there was one) and the Undo notice shown."""
+        kept = conversation if conversation is not None and conversation.turns else None
+        return {**self.render(self.handlers.clear(request)), **self._undo_clear(kept)}
+
+    def restore(self, cleared: Any, conversation: Any) -> dict:
+        """Undo of Clear: the conversation kept by `clear` comes back (the textbox keeps what is typed)."""
+        back = cleared if cleared is not None else (conversation if conversation is not None else Conversation())
+        return {**self.render(Reply(back, self.handlers.family)), **self._undo_clear(None)}
+
+    def busy(self) -> dict:
+        """An answer starts: Stop replaces Send, and a cleared conversation can no longer come back."""
+        return {self.textbox: _textbox_busy(), **self._undo_clear(None)}
 
     def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.load(file, conversation, request))
@@ -149,12 +196,21 @@ def build_ui(
             "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
             "each becomes **Picture N** or **Video N**, for you and for the model alike, so you can ask about *Picture 2*."
         )
+        # Runs demo/page.js (keyboard, picture numbers, names for screen readers) and exposes the
+        # numbers of pictures and videos sent so far (data-pictures, data-videos).
+        gr.HTML("", elem_id="intro", js_on_load=(HERE / "page.js").read_text("utf-8"), padding=False)
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
         conversation = gr.State(None)
         with gr.Row(elem_id="workspace"):
             with gr.Column(scale=5, min_width=440, elem_id="chat-column"):
-                chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False)
+                chatbot = gr.Chatbot(
+                    label="Conversation",
+                    elem_id="chatbot",
+                    height=560,
+                    show_label=False,
+                    buttons=["copy", "copy_all", *(["share"] if ON_SPACES else [])],
+                )
                 textbox = gr.MultimodalTextbox(
                     file_count="multiple",
                     file_types=["image", "video"],
@@ -164,6 +220,9 @@ def build_ui(
                     stop_btn=False,
                     elem_id="message",
                 )
+                with gr.Row(visible=False, elem_id="undo-clear") as undo_clear:
+                    gr.Markdown("Conversation cleared.")
+                    restore_btn = gr.Button("Undo", size="sm", variant="primary", elem_id="restore")
                 gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
                 with gr.Row(elem_id="presets"):
                     preset_buttons = {name: gr.Button(name, size="sm", variant="secondary") for name in PRESETS}
@@ -171,15 +230,22 @@ def build_ui(
                     regenerate_btn = gr.Button("Regenerate", size="sm")
                     undo_btn = gr.Button("Undo last turn", size="sm")
                     clear_btn = gr.Button("Clear", size="sm")
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
                     with gr.Row():
                         max_new_tokens_in = gr.Slider(1, 8192, value=max_new_tokens, step=1, label="Max new tokens")
                         temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
                         top_p_in = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p (when sampling)")
                     system_prompt_in = gr.Textbox(DEFAULT_SYSTEM_PROMPT, label="System prompt", lines=2)
                     with gr.Row():
-                        min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
-                        max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
+                        # Empty (None) means the model's default: a placeholder keeps the field empty, not 0.
+                        min_pixels_in = gr.Number(
+                            min_pixels, label="Min pixels per image (empty: the model's default)", precision=0, minimum=0,
+                            placeholder="the model's default", elem_id="min-pixels",
+                        )
+                        max_pixels_in = gr.Number(
+                            max_pixels, label="Max pixels per image (empty: the model's default)", precision=0, minimum=0,
+                            placeholder="the model's default", elem_id="max-pixels",
+                        )
                     gr.Markdown(
                         "Each image is resized to between min and max pixels (sides multiples of the model's patch size × merge: "
                         f"{_factors()}) before the model "
@@ -192,13 +258,14 @@ def build_ui(
                         "A video is sampled once, when it is sent; its frames share a pixel budget, so a long video "
                         "costs no more than a short one. Its label says how many frames, at what size, and their tokens."
                     )
-                with gr.Accordion("Save or load the conversation", open=False):
+                with gr.Accordion("Save or load the conversation", open=False, elem_id="save-load"):
                     gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
                     with gr.Row():
-                        save_btn = gr.Button("Save", size="sm")
+                        save_btn = gr.Button("Save (downloads conversation.json)", size="sm", elem_id="save")
                         load_btn = gr.UploadButton("Load a saved conversation", file_types=[".json"], size="sm")
-                    saved_file = gr.File(label="Saved conversation", interactive=False)
-                with gr.Accordion("Export groundings", open=False):
+                    # What /save returns; on the page, DOWNLOAD_JS downloads it at once.
+                    saved_file = gr.File(label="Saved conversation", interactive=False, visible="hidden", elem_id="saved-file")
+                with gr.Accordion("Export groundings", open=False, elem_id="export"):
                     gr.Markdown(
                         "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
                         "Picture numbers, image sizes, family), `detections-coco.json`, and each annotated picture as PNG."
@@ -209,42 +276,47 @@ def build_ui(
             with gr.Column(scale=6, min_width=440, elem_id="inspector"):
                 inspector = InspectorPage(handlers, conversation)
 
-        page = ChatPage(handlers, chatbot, conversation, textbox)
+        cleared = gr.State(None)
+        page = ChatPage(handlers, chatbot, conversation, textbox, cleared, undo_clear)
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
         chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
         model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
         glue = {"queue": False, "api_visibility": "private"}
+        busy_outputs = [textbox, cleared, undo_clear]
 
         video_settings = [video_fps_in, video_frames_in]
-        chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
+        chat_event = textbox.submit(page.busy, None, busy_outputs, **glue).then(
             page.chat, [textbox, conversation, *settings, *video_settings], chat_outputs, api_name="chat", **model_queue
         )
-        regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
+        regenerate_event = regenerate_btn.click(page.busy, None, busy_outputs, **glue).then(
             page.regenerate, [conversation, *settings], chat_outputs, api_name="regenerate", **model_queue
         )
-        retry_event = chatbot.retry(_textbox_busy, None, textbox, **glue).then(
+        retry_event = chatbot.retry(page.busy, None, busy_outputs, **glue).then(
             page.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
         )
         answering = [chat_event, regenerate_event, retry_event]
         for event in answering:
-            event.then(_textbox_idle, None, textbox, **glue)
+            _then_idle(event, textbox, glue)
 
         # Stop's reply never sets the textbox, so it is no output (the API returns the chat alone).
-        textbox.stop(page.stop, [conversation], [chatbot, conversation], cancels=answering, api_name="stop", concurrency_limit=None).then(
-            _textbox_idle, None, textbox, **glue
+        stop_event = textbox.stop(
+            page.stop, [conversation], [chatbot, conversation], cancels=answering, api_name="stop", concurrency_limit=None
         )
+        _then_idle(stop_event, textbox, glue)
         for trigger, api in ((undo_btn.click, {"api_name": "undo"}), (chatbot.undo, {"api_visibility": "private"})):
-            trigger(page.undo, [conversation], chat_outputs, cancels=answering, **api).then(
-                _textbox_idle, None, textbox, **glue
-            )
+            _then_idle(trigger(page.undo, [conversation], chat_outputs, cancels=answering, **api), textbox, glue)
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
-            trigger(page.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
+            _then_idle(trigger(page.clear, [conversation], page.clear_outputs, cancels=answering, **api), textbox, glue)
+        restore_btn.click(page.restore, [cleared, conversation], page.clear_outputs, **glue)
         for name, button in preset_buttons.items():
             button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)
         export_btn.click(inspector.export, [conversation, inspector.picks, inspector.references], [export_files], api_name="export")
         inspector.wire(chatbot)
-        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save")
+        chatbot.change(None, [chatbot], None, js="(messages) => { window.qvcChat?.(messages); }", **glue)
+        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save").success(
+            None, [saved_file], None, js=DOWNLOAD_JS, **glue
+        )
         load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load")
         status_timer.tick(handlers.status, None, [status, status_timer], **glue)
         demo.load(handlers.status, None, [status, status_timer], **glue)

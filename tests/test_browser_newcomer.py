@@ -1,0 +1,215 @@
+"""A first-time visitor's page, in Chromium on a desktop (1280x900) and a phone (390x844, touch).
+
+States that tell the truth (Send comes back after every error, no Share button that cannot
+work, Clear can be undone, Save downloads in one click, empty pixel fields), the keyboard
+(focus after each action, Escape, the focus ring, presets selecting their placeholder), picture
+numbers shown before sending, what a screen reader gets (axe-core, injected from
+tests/js/node_modules: `npm ci --prefix tests/js`), the first screen on both sizes, and editing a
+question or browsing the answers of a regenerated one. One app serves every test (conftest `app`);
+answers are short forced texts, so the tests wait for the page, not for a random model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import generate_threads, wait_until
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "demo" / "examples"
+AXE = Path(__file__).resolve().parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
+SIZES = {
+    "desktop": {"viewport": {"width": 1280, "height": 900}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2},
+}
+SEND = "#message button.submit-button"
+STOP = "#message button.stop-button"
+TEXTAREA = "#message textarea"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: CI must run the README's install step (apt-get install chromium)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def short(app, engine):
+    """Answers end by themselves (forced texts), not after the app fixture's 150 random tokens."""
+    app["engine"].min_new_tokens = 0
+    try:
+        yield
+    finally:
+        app["engine"].min_new_tokens = 150
+
+
+def open_page(browser, app, size: str):
+    context = browser.new_context(**SIZES[size], accept_downloads=True)
+    page = context.new_page()
+    page.goto(app["url"])
+    page.get_by_text("is ready").wait_for(timeout=30_000)
+    page.wait_for_function("() => !!window.qvcChat", timeout=10_000)  # demo/page.js runs
+    return page
+
+
+@pytest.fixture(params=list(SIZES))
+def page(request, browser, app, short):
+    page = open_page(browser, app, request.param)
+    page.size = request.param
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def desktop(browser, app, short):
+    page = open_page(browser, app, "desktop")
+    page.size = "desktop"
+    yield page
+    page.context.close()
+
+
+@contextmanager
+def answering(engine, text: str = "Fine."):
+    from tests.fakes import forced_answer
+
+    with forced_answer(engine, text):
+        yield
+
+
+def bot_messages(page):
+    return page.locator("#chatbot [data-testid='bot']")
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """The answer (or refusal) is over: Stop has gone and Send is back."""
+    page.locator(STOP).wait_for(state="hidden", timeout=timeout)
+    page.locator(SEND).wait_for(timeout=5_000)
+
+
+def attach(page, *names: str) -> None:
+    before = page.locator("#message .thumbnail-item").count()
+    page.set_input_files("#message input[type=file]", [str(EXAMPLES / n) for n in names])
+    page.wait_for_function(
+        "n => document.querySelectorAll('#message .thumbnail-item').length >= n", arg=before + len(names), timeout=15_000
+    )
+
+
+def ask(page, text: str, *names: str) -> None:
+    """Send `text` (with pictures) with the keyboard and wait until the answer has ended."""
+    if names:
+        attach(page, *names)
+    before = bot_messages(page).count()
+    page.locator(TEXTAREA).fill(text)
+    page.locator(TEXTAREA).press("Enter")
+    page.wait_for_function(
+        "n => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length > n", arg=before, timeout=20_000
+    )
+    wait_idle(page)
+
+
+def open_accordion(page, elem_id: str) -> None:
+    page.locator(f"#{elem_id} > button").first.click()
+
+
+def chat_text(page) -> str:
+    return page.locator("#chatbot").inner_text()
+
+
+# -- (1) states that tell the truth -----------------------------------------------------------------
+
+
+def test_regenerate_on_an_empty_chat_says_why_and_gives_send_back(page):
+    page.get_by_role("button", name="Regenerate").click()
+    page.get_by_text("Not regenerated: There is no answer to regenerate yet.").wait_for(timeout=15_000)
+    wait_idle(page)
+    assert page.locator(STOP).count() == 0 and page.locator(TEXTAREA).is_editable()
+
+
+def test_an_error_raised_by_gradio_itself_gives_send_back(desktop):
+    """A value Gradio refuses before the handler runs (a negative pixel count) fails the event:
+    Send must come back all the same."""
+    page = desktop
+    open_accordion(page, "settings")
+    page.locator("#min-pixels input").fill("-5")
+    page.locator(TEXTAREA).fill("Hello?")
+    page.locator(TEXTAREA).press("Enter")
+    page.get_by_text("less than").first.wait_for(timeout=15_000)  # Gradio's own error
+    wait_idle(page)
+    assert bot_messages(page).count() == 0
+
+
+def test_no_share_buttons_off_spaces(page, engine):
+    with answering(engine):
+        ask(page, "What is this?", "chelsea.png")
+    assert page.locator("#chatbot img").first.is_visible()
+    shown = page.evaluate(
+        """() => [...document.querySelectorAll('#chatbot button')]
+             .filter(b => b.offsetParent !== null).map(b => b.getAttribute('aria-label'))"""
+    )
+    assert "Share" not in shown and "Download" in shown  # the other buttons stay
+
+
+def test_share_buttons_stay_on_a_space():
+    from demo.ui import page_css
+
+    assert 'aria-label="Share"' in page_css(on_spaces=False) and 'aria-label="Share"' not in page_css(on_spaces=True)
+
+
+def test_clear_and_the_trash_icon_can_be_undone(page, engine):
+    with answering(engine, "A cat."):
+        ask(page, "What is this?", "chelsea.png")
+    before = chat_text(page)
+    for clear in (lambda: page.get_by_role("button", name="Clear", exact=True).last.click(),
+                  lambda: page.locator("#chatbot button[aria-label='Clear']").click()):
+        clear()
+        page.locator("#undo-clear").get_by_text("Conversation cleared.").wait_for(timeout=10_000)
+        assert bot_messages(page).count() == 0
+        page.locator("#restore").click()
+        page.locator("#undo-clear").wait_for(state="hidden", timeout=10_000)
+        bot_messages(page).first.wait_for(timeout=10_000)
+        assert chat_text(page) == before
+    # A new answer after a Clear: the old conversation cannot come back over it.
+    page.get_by_role("button", name="Clear", exact=True).last.click()
+    page.locator("#restore").wait_for(timeout=10_000)
+    with answering(engine):
+        ask(page, "Something new.")
+    assert page.locator("#undo-clear").is_hidden()
+
+
+def test_save_downloads_in_one_click(desktop, engine, tmp_path):
+    page = desktop
+    with answering(engine, "A cat."):
+        ask(page, "What is this?", "chelsea.png")
+    open_accordion(page, "save-load")
+    with page.expect_download(timeout=15_000) as download:
+        page.locator("#save").click()
+    saved = tmp_path / "saved.json"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "conversation.json"
+    record = json.loads(saved.read_text())
+    assert record["turns"][0]["text"] == "What is this?" and record["turns"][0]["answer"] == "A cat."
+    assert page.locator("#saved-file").is_hidden()  # no drop-zone-like panel to click again
+
+
+def test_pixel_fields_are_empty_for_the_models_default(page):
+    open_accordion(page, "settings")
+    for field in ("#min-pixels input", "#max-pixels input"):
+        box = page.locator(field)
+        box.wait_for(timeout=10_000)
+        assert box.input_value() == "" and box.get_attribute("placeholder") == "the model's default"
