@@ -25,7 +25,7 @@ from demo.handlers import ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.settings import Settings
 from demo.views import chatbot_messages
-from grounding.generations import GENERATIONS, PRESETS
+from grounding.generations import GENERATIONS, PRESETS, generation
 
 _DEFAULTS = Settings()
 
@@ -52,12 +52,21 @@ DOWNLOAD_JS = """(file) => {
 }"""
 
 
-def _examples() -> list[dict]:
+#: What the empty chat says: what the app does and how to start.
+HINT = (
+    "**Ask a vision-language model about your pictures and videos.** Attach them with the clip "
+    "(or drop or paste them), type a question, press Enter. Each becomes *Picture N* or *Video N*; "
+    "ask for boxes or points and they are drawn on the picture. Or start with an example:"
+)
+
+
+def examples() -> list[dict]:
+    """The examples the empty chat offers: a question and its pictures or video."""
     photo = lambda name: str(EXAMPLES_DIR / name)  # noqa: E731
     return [
         {"text": "What is in Picture 1? Describe it in two sentences.", "files": [photo("chelsea.png")]},
-        {"text": "Compare Picture 1 and Picture 2: what do they have in common?", "files": [photo("astronaut.png"), photo("rocket.jpg")]},
         {"text": "Detect the bounding box of the coffee cup.", "files": [photo("coffee.png")]},
+        {"text": "Compare Picture 1 and Picture 2: what do they have in common?", "files": [photo("astronaut.png"), photo("rocket.jpg")]},
         {"text": "What happens in Video 1?", "files": [photo("rocket-launch.mp4")]},
     ]
 
@@ -69,6 +78,14 @@ def _factors() -> str:
         if g.local:
             by_factor.setdefault(g.resize_factor, []).append(g.title)
     return "; ".join(f"{factor} for {', '.join(titles)}" for factor, titles in sorted(by_factor.items()))
+
+
+def preset_label(name: str, family: str) -> str:
+    """A preset button's text: its name, or what it asks for when the family cannot do it
+    (a family without a point format is asked for a box: "Box to point at")."""
+    if name == "Point to" and not generation(family).has_points:
+        return "Box to point at"
+    return name
 
 
 def _textbox_busy() -> gr.MultimodalTextbox:
@@ -173,6 +190,10 @@ class ChatPage:
         back = cleared if cleared is not None else (conversation if conversation is not None else Conversation())
         return {**self.render(Reply(back, self.handlers.family)), **self._undo_clear(None)}
 
+    def example(self, chosen: gr.SelectData) -> dict:
+        """An example from the empty chat, written in the textbox (its pictures attached), not sent."""
+        return examples()[chosen.index]
+
     def busy(self) -> dict:
         """An answer starts: Stop replaces Send, and a cleared conversation can no longer come back."""
         return {self.textbox: _textbox_busy(), **self._undo_clear(None)}
@@ -210,6 +231,8 @@ def build_ui(
                     height=560,
                     show_label=False,
                     buttons=["copy", "copy_all", *(["share"] if ON_SPACES else [])],
+                    placeholder=HINT,
+                    examples=[{**example} for example in examples()],  # Gradio rewrites the files it is given
                 )
                 textbox = gr.MultimodalTextbox(
                     file_count="multiple",
@@ -223,9 +246,14 @@ def build_ui(
                 with gr.Row(visible=False, elem_id="undo-clear") as undo_clear:
                     gr.Markdown("Conversation cleared.")
                     restore_btn = gr.Button("Undo", size="sm", variant="primary", elem_id="restore")
-                gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
+                gr.Markdown(
+                    "**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows, "
+                    "with the object to find «selected»: type to replace it."
+                )
                 with gr.Row(elem_id="presets"):
-                    preset_buttons = {name: gr.Button(name, size="sm", variant="secondary") for name in PRESETS}
+                    preset_buttons = {
+                        name: gr.Button(preset_label(name, handlers.family), size="sm", variant="secondary") for name in PRESETS
+                    }
                 with gr.Row():
                     regenerate_btn = gr.Button("Regenerate", size="sm")
                     undo_btn = gr.Button("Undo last turn", size="sm")
@@ -272,7 +300,6 @@ def build_ui(
                     )
                     export_btn = gr.Button("Export", size="sm")
                     export_files = gr.File(label="Files", file_count="multiple", interactive=False)
-                gr.Examples(_examples(), inputs=[textbox], label="Examples (click one, then send)")
             with gr.Column(scale=6, min_width=440, elem_id="inspector"):
                 inspector = InspectorPage(handlers, conversation)
 
@@ -308,6 +335,7 @@ def build_ui(
             _then_idle(trigger(page.undo, [conversation], chat_outputs, cancels=answering, **api), textbox, glue)
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
             _then_idle(trigger(page.clear, [conversation], page.clear_outputs, cancels=answering, **api), textbox, glue)
+        chatbot.example_select(page.example, None, [textbox], **glue)
         restore_btn.click(page.restore, [cleared, conversation], page.clear_outputs, **glue)
         for name, button in preset_buttons.items():
             button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)

@@ -65,6 +65,7 @@ def open_page(browser, app, size: str):
     page.goto(app["url"])
     page.get_by_text("is ready").wait_for(timeout=30_000)
     page.wait_for_function("() => !!window.qvcChat", timeout=10_000)  # demo/page.js runs
+    page.locator(TEXTAREA).wait_for(timeout=10_000)
     return page
 
 
@@ -165,12 +166,6 @@ def test_no_share_buttons_off_spaces(page, engine):
     assert "Share" not in shown and "Download" in shown  # the other buttons stay
 
 
-def test_share_buttons_stay_on_a_space():
-    from demo.ui import page_css
-
-    assert 'aria-label="Share"' in page_css(on_spaces=False) and 'aria-label="Share"' not in page_css(on_spaces=True)
-
-
 def test_clear_and_the_trash_icon_can_be_undone(page, engine):
     with answering(engine, "A cat."):
         ask(page, "What is this?", "chelsea.png")
@@ -213,3 +208,91 @@ def test_pixel_fields_are_empty_for_the_models_default(page):
         box = page.locator(field)
         box.wait_for(timeout=10_000)
         assert box.input_value() == "" and box.get_attribute("placeholder") == "the model's default"
+
+
+# -- (2) keyboard -------------------------------------------------------------------------------------
+
+
+def focused(page) -> str:
+    """What has the focus: 'textbox' for the message box, else the element's tag and name."""
+    return page.evaluate(
+        """() => { const el = document.activeElement;
+             if (el && el.matches('#message textarea')) return 'textbox';
+             return el ? `${el.tagName} ${el.getAttribute('aria-label') || ''}`.trim() : 'none'; }"""
+    )
+
+
+def selection(page) -> str:
+    return page.evaluate("() => { const t = document.querySelector('#message textarea'); return t.value.slice(t.selectionStart, t.selectionEnd); }")
+
+
+@contextmanager
+def long_answers(app):
+    """Random answers that go on until stopped."""
+    app["engine"].min_new_tokens = 100_000
+    try:
+        yield
+    finally:
+        app["engine"].min_new_tokens = 0
+
+
+def test_the_textbox_has_the_focus_after_every_action(page, app, engine):
+    touch = page.size == "phone"
+    # On load: the textbox (on a touch screen, no keyboard pops up over the first screen).
+    assert focused(page) == ("BODY" if touch else "textbox")
+    # An example: written in the textbox, pictures attached, not sent; the focus goes there on a desktop.
+    page.locator("#chatbot .example").first.click()
+    page.locator("#message .thumbnail-item").first.wait_for(timeout=15_000)
+    assert page.locator(TEXTAREA).input_value().startswith("What is in Picture 1?")
+    assert bot_messages(page).count() == 0
+    assert (focused(page) == "textbox") is not touch
+    # A preset: its «object» is selected, so typing replaces it.
+    page.locator("#presets button").nth(1).click()
+    page.wait_for_function("() => document.querySelector('#message textarea').value.includes('«')", timeout=10_000)
+    wait_until(lambda: selection(page) == "«the cat»", timeout=5)
+    assert focused(page) == "textbox" and selection(page) == "«the cat»"
+    page.keyboard.type("the sleeping cat")
+    assert page.locator(TEXTAREA).input_value() == "Detect the bounding box of the sleeping cat."
+    # Send with the button: the focus comes back to the textbox at once, while the answer streams.
+    with long_answers(app):
+        page.locator(SEND).click()
+        page.locator(STOP).wait_for(timeout=15_000)
+        assert focused(page) == "textbox"
+        assert wait_until(lambda: bool(generate_threads()))
+        # Escape stops it.
+        page.keyboard.press("Escape")
+        page.get_by_text("(Stopped.)").wait_for(timeout=15_000)
+        wait_idle(page)
+        assert focused(page) == "textbox"
+        # Stop with the button: the focus comes back too.
+        page.locator(TEXTAREA).fill("Tell me more.")
+        page.locator(TEXTAREA).press("Enter")
+        assert wait_until(lambda: bool(generate_threads()))  # the answer has started
+        page.locator(STOP).click(timeout=15_000)
+        wait_idle(page)
+        page.get_by_text("(Stopped.)").nth(1).wait_for(timeout=10_000)
+        assert focused(page) == "textbox"
+    assert wait_until(lambda: not generate_threads(), timeout=10)
+    # Attaching with the clip: the focus is back in the textbox once the files are chosen.
+    with page.expect_file_chooser() as chooser:
+        page.locator("#message .upload-button").click()
+    chooser.value.set_files([str(EXAMPLES / "coffee.png")])
+    page.locator("#message .thumbnail-item").first.wait_for(timeout=15_000)
+    assert wait_until(lambda: focused(page) == "textbox", timeout=5)
+
+
+def test_the_textbox_shows_a_focus_ring(desktop):
+    page = desktop
+    ring = "() => getComputedStyle(document.querySelector('#message')).boxShadow"
+    assert page.evaluate(ring) != "none"  # focused on load
+    page.locator("#presets button").first.focus()
+    assert page.evaluate(ring) == "none"
+
+
+def test_point_to_says_what_it_asks_for(desktop):
+    """The tiny model is Qwen2-VL, which has no point format: the button asks for a box and says so."""
+    buttons = [desktop.locator("#presets button").nth(i).inner_text() for i in range(5)]
+    assert buttons == ["Detect categories", "Locate one object", "Box to point at", "Count by boxes", "Caption with grounding"]
+    desktop.locator("#presets button").nth(2).click()
+    desktop.wait_for_function("() => document.querySelector('#message textarea').value.includes('«')", timeout=10_000)
+    assert "bounding box" in desktop.locator(TEXTAREA).input_value()
