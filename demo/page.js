@@ -11,7 +11,7 @@
 // 0 (the model's default) show empty: Gradio's Number turns an empty value into 0 on the page.
 // It knows nothing of the model; what it counts comes from the chat's value.
 
-const root = element;
+const root = element.closest("#intro") || element;
 const touch = window.matchMedia("(pointer: coarse)").matches;
 const PLACEHOLDER = /«[^»]*»/;
 const labels = new Map(); // file url -> "Picture 2" (or "Picture 1, annotated"), from the chat's value

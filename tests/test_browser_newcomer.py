@@ -296,3 +296,38 @@ def test_point_to_says_what_it_asks_for(desktop):
     desktop.locator("#presets button").nth(2).click()
     desktop.wait_for_function("() => document.querySelector('#message textarea').value.includes('«')", timeout=10_000)
     assert "bounding box" in desktop.locator(TEXTAREA).input_value()
+
+
+# -- (3) picture numbers before sending ---------------------------------------------------------------
+
+
+def thumbnail_labels(page) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('#message .qvc-label')].map(e => e.textContent)")
+
+
+def test_attachments_show_the_labels_they_will_have(page, engine):
+    attach(page, "chelsea.png", "rocket-launch.mp4")
+    assert thumbnail_labels(page) == ["Picture 1", "Video 1"]
+    for wrapper, label in zip(page.locator("#message .thumbnail-wrapper").all(), ["Picture 1", "Video 1"], strict=True):
+        assert wrapper.get_attribute("aria-label") == label and wrapper.locator(".qvc-label").is_visible()
+    with answering(engine):
+        ask(page, "What is in them?")
+    assert page.locator("#intro").get_attribute("data-pictures") == "1" and page.locator("#intro").get_attribute("data-videos") == "1"
+    # Three new photos and a video after turn 1: they continue the numbering.
+    attach(page, "coffee.png", "rocket-launch.mp4", "rocket.jpg", "astronaut.png")
+    assert thumbnail_labels(page) == ["Picture 2", "Video 2", "Picture 3", "Picture 4"]
+    with answering(engine):
+        ask(page, "And these?")
+    chat = chat_text(page)
+    assert all(f"{label} · " in chat for label in ("Picture 2", "Video 2", "Picture 3", "Picture 4"))  # as announced
+    # Undo the last turn: its files come back to the textbox with the same labels.
+    page.get_by_role("button", name="Undo last turn").click()
+    page.wait_for_function("() => document.querySelector('#intro').dataset.pictures === '1'", timeout=10_000)
+    page.wait_for_function("() => document.querySelectorAll('#message .qvc-label').length === 4", timeout=15_000)
+    assert thumbnail_labels(page) == ["Picture 2", "Video 2", "Picture 3", "Picture 4"]
+    # A cleared chat (which empties the textbox too) counts from 1 again.
+    page.get_by_role("button", name="Clear", exact=True).last.click()
+    page.wait_for_function("() => document.querySelector('#intro').dataset.pictures === '0'", timeout=10_000)
+    page.wait_for_function("() => !document.querySelector('#message .thumbnail-item')", timeout=10_000)
+    attach(page, "rocket.jpg")
+    assert thumbnail_labels(page) == ["Picture 1"]
