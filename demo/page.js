@@ -153,6 +153,8 @@ function nameControls() {
     const node = document.querySelector(selector);
     if (node) setAttributes(node, { "aria-label": name });
   }
+  // The empty chat's examples are buttons in a "list" (which must hold list items): a named group.
+  for (const group of document.querySelectorAll("#chatbot .examples")) setAttributes(group, { role: "group", "aria-label": "Examples" });
   // Accordion arrows are decoration: their names are their titles.
   for (const icon of document.querySelectorAll("button.label-wrap .icon")) icon.setAttribute("aria-hidden", "true");
 }

@@ -331,3 +331,73 @@ def test_attachments_show_the_labels_they_will_have(page, engine):
     page.wait_for_function("() => !document.querySelector('#message .thumbnail-item')", timeout=10_000)
     attach(page, "rocket.jpg")
     assert thumbnail_labels(page) == ["Picture 1"]
+
+
+# -- (4) screen readers and contrast ------------------------------------------------------------------
+
+BOXES = (
+    "The cat is in Picture 1: <|object_ref_start|>the cat's face<|object_ref_end|>"
+    "<|box_start|>(180,80),(800,980)<|box_end|>."
+)
+
+
+def axe_problems(page, state: str) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run `npm ci --prefix tests/js` (the README's test step)")
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(path=str(AXE))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ['violations']})).violations
+             .filter(v => v.impact === 'serious' || v.impact === 'critical')
+             .map(v => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', ')}`)"""
+    )
+    return [f"[{state}] {v}" for v in violations]
+
+
+CONTRAST_JS = """(selector) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = rgb(c).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const box = document.querySelector(selector);
+  let back = box, background = 'rgba(0, 0, 0, 0)';
+  while (back && /rgba\\(.*, 0\\)$|transparent/.test(background)) { background = getComputedStyle(back).backgroundColor; back = back.parentElement; }
+  const [a, b] = [lum(getComputedStyle(box, '::placeholder').color), lum(background)];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine):
+    problems = axe_problems(page, "empty")
+    assert page.evaluate(CONTRAST_JS, TEXTAREA) >= 4.5  # axe does not measure placeholders
+    # Named controls: the textbox, Send, the clip; accordions named without their arrow.
+    names = page.locator("#message").aria_snapshot()
+    assert 'textbox "Message"' in names and 'button "Send"' in names and 'button "Attach pictures or videos"' in names
+    assert page.get_by_role("button", name="Settings", exact=True).count() == 1
+    # Settings open.
+    open_accordion(page, "settings")
+    page.locator("#min-pixels input").wait_for(timeout=10_000)
+    problems += axe_problems(page, "settings open")
+    # Streaming.
+    with long_answers(app):
+        page.locator(TEXTAREA).fill("Tell me everything.")
+        page.locator(TEXTAREA).press("Enter")
+        assert wait_until(lambda: bool(generate_threads()))
+        page.wait_for_function("() => /\\S{3}/.test(document.querySelector(\"#chatbot [data-testid='bot']\")?.innerText || '')", timeout=15_000)
+        problems += axe_problems(page, "streaming")
+        page.locator(STOP).click()
+        wait_idle(page)
+    # Answered, with boxes drawn on the picture.
+    with answering(engine, BOXES):
+        ask(page, "Find the cat's face, and *what* is <this>?", "chelsea.png")
+    page.locator("#chatbot img").nth(1).wait_for(timeout=10_000)
+    problems += axe_problems(page, "answered with boxes")
+    assert problems == [], "\n".join(problems)
+    # What a screen reader gets: each picture named by its label, the question as its text.
+    page.wait_for_function("() => [...document.querySelectorAll('#chatbot img')].every(i => i.alt)", timeout=10_000)
+    assert [img.get_attribute("alt") for img in page.locator("#chatbot img").all()] == ["Picture 1", "Picture 1, annotated"]
+    chat = page.locator("#chatbot").aria_snapshot()
+    assert 'img "Picture 1"' in chat and 'img "Picture 1, annotated"' in chat
+    assert "&lt;" not in chat and "**" not in chat and "<this>" in chat
+    question = page.locator("#chatbot div[data-testid=user]").last
+    assert question.get_attribute("aria-label") == "You: Find the cat's face, and what is <this>?"
