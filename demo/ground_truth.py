@@ -26,7 +26,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from types import MappingProxyType
 
 from demo.annotations import turn_detections
 from demo.conversation import Attachment, Conversation
@@ -56,7 +55,7 @@ class References:
 
     source: str
     kind: str  # "COCO" or "export"
-    boxes: Mapping[str, tuple[Reference, ...]]
+    boxes: Mapping[str, tuple[Reference, ...]]  # never changed once loaded (plain dicts: a gr.State may copy them)
     sizes: Mapping[str, tuple[float, float] | None]
 
     @property
@@ -249,12 +248,7 @@ def _from_export(data: dict, name: str) -> References:
 
 
 def _references(name: str, kind: str, boxes: dict[str, list[Reference]], sizes: dict) -> References:
-    return References(
-        source=name,
-        kind=kind,
-        boxes=MappingProxyType({file: tuple(b) for file, b in boxes.items()}),
-        sizes=MappingProxyType(dict(sizes)),
-    )
+    return References(source=name, kind=kind, boxes={file: tuple(b) for file, b in boxes.items()}, sizes=dict(sizes))
 
 
 def _list(data: dict, key: str) -> list:

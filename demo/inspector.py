@@ -43,13 +43,13 @@ _BROWSER_FORMATS = {"PNG", "JPEG", "WEBP"}
 class Picks:
     """What the person chose in the inspector. `turn` and `picture` are 1-based, 0 for automatic:
     the latest turn, the first picture it grounded on. `selected` is an item id ("d3": the
-    turn's fourth grounding, "r0": the picture's first reference box). `turns` is how many turns
-    the conversation had when turn, picture and selection were chosen."""
+    turn's fourth grounding, "r0": the picture's first reference box). `shape` is the
+    conversation's `shape()` when turn, picture and selection were chosen."""
 
     turn: int = 0
     picture: int = 0
     selected: str | None = None
-    turns: int = 0
+    shape: tuple = ()
     hidden: frozenset[str] = field(default_factory=frozenset)
     labels: bool = True
     references: bool = True
@@ -58,9 +58,14 @@ class Picks:
 
     def current(self, conversation: Conversation) -> Picks:
         """These picks, less the turn, picture and selection if the conversation changed shape since."""
-        if self.turns == len(conversation.turns):
-            return self
-        return replace(self, turn=0, picture=0, selected=None, turns=len(conversation.turns))
+        now = shape(conversation)
+        return self if self.shape == now else replace(self, turn=0, picture=0, selected=None, shape=now)
+
+
+def shape(conversation: Conversation) -> tuple:
+    """What the inspector's picks refer to: the questions and their pictures (an answer may change:
+    streaming, regenerate). A new turn, undo, clear or load changes it."""
+    return tuple((turn.text, tuple(a.path for a in turn.attachments)) for turn in conversation.turns)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
 from demo.ground_truth import Reference, References
-from demo.inspector import Picks, answer_segments, inspect, servable_path
+from demo.inspector import Picks, answer_segments, inspect, servable_path, shape
 from grounding import parse
 
 CAT = "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>"
@@ -71,7 +71,7 @@ def test_picks_choose_turn_picture_hidden_labels_and_selection():
         Turn("find", [picture("a.png"), picture("b.png")], answer="In Picture 1 " + JSON, status="done"),
         Turn("again", answer=CAT, status="done"),
     )
-    picks = Picks(turn=1, picture=2, turns=2)
+    picks = Picks(turn=1, picture=2, shape=shape(conversation))
     shown = inspect(conversation, "qwen3-vl", picks, None)
     assert shown.view["title"] == "Turn 1 · Picture 2 · b.png" and shown.view["items"] == []
     shown = inspect(conversation, "qwen3-vl", replace(picks, picture=1, hidden=frozenset({"cup"}), selected="d2", labels=False), None)
@@ -82,16 +82,20 @@ def test_picks_choose_turn_picture_hidden_labels_and_selection():
 
 
 def test_a_pick_made_before_the_conversation_changed_shape_is_dropped():
-    """A new turn, undo, load: the inspector follows the latest answer again."""
+    """A new turn, undo, clear, load: the inspector follows the latest answer again; a regenerated answer keeps the pick."""
     conversation = chat(Turn("one", [picture("a.png")], answer=CAT, status="done"), Turn("two", answer=CAT, status="done"))
-    picks = Picks(turn=1, selected="d0", turns=2)
+    picks = Picks(turn=1, selected="d0", shape=shape(conversation))
     assert inspect(conversation, "qwen2-vl", picks, None).view["title"].startswith("Turn 1")
+    conversation.turns[-1].answer = "regenerated"
+    assert inspect(conversation, "qwen2-vl", picks, None).view["selected"] == "d0"
     conversation.turns.pop()  # undo
     shown = inspect(conversation, "qwen2-vl", picks, None)
     assert shown.turn == 0 and shown.view["selected"] is None
-    assert picks.current(conversation) == Picks(turns=1)
+    assert picks.current(conversation) == Picks(shape=shape(conversation))
+    loaded = chat(Turn("other", [picture("b.png")], answer=CAT, status="done"), Turn("two", answer=CAT, status="done"))
+    assert picks.current(loaded).turn == 0  # as many turns, other questions: dropped too
     # What the person set that is not about a turn stays.
-    assert Picks(turn=1, turns=2, threshold=0.3, hidden=frozenset({"x"})).current(conversation).threshold == 0.3
+    assert Picks(turn=1, threshold=0.3, hidden=frozenset({"x"})).current(conversation).threshold == 0.3
 
 
 def test_answer_segments_mark_each_grounding_and_dim_markers():
@@ -156,3 +160,32 @@ def test_pictures_the_browser_cannot_show_as_they_are_are_served_as_png(tmp_path
     upright = ImageOps.exif_transpose(Image.open(turned))
     served = servable_path(str(turned), upright.size, upright)
     assert served != str(turned) and Image.open(served).size == (20, 30)
+
+
+def test_a_conversation_with_no_picture_says_so():
+    conversation = chat(Turn("hello", answer="Hi.", status="done"))
+    shown = inspect(conversation, "qwen2-vl", Picks(), None)
+    assert shown.pictures == [] and shown.view["message"] == "No picture in the conversation yet."
+
+
+def test_the_page_exports_the_comparison_with_the_loaded_references():
+    """The Export button of the page passes the loaded references and the chosen threshold on."""
+    import json
+
+    import gradio as gr
+
+    from demo.engines.slot import EngineSlot
+    from demo.handlers import ChatHandlers
+    from demo.inspector_ui import InspectorPage
+    from tests.fakes import ScriptedEngine
+
+    slot = EngineSlot("scripted")
+    slot.fill(ScriptedEngine([]))
+    with gr.Blocks():
+        page = InspectorPage(ChatHandlers(slot), gr.State())
+    conversation = chat(Turn("find", [picture("a.png")], answer=CAT, status="done"))
+    references = References("ref.json", "COCO", {"a.png": (Reference("the cat", (0, 0, 100, 50)),)}, {})
+    paths = page.export(conversation, Picks(threshold=0.7, match_labels=False), references)
+    record = json.loads(open(paths[0]).read())
+    assert record["ground_truth"]["iou_threshold"] == 0.7 and record["ground_truth"]["labels_must_match"] is False
+    assert record["ground_truth"]["scores"][0]["recall"] == 1.0

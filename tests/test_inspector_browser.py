@@ -155,6 +155,7 @@ def test_qwen2_vl_tokens_highlight_toggle_and_zoom(page, app, photos, artifacts)
 
     # Zoom: the wheel over the picture enlarges it and its boxes; lines stay 2.5 px wide on screen.
     before = drawn(page)[0]["w"]
+    page.locator("#inspect-view .qi-viewport").scroll_into_view_if_needed()
     page.mouse.move(*picture_to_screen(page, 220, 150))
     page.mouse.wheel(0, -500)
     page.wait_for_function("parseInt(document.querySelector('#inspect-view .qi-zoom').textContent) > 250")
@@ -191,7 +192,7 @@ ROCKET = """In Picture 2 the rocket:
 ```"""  # pixels of the 532×364 picture the model saw (640×427)
 
 
-def test_qwen25_vl_absolute_pixels_two_pictures_and_the_pickers(page, app, photos, artifacts):
+def test_qwen25_vl_absolute_pixels_two_pictures_and_the_pickers(page, app, photos, artifacts, tmp_path):
     app["engine"].say("qwen2.5-vl", COFFEE)
     ask(page, "Locate the cup, the saucer and the spoon in Picture 1.", [photos["coffee"], photos["rocket"]])
     drawn(page, 4)
@@ -227,6 +228,29 @@ def test_qwen25_vl_absolute_pixels_two_pictures_and_the_pickers(page, app, photo
     page.get_by_text("Clear", exact=True).click()
     page.get_by_text("Ask about a picture: its boxes and points show here.").wait_for(timeout=10_000)
 
+    # Loading a saved conversation: the inspector shows its latest answer.
+    page.get_by_text("Save or load the conversation").click()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_text("Load a saved conversation").click()
+    chooser.value.set_files(saved_conversation(tmp_path, photos["rocket"], ROCKET.replace("Picture 2", "Picture 1")))
+    page.wait_for_function("document.querySelector('#inspect-view .qi-title').textContent === 'Turn 1 · Picture 1 · rocket.jpg'")
+    drawn(page, 2)
+
+
+def saved_conversation(folder, photo, answer: str) -> str:
+    """A conversation file as Save writes it: one question about `photo`, answered with `answer`."""
+    from PIL import Image
+
+    from demo.conversation import Attachment, Conversation, Turn
+    from demo.session_file import dump_conversation
+
+    image = Image.open(photo).convert("RGB")
+    turn = Turn("Where is the rocket?", [Attachment(path=str(photo), image=image, name=photo.name)], answer=answer, status="done")
+    turn.input_sizes = [(532, 364)]
+    path = folder / "conversation.json"
+    path.write_text(dump_conversation(Conversation([turn])))
+    return str(path)
+
 
 def test_the_inspector_updates_live_while_the_answer_streams(page, app, photos):
     objects = [
@@ -253,6 +277,11 @@ def test_the_inspector_updates_live_while_the_answer_streams(page, app, photos):
     assert {(1, True), (2, True)} <= seen  # boxes appeared one by one, before the answer ended
     drawn(page, 3)
     assert not page.locator("#inspect-view .qi-live").is_visible()
+    # Regenerate: the inspector follows the new answer.
+    app["engine"].say("qwen3-vl", '[{"bbox_2d": [305, 60, 685, 670], "label": "just the cup"}]')
+    page.get_by_text("Regenerate", exact=True).click()
+    drawn(page, 1)
+    assert list_rows(page)[0][1] == "just the cup"
 
 
 def coco_for_coffee(tmp_path) -> str:
