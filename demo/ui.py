@@ -52,6 +52,10 @@ DOWNLOAD_JS = """(file) => {
 }"""
 
 
+INTRO = (
+    f"<h1>{TITLE}</h1><p>Chat with a Qwen vision-language model about pictures and videos: each becomes "
+    "<strong>Picture N</strong> or <strong>Video N</strong>, for you and the model alike.</p>"
+)
 #: What the empty chat says: what the app does and how to start.
 HINT = (
     "**Ask a vision-language model about your pictures and videos.** Attach them with the clip "
@@ -212,14 +216,9 @@ def build_ui(
 ) -> gr.Blocks:
     """The chat page. `max_new_tokens`, `min_pixels`, `max_pixels` are the settings' defaults."""
     with gr.Blocks(title=TITLE, fill_width=True) as demo:
-        gr.Markdown(
-            f"# {TITLE}\n"
-            "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
-            "each becomes **Picture N** or **Video N**, for you and for the model alike, so you can ask about *Picture 2*."
-        )
-        # Runs demo/page.js (keyboard, picture numbers, names for screen readers) and exposes the
-        # numbers of pictures and videos sent so far (data-pictures, data-videos).
-        gr.HTML("", elem_id="intro", js_on_load=(HERE / "page.js").read_text("utf-8"), padding=False)
+        # The title and one line; it also runs demo/page.js (keyboard, picture numbers, names for screen
+        # readers) and exposes the numbers of pictures and videos sent so far (data-pictures, data-videos).
+        gr.HTML(INTRO, elem_id="intro", js_on_load=(HERE / "page.js").read_text("utf-8"), padding=False)
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
         status_timer = gr.Timer(1.0)
         conversation = gr.State(None)
@@ -237,7 +236,8 @@ def build_ui(
                 textbox = gr.MultimodalTextbox(
                     file_count="multiple",
                     file_types=["image", "video"],
-                    placeholder="Ask about your pictures and videos… (attach with the clip: each becomes Picture N or Video N)",
+                    placeholder="Ask about your pictures and videos…",
+                    label="Message",
                     show_label=False,
                     submit_btn=True,
                     stop_btn=False,
@@ -254,7 +254,7 @@ def build_ui(
                     preset_buttons = {
                         name: gr.Button(preset_label(name, handlers.family), size="sm", variant="secondary") for name in PRESETS
                     }
-                with gr.Row():
+                with gr.Row(elem_id="actions"):
                     regenerate_btn = gr.Button("Regenerate", size="sm")
                     undo_btn = gr.Button("Undo last turn", size="sm")
                     clear_btn = gr.Button("Clear", size="sm")

@@ -401,3 +401,44 @@ def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine)
     assert "&lt;" not in chat and "**" not in chat and "<this>" in chat
     question = page.locator("#chatbot div[data-testid=user]").last
     assert question.get_attribute("aria-label") == "You: Find the cat's face, and what is <this>?"
+
+
+# -- (5) the first screen and the phone ---------------------------------------------------------------
+
+BOX_JS = """(selector) => { const e = document.querySelector(selector); if (!e) return null;
+  const b = e.getBoundingClientRect(); return {top: b.top, bottom: b.bottom, left: b.left, right: b.right}; }"""
+
+
+def on_screen(page, selector: str) -> bool:
+    """The element is entirely inside the viewport (measured with its bounding box)."""
+    box = page.evaluate(BOX_JS, selector)
+    size = page.viewport_size
+    return bool(box) and box["top"] >= 0 and box["left"] >= 0 and box["bottom"] <= size["height"] and box["right"] <= size["width"]
+
+
+def test_the_first_screen_says_what_to_do_and_shows_the_textbox_and_examples(page, artifacts):
+    page.locator("#chatbot .example").first.wait_for(timeout=10_000)
+    assert page.evaluate("scrollY") == 0
+    hint = page.locator("#chatbot .placeholder").inner_text()
+    assert "Attach them with the clip" in hint and "press Enter" in hint and "boxes" in hint and "videos" in hint
+    for what in ("#intro h1", "#chatbot .placeholder", "#chatbot .example", TEXTAREA, SEND):
+        assert on_screen(page, what), what
+    page.screenshot(path=str(artifacts / f"newcomer-first-screen-{page.size}.png"))
+    # Tapping an example writes it in the textbox (with its picture): Send is still on screen.
+    page.locator("#chatbot .example").first.click()
+    page.locator("#message .thumbnail-item").first.wait_for(timeout=15_000)
+    page.wait_for_timeout(300)  # the textbox has grown
+    assert on_screen(page, SEND) and on_screen(page, "#message .thumbnail-item")
+
+
+def test_the_textbox_stays_reachable_as_the_conversation_grows(page, engine, artifacts):
+    for turn, picture in enumerate(("chelsea.png", "coffee.png", "rocket.jpg")):
+        with answering(engine, f"Answer {turn + 1}, " + "and more words " * 20):
+            ask(page, f"Question {turn + 1}: what is in Picture {turn + 1}?", picture)
+        assert on_screen(page, "#message") and on_screen(page, SEND), turn
+    assert page.evaluate("scrollY") == 0  # the chat scrolls inside itself, the page stays put
+    # Scrolled down to the buttons under the chat, the textbox is still there, pinned at the bottom.
+    page.evaluate("() => document.querySelector('#actions').scrollIntoView({block: 'end', behavior: 'instant'})")
+    assert on_screen(page, "#actions") and on_screen(page, "#message") and on_screen(page, SEND)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(artifacts / f"newcomer-three-turns-{page.size}.png"))
