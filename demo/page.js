@@ -16,6 +16,7 @@ const touch = window.matchMedia("(pointer: coarse)").matches;
 const PLACEHOLDER = /«[^»]*»/;
 const labels = new Map(); // file url -> "Picture 2" (or "Picture 1, annotated"), from the chat's value
 let counts = { pictures: 0, videos: 0 };
+let captions = []; // per chat message: is it a picture's label (a user text right before its picture)?
 
 const textarea = () => document.querySelector("#message textarea");
 
@@ -54,7 +55,8 @@ document.addEventListener(
   (event) => {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
-    if (target.closest("#message .submit-button, #message .stop-button, #restore")) refocusSoon();
+    if (target.closest("#message .submit-button, #message .stop-button, #restore, #chatbot .option")) refocusSoon();
+    else if (target.closest("#chatbot .message-buttons button") && document.querySelector("#chatbot textarea.edit-textarea")) refocusSoon(); // an edit sent or cancelled
     else if (target.closest("#presets button")) afterPreset(textarea()?.value ?? "");
     else if (target.closest("#chatbot .example, #examples button") && !touch) refocusSoon();
   },
@@ -103,6 +105,9 @@ window.qvcChat = (messages) => {
       }
     }
   }
+  const list = messages || [];
+  const isFile = (m) => m && (Array.isArray(m.content) ? m.content : [m.content]).some((part) => fileOf(part));
+  captions = list.map((m, i) => m.role === "user" && !isFile(m) && isFile(list[i + 1]) && list[i + 1].role === "user");
   root.dataset.pictures = String(counts.pictures);
   root.dataset.videos = String(counts.videos);
   schedule();
@@ -177,6 +182,40 @@ function setAttributes(node, attributes) {
   }
 }
 
+// A picture's label is not a question: no Copy or Edit buttons under it. Each message is its
+// own row (the chat does not group them: see demo/ui.py), in the order of the chat's value.
+function markCaptions() {
+  const rows = document.querySelectorAll("#chatbot .message-row");
+  if (rows.length !== captions.length) return;
+  rows.forEach((row, i) => {
+    row.classList.toggle("qvc-caption", captions[i]);
+    const buttons = row.nextElementSibling;
+    if (buttons && buttons.classList.contains("message-buttons")) buttons.classList.toggle("qvc-caption-buttons", captions[i]);
+  });
+}
+
+// The chat shows a question as inert Markdown (demo/markup.py: &, <, > as entities, "![" as "!\[",
+// code left alone); the edit box Gradio opens holds that text: give it back the question as typed.
+const CODE = /(```[\s\S]*?(?:```|$)|`[^`\n]*`)/;
+function typed(shown) {
+  return shown
+    .split(CODE)
+    .map((part, i) => (i % 2 ? part : part.replaceAll("!\\[", "![").replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&")))
+    .join("");
+}
+function restoreEditedText() {
+  for (const box of document.querySelectorAll("#chatbot textarea.edit-textarea:not([data-qvc])")) {
+    box.dataset.qvc = "1";
+    box.setAttribute("aria-label", "Edit your question");
+    const text = typed(box.value);
+    if (text !== box.value) {
+      box.value = text;
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    box.focus();
+  }
+}
+
 function emptyDefaults() {
   for (const input of document.querySelectorAll("#min-pixels input, #max-pixels input")) {
     if (input.value === "0" && document.activeElement !== input) input.value = "";
@@ -193,6 +232,8 @@ function schedule() {
     labelThumbnails();
     nameControls();
     nameMessages();
+    markCaptions();
+    restoreEditedText();
     emptyDefaults();
   });
 }

@@ -24,7 +24,7 @@ from demo.conversation import Conversation
 from demo.handlers import ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.settings import Settings
-from demo.views import chatbot_messages
+from demo.views import chatbot_messages, question_turn
 from grounding.generations import GENERATIONS, PRESETS, generation
 
 _DEFAULTS = Settings()
@@ -122,6 +122,7 @@ class ChatPage:
     textbox: gr.MultimodalTextbox
     cleared: gr.State | None = None  # the conversation before the last Clear, until restored or a new answer starts
     undo_clear: gr.Row | None = None  # "Conversation cleared. Undo"
+    pending_edit: gr.State | None = None  # (chat message number, new text) of the edit being answered
 
     @property
     def outputs(self) -> list[gr.components.Component]:
@@ -178,6 +179,37 @@ class ChatPage:
         for reply in self.handlers.regenerate(conversation, settings, request):
             yield self.render(reply)
 
+    def start_edit(self, edited: gr.EditData) -> dict:
+        """An edit submitted in the chat: the page turns busy, and the edit (which only this first
+        step of the event receives) is kept for `edit`, which runs in the model's queue."""
+        index = edited.index[0] if isinstance(edited.index, (list, tuple)) else edited.index
+        return {**self.busy(), self.pending_edit: (int(index), str(edited.value or ""))}
+
+    def edit(
+        self,
+        conversation: Any,
+        edited: tuple[int, str] | None,
+        max_new_tokens: float = _DEFAULTS.max_new_tokens,
+        temperature: float = _DEFAULTS.temperature,
+        top_p: float = _DEFAULTS.top_p,
+        system_prompt: str = _DEFAULTS.system_prompt,
+        min_pixels: float | None = None,
+        max_pixels: float | None = None,
+        request: gr.Request | None = None,
+    ) -> Iterator[dict]:
+        """A question edited in the chat: the chat's message number is mapped to its turn here."""
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels)
+        conversation = conversation if conversation is not None else Conversation()
+        message, text = edited if edited is not None else (-1, "")
+        turn = question_turn(conversation, self.handlers.family, message)
+        for reply in self.handlers.edit(conversation, turn, text, settings, request):
+            yield self.render(reply)
+
+    def show_version(self, conversation: Any, chosen: gr.SelectData) -> dict:
+        """A version picked with the options under the chat (their values are "turn:version")."""
+        index, version = (int(number) for number in str(chosen.value).split(":"))
+        return self.render(self.handlers.show_version(conversation, index, version))
+
     def stop(self, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.stop(conversation, request))
 
@@ -231,6 +263,8 @@ def build_ui(
                     show_label=False,
                     buttons=["copy", "copy_all", *(["share"] if ON_SPACES else [])],
                     placeholder=HINT,
+                    group_consecutive_messages=False,
+                    editable="user",
                     examples=[{**example} for example in examples()],  # Gradio rewrites the files it is given
                 )
                 textbox = gr.MultimodalTextbox(
@@ -303,8 +337,8 @@ def build_ui(
             with gr.Column(scale=6, min_width=440, elem_id="inspector"):
                 inspector = InspectorPage(handlers, conversation)
 
-        cleared = gr.State(None)
-        page = ChatPage(handlers, chatbot, conversation, textbox, cleared, undo_clear)
+        cleared, pending_edit = gr.State(None), gr.State(None)
+        page = ChatPage(handlers, chatbot, conversation, textbox, cleared, undo_clear, pending_edit)
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
         chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
@@ -322,7 +356,10 @@ def build_ui(
         retry_event = chatbot.retry(page.busy, None, busy_outputs, **glue).then(
             page.regenerate, [conversation, *settings], chat_outputs, api_visibility="private", **model_queue
         )
-        answering = [chat_event, regenerate_event, retry_event]
+        edit_event = chatbot.edit(page.start_edit, None, [*busy_outputs, pending_edit], **glue).then(
+            page.edit, [conversation, pending_edit, *settings], chat_outputs, api_visibility="private", **model_queue
+        )
+        answering = [chat_event, regenerate_event, retry_event, edit_event]
         for event in answering:
             _then_idle(event, textbox, glue)
 
@@ -336,6 +373,7 @@ def build_ui(
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
             _then_idle(trigger(page.clear, [conversation], page.clear_outputs, cancels=answering, **api), textbox, glue)
         chatbot.example_select(page.example, None, [textbox], **glue)
+        chatbot.option_select(page.show_version, [conversation], chat_outputs, **glue)
         restore_btn.click(page.restore, [cleared, conversation], page.clear_outputs, **glue)
         for name, button in preset_buttons.items():
             button.click(partial(handlers.preset, name), [textbox], [textbox], **glue)

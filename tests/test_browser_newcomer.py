@@ -442,3 +442,47 @@ def test_the_textbox_stays_reachable_as_the_conversation_grows(page, engine, art
     assert on_screen(page, "#actions") and on_screen(page, "#message") and on_screen(page, SEND)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(artifacts / f"newcomer-three-turns-{page.size}.png"))
+
+
+# -- (6) editing a question, browsing versions --------------------------------------------------------
+
+
+def message_buttons(page, text: str):
+    """The buttons under the chat message that shows `text`."""
+    row = page.locator("#chatbot .message-row", has_text=text).last
+    return row.locator("xpath=following-sibling::div[contains(@class, 'message-buttons')][1]")
+
+
+def test_edit_a_question_then_browse_its_versions(page, engine):
+    with answering(engine, "First answer."):
+        ask(page, "Is a < b & c?", "chelsea.png")
+    with answering(engine, "Second answer."):
+        ask(page, "Second question.")
+    # A picture's label has no Edit button; the question has.
+    assert message_buttons(page, "Picture 1 · chelsea.png").is_hidden()
+    message_buttons(page, "Is a < b & c?").get_by_role("button", name="Edit").click()
+    box = page.locator("#chatbot textarea.edit-textarea")
+    box.wait_for(timeout=10_000)
+    assert box.input_value() == "Is a < b & c?"  # as typed, not as the chat escapes it
+    box.fill("Is a < b & c, really?")
+    with answering(engine, "Edited answer."):
+        page.locator("#chatbot").get_by_role("button", name="Submit").click()
+        page.get_by_text("Version 2 of 2.").wait_for(timeout=20_000)
+        wait_idle(page)
+    chat = chat_text(page)
+    assert "Is a < b & c, really?" in chat and "Edited answer." in chat and "Second question." not in chat
+    assert "Picture 1 · chelsea.png" in chat  # the picture stays with the edited question
+    # The first version, with the turn that followed it, is one click away; and back again.
+    page.get_by_role("button", name="Previous version (1 of 2)").click()
+    page.get_by_text("Second answer.").wait_for(timeout=10_000)
+    assert "First answer." in chat_text(page) and "Edited answer." not in chat_text(page)
+    page.get_by_role("button", name="Question 1: next version (2 of 2)").click()
+    page.get_by_text("Edited answer.").wait_for(timeout=10_000)
+    # Regenerate keeps the answer it replaces.
+    with answering(engine, "Another answer."):
+        page.get_by_role("button", name="Regenerate").click()
+        page.get_by_text("Version 3 of 3.").wait_for(timeout=20_000)
+        wait_idle(page)
+    page.get_by_role("button", name="Previous version (2 of 3)").click()
+    page.get_by_text("Edited answer.").wait_for(timeout=10_000)
+    assert focused(page) == "textbox"
