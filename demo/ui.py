@@ -19,8 +19,8 @@ from typing import Any
 
 import gradio as gr
 
-from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.conversation import Conversation
+from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.handlers import ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.settings import Settings

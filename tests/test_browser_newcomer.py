@@ -132,85 +132,7 @@ def chat_text(page) -> str:
     return page.locator("#chatbot").inner_text()
 
 
-# -- (1) states that tell the truth -----------------------------------------------------------------
-
-
-def test_regenerate_on_an_empty_chat_says_why_and_gives_send_back(page):
-    page.get_by_role("button", name="Regenerate").click()
-    page.get_by_text("Not regenerated: There is no answer to regenerate yet.").wait_for(timeout=15_000)
-    wait_idle(page)
-    assert page.locator(STOP).count() == 0 and page.locator(TEXTAREA).is_editable()
-
-
-def test_an_error_raised_by_gradio_itself_gives_send_back(desktop):
-    """A value Gradio refuses before the handler runs (a negative pixel count) fails the event:
-    Send must come back all the same."""
-    page = desktop
-    open_accordion(page, "settings")
-    page.locator("#min-pixels input").fill("-5")
-    page.locator(TEXTAREA).fill("Hello?")
-    page.locator(TEXTAREA).press("Enter")
-    page.get_by_text("less than").first.wait_for(timeout=15_000)  # Gradio's own error
-    wait_idle(page)
-    assert bot_messages(page).count() == 0
-
-
-def test_no_share_buttons_off_spaces(page, engine):
-    with answering(engine):
-        ask(page, "What is this?", "chelsea.png")
-    assert page.locator("#chatbot img").first.is_visible()
-    shown = page.evaluate(
-        """() => [...document.querySelectorAll('#chatbot button')]
-             .filter(b => b.offsetParent !== null).map(b => b.getAttribute('aria-label'))"""
-    )
-    assert "Share" not in shown and "Download" in shown  # the other buttons stay
-
-
-def test_clear_and_the_trash_icon_can_be_undone(page, engine):
-    with answering(engine, "A cat."):
-        ask(page, "What is this?", "chelsea.png")
-    before = chat_text(page)
-    for clear in (lambda: page.get_by_role("button", name="Clear", exact=True).last.click(),
-                  lambda: page.locator("#chatbot button[aria-label='Clear']").click()):
-        clear()
-        page.locator("#undo-clear").get_by_text("Conversation cleared.").wait_for(timeout=10_000)
-        assert bot_messages(page).count() == 0
-        page.locator("#restore").click()
-        page.locator("#undo-clear").wait_for(state="hidden", timeout=10_000)
-        bot_messages(page).first.wait_for(timeout=10_000)
-        assert chat_text(page) == before
-    # A new answer after a Clear: the old conversation cannot come back over it.
-    page.get_by_role("button", name="Clear", exact=True).last.click()
-    page.locator("#restore").wait_for(timeout=10_000)
-    with answering(engine):
-        ask(page, "Something new.")
-    assert page.locator("#undo-clear").is_hidden()
-
-
-def test_save_downloads_in_one_click(desktop, engine, tmp_path):
-    page = desktop
-    with answering(engine, "A cat."):
-        ask(page, "What is this?", "chelsea.png")
-    open_accordion(page, "save-load")
-    with page.expect_download(timeout=15_000) as download:
-        page.locator("#save").click()
-    saved = tmp_path / "saved.json"
-    download.value.save_as(saved)
-    assert download.value.suggested_filename == "conversation.json"
-    record = json.loads(saved.read_text())
-    assert record["turns"][0]["text"] == "What is this?" and record["turns"][0]["answer"] == "A cat."
-    assert page.locator("#saved-file").is_hidden()  # no drop-zone-like panel to click again
-
-
-def test_pixel_fields_are_empty_for_the_models_default(page):
-    open_accordion(page, "settings")
-    for field in ("#min-pixels input", "#max-pixels input"):
-        box = page.locator(field)
-        box.wait_for(timeout=10_000)
-        assert box.input_value() == "" and box.get_attribute("placeholder") == "the model's default"
-
-
-# -- (2) keyboard -------------------------------------------------------------------------------------
+# -- helpers of the sections below ------------------------------------------------------------------
 
 
 def focused(page) -> str:
@@ -236,41 +158,164 @@ def long_answers(app):
         app["engine"].min_new_tokens = 0
 
 
-def test_the_textbox_has_the_focus_after_every_action(page, app, engine):
-    touch = page.size == "phone"
-    # On load: the textbox (on a touch screen, no keyboard pops up over the first screen).
-    assert focused(page) == ("BODY" if touch else "textbox")
-    # An example: written in the textbox, pictures attached, not sent; the focus goes there on a desktop.
+BOX_JS = """(selector) => { const e = document.querySelector(selector); if (!e) return null;
+  const b = e.getBoundingClientRect(); return {top: b.top, bottom: b.bottom, left: b.left, right: b.right}; }"""
+
+
+def on_screen(page, selector: str) -> bool:
+    """The element is entirely inside the viewport (measured with its bounding box)."""
+    box = page.evaluate(BOX_JS, selector)
+    size = page.viewport_size
+    return bool(box) and box["top"] >= 0 and box["left"] >= 0 and box["bottom"] <= size["height"] and box["right"] <= size["width"]
+
+
+def thumbnail_labels(page) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('#message .qvc-label')].map(e => e.textContent)")
+
+
+def message_buttons(page, text: str):
+    """The buttons under the chat message that shows `text`."""
+    row = page.locator("#chatbot .message-row", has_text=text).last
+    return row.locator("xpath=following-sibling::div[contains(@class, 'message-buttons')][1]")
+
+
+# -- the first screen; an error on it (points 5 and 1) -------------------------------------------------
+
+
+def test_the_first_screen_says_what_to_do_and_shows_the_textbox_and_an_example(page, artifacts):
+    page.locator("#chatbot .example").first.wait_for(timeout=10_000)
+    assert page.evaluate("scrollY") == 0
+    hint = page.locator("#chatbot .placeholder").inner_text()
+    assert "Attach them with the clip" in hint and "press Enter" in hint and "boxes" in hint and "videos" in hint
+    for what in ("#intro h1", "#chatbot .placeholder", "#chatbot .example", TEXTAREA, SEND):
+        assert on_screen(page, what), what
+    page.screenshot(path=str(artifacts / f"newcomer-first-screen-{page.size}.png"))
+    # Regenerate with nothing to regenerate: one sentence in the chat, and Send comes back.
+    page.get_by_role("button", name="Regenerate").click()
+    page.get_by_text("Not regenerated: There is no answer to regenerate yet.").wait_for(timeout=15_000)
+    wait_idle(page)
+    assert page.locator(STOP).count() == 0 and page.locator(TEXTAREA).is_editable()
+    # Tapping an example writes it in the textbox with its picture, unsent: Send is still on screen.
+    page.get_by_role("button", name="Clear", exact=True).last.click()
     page.locator("#chatbot .example").first.click()
     page.locator("#message .thumbnail-item").first.wait_for(timeout=15_000)
-    assert page.locator(TEXTAREA).input_value().startswith("What is in Picture 1?")
+    assert page.locator(TEXTAREA).input_value().startswith("What is in Picture 1?") and bot_messages(page).count() == 0
+    page.wait_for_timeout(300)  # the textbox has grown
+    assert on_screen(page, SEND) and on_screen(page, "#message .thumbnail-item")
+
+
+def test_an_error_raised_by_gradio_itself_gives_send_back(desktop):
+    """A value Gradio refuses before the handler runs (a negative pixel count) fails the event:
+    Send must come back all the same (Gradio's page runs no `.then` after a failure)."""
+    page = desktop
+    open_accordion(page, "settings")
+    page.locator("#min-pixels input").fill("-5")
+    page.locator(TEXTAREA).fill("Hello?")
+    page.locator(TEXTAREA).press("Enter")
+    page.get_by_text("less than").first.wait_for(timeout=15_000)  # Gradio's own error
+    wait_idle(page)
     assert bot_messages(page).count() == 0
+
+
+# -- a growing conversation: the textbox stays, no Share, Clear can be undone (points 5 and 1) -----------
+
+
+def test_a_growing_conversation_keeps_the_textbox_and_clear_can_be_undone(page, engine, artifacts):
+    for turn, picture in enumerate(("chelsea.png", "coffee.png", "rocket.jpg")):
+        with answering(engine, f"Answer {turn + 1}, " + "and more words " * 20):
+            ask(page, f"Question {turn + 1}: what is in Picture {turn + 1}?", picture)
+        assert on_screen(page, "#message") and on_screen(page, SEND), turn
+    assert page.evaluate("scrollY") == 0  # the chat scrolls inside itself, the page stays put
+    page.screenshot(path=str(artifacts / f"newcomer-three-turns-{page.size}.png"))
+    # Scrolled down to the buttons under the chat, the textbox is still on screen.
+    page.evaluate("() => window.scrollBy({top: document.querySelector('#actions').getBoundingClientRect().bottom - innerHeight + 8, behavior: 'instant'})")
+    assert on_screen(page, "#actions") and on_screen(page, "#message") and on_screen(page, SEND)
+    page.evaluate("window.scrollTo(0, 0)")
+    # No Share button (they work on Spaces only); the others stay.
+    shown = page.evaluate(
+        """() => [...document.querySelectorAll('#chatbot button')].filter(b => b.offsetParent !== null).map(b => b.getAttribute('aria-label'))"""
+    )
+    assert "Share" not in shown and "Download" in shown
+    # Clear, and the chat's trash icon, can be undone.
+    before = chat_text(page)
+    for clear in (
+        lambda: page.get_by_role("button", name="Clear", exact=True).last.click(),
+        lambda: page.locator("#chatbot button[aria-label='Clear']").click(),
+    ):
+        clear()
+        page.locator("#undo-clear").get_by_text("Conversation cleared.").wait_for(timeout=10_000)
+        assert bot_messages(page).count() == 0
+        page.locator("#restore").click()
+        page.locator("#undo-clear").wait_for(state="hidden", timeout=10_000)
+        bot_messages(page).first.wait_for(timeout=10_000)
+        assert chat_text(page) == before and focused(page) in ("textbox", "BODY")
+    # After a new answer, the cleared conversation can no longer come back over it.
+    page.get_by_role("button", name="Clear", exact=True).last.click()
+    page.locator("#restore").wait_for(timeout=10_000)
+    with answering(engine):
+        ask(page, "Something new.")
+    assert page.locator("#undo-clear").is_hidden()
+
+
+def test_save_downloads_in_one_click(desktop, engine, tmp_path):
+    page = desktop
+    with answering(engine, "A cat."):
+        ask(page, "What is this?", "chelsea.png")
+    open_accordion(page, "save-load")
+    with page.expect_download(timeout=15_000) as download:
+        page.locator("#save").click()
+    saved = tmp_path / "saved.json"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "conversation.json"
+    record = json.loads(saved.read_text())
+    assert record["turns"][0]["text"] == "What is this?" and record["turns"][0]["answer"] == "A cat."
+    assert page.locator("#saved-file").is_hidden()  # no drop-zone-like panel to click again
+
+
+# -- keyboard (point 2) --------------------------------------------------------------------------------
+
+
+def test_the_textbox_has_the_focus_after_every_action(page, app, engine):
+    touch = page.size == "phone"
+    # On load: the textbox, with a visible ring (on a touch screen, no keyboard pops up over the first screen).
+    ring = "() => getComputedStyle(document.querySelector('#message')).boxShadow"
+    if touch:
+        assert focused(page) == "BODY" and page.evaluate(ring) == "none"
+    else:
+        assert focused(page) == "textbox" and page.evaluate(ring) != "none"
+    # An example: the focus goes to the textbox on a desktop.
+    page.locator("#chatbot .example").first.click()
+    page.locator("#message .thumbnail-item").first.wait_for(timeout=15_000)
     assert (focused(page) == "textbox") is not touch
-    # A preset: its «object» is selected, so typing replaces it.
+    # The presets: "Point to" says what it asks of this family (Qwen2-VL has no points); a preset's
+    # «object» is selected, so typing replaces it.
+    presets = [button.inner_text() for button in page.locator("#presets button").all()]
+    assert presets == ["Detect categories", "Locate one object", "Box to point at", "Count by boxes", "Caption with grounding"]
     page.locator("#presets button").nth(1).click()
     page.wait_for_function("() => document.querySelector('#message textarea').value.includes('«')", timeout=10_000)
     wait_until(lambda: selection(page) == "«the cat»", timeout=5)
     assert focused(page) == "textbox" and selection(page) == "«the cat»"
+    assert page.evaluate(ring) != "none"
     page.keyboard.type("the sleeping cat")
     assert page.locator(TEXTAREA).input_value() == "Detect the bounding box of the sleeping cat."
-    # Send with the button: the focus comes back to the textbox at once, while the answer streams.
     with long_answers(app):
+        # Send with the button: the focus is back in the textbox at once, while the answer streams.
         page.locator(SEND).click()
         page.locator(STOP).wait_for(timeout=15_000)
         assert focused(page) == "textbox"
         assert wait_until(lambda: bool(generate_threads()))
         # Escape stops it.
         page.keyboard.press("Escape")
-        page.get_by_text("(Stopped.)").wait_for(timeout=15_000)
+        page.locator("#chatbot").get_by_text("(Stopped.)").wait_for(timeout=15_000)
         wait_idle(page)
         assert focused(page) == "textbox"
         # Stop with the button: the focus comes back too.
         page.locator(TEXTAREA).fill("Tell me more.")
         page.locator(TEXTAREA).press("Enter")
         assert wait_until(lambda: bool(generate_threads()))  # the answer has started
-        page.locator(STOP).click(timeout=15_000)
+        page.locator(STOP).click(timeout=15_000, force=True)  # it may not be "stable" while the answer streams
         wait_idle(page)
-        page.get_by_text("(Stopped.)").nth(1).wait_for(timeout=10_000)
+        page.locator("#chatbot").get_by_text("(Stopped.)").nth(1).wait_for(timeout=10_000)
         assert focused(page) == "textbox"
     assert wait_until(lambda: not generate_threads(), timeout=10)
     # Attaching with the clip: the focus is back in the textbox once the files are chosen.
@@ -281,28 +326,7 @@ def test_the_textbox_has_the_focus_after_every_action(page, app, engine):
     assert wait_until(lambda: focused(page) == "textbox", timeout=5)
 
 
-def test_the_textbox_shows_a_focus_ring(desktop):
-    page = desktop
-    ring = "() => getComputedStyle(document.querySelector('#message')).boxShadow"
-    assert page.evaluate(ring) != "none"  # focused on load
-    page.locator("#presets button").first.focus()
-    assert page.evaluate(ring) == "none"
-
-
-def test_point_to_says_what_it_asks_for(desktop):
-    """The tiny model is Qwen2-VL, which has no point format: the button asks for a box and says so."""
-    buttons = [desktop.locator("#presets button").nth(i).inner_text() for i in range(5)]
-    assert buttons == ["Detect categories", "Locate one object", "Box to point at", "Count by boxes", "Caption with grounding"]
-    desktop.locator("#presets button").nth(2).click()
-    desktop.wait_for_function("() => document.querySelector('#message textarea').value.includes('«')", timeout=10_000)
-    assert "bounding box" in desktop.locator(TEXTAREA).input_value()
-
-
-# -- (3) picture numbers before sending ---------------------------------------------------------------
-
-
-def thumbnail_labels(page) -> list[str]:
-    return page.evaluate("() => [...document.querySelectorAll('#message .qvc-label')].map(e => e.textContent)")
+# -- picture numbers before sending (point 3) -----------------------------------------------------------
 
 
 def test_attachments_show_the_labels_they_will_have(page, engine):
@@ -333,7 +357,7 @@ def test_attachments_show_the_labels_they_will_have(page, engine):
     assert thumbnail_labels(page) == ["Picture 1"]
 
 
-# -- (4) screen readers and contrast ------------------------------------------------------------------
+# -- screen readers and contrast (point 4) ----------------------------------------------------------------
 
 BOXES = (
     "The cat is in Picture 1: <|object_ref_start|>the cat's face<|object_ref_end|>"
@@ -374,9 +398,11 @@ def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine)
     names = page.locator("#message").aria_snapshot()
     assert 'textbox "Message"' in names and 'button "Send"' in names and 'button "Attach pictures or videos"' in names
     assert page.get_by_role("button", name="Settings", exact=True).count() == 1
-    # Settings open.
+    # Settings open; the pixel fields are empty, as their labels say for the model's default.
     open_accordion(page, "settings")
     page.locator("#min-pixels input").wait_for(timeout=10_000)
+    for field in ("#min-pixels input", "#max-pixels input"):
+        assert page.locator(field).input_value() == "" and page.locator(field).get_attribute("placeholder") == "the model's default"
     problems += axe_problems(page, "settings open")
     # Streaming.
     with long_answers(app):
@@ -385,7 +411,7 @@ def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine)
         assert wait_until(lambda: bool(generate_threads()))
         page.wait_for_function("() => /\\S{3}/.test(document.querySelector(\"#chatbot [data-testid='bot']\")?.innerText || '')", timeout=15_000)
         problems += axe_problems(page, "streaming")
-        page.locator(STOP).click()
+        page.keyboard.press("Escape")
         wait_idle(page)
     # Answered, with boxes drawn on the picture.
     with answering(engine, BOXES):
@@ -403,54 +429,7 @@ def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine)
     assert question.get_attribute("aria-label") == "You: Find the cat's face, and what is <this>?"
 
 
-# -- (5) the first screen and the phone ---------------------------------------------------------------
-
-BOX_JS = """(selector) => { const e = document.querySelector(selector); if (!e) return null;
-  const b = e.getBoundingClientRect(); return {top: b.top, bottom: b.bottom, left: b.left, right: b.right}; }"""
-
-
-def on_screen(page, selector: str) -> bool:
-    """The element is entirely inside the viewport (measured with its bounding box)."""
-    box = page.evaluate(BOX_JS, selector)
-    size = page.viewport_size
-    return bool(box) and box["top"] >= 0 and box["left"] >= 0 and box["bottom"] <= size["height"] and box["right"] <= size["width"]
-
-
-def test_the_first_screen_says_what_to_do_and_shows_the_textbox_and_examples(page, artifacts):
-    page.locator("#chatbot .example").first.wait_for(timeout=10_000)
-    assert page.evaluate("scrollY") == 0
-    hint = page.locator("#chatbot .placeholder").inner_text()
-    assert "Attach them with the clip" in hint and "press Enter" in hint and "boxes" in hint and "videos" in hint
-    for what in ("#intro h1", "#chatbot .placeholder", "#chatbot .example", TEXTAREA, SEND):
-        assert on_screen(page, what), what
-    page.screenshot(path=str(artifacts / f"newcomer-first-screen-{page.size}.png"))
-    # Tapping an example writes it in the textbox (with its picture): Send is still on screen.
-    page.locator("#chatbot .example").first.click()
-    page.locator("#message .thumbnail-item").first.wait_for(timeout=15_000)
-    page.wait_for_timeout(300)  # the textbox has grown
-    assert on_screen(page, SEND) and on_screen(page, "#message .thumbnail-item")
-
-
-def test_the_textbox_stays_reachable_as_the_conversation_grows(page, engine, artifacts):
-    for turn, picture in enumerate(("chelsea.png", "coffee.png", "rocket.jpg")):
-        with answering(engine, f"Answer {turn + 1}, " + "and more words " * 20):
-            ask(page, f"Question {turn + 1}: what is in Picture {turn + 1}?", picture)
-        assert on_screen(page, "#message") and on_screen(page, SEND), turn
-    assert page.evaluate("scrollY") == 0  # the chat scrolls inside itself, the page stays put
-    # Scrolled down to the buttons under the chat, the textbox is still there, pinned at the bottom.
-    page.evaluate("() => document.querySelector('#actions').scrollIntoView({block: 'end', behavior: 'instant'})")
-    assert on_screen(page, "#actions") and on_screen(page, "#message") and on_screen(page, SEND)
-    page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(artifacts / f"newcomer-three-turns-{page.size}.png"))
-
-
-# -- (6) editing a question, browsing versions --------------------------------------------------------
-
-
-def message_buttons(page, text: str):
-    """The buttons under the chat message that shows `text`."""
-    row = page.locator("#chatbot .message-row", has_text=text).last
-    return row.locator("xpath=following-sibling::div[contains(@class, 'message-buttons')][1]")
+# -- editing a question, browsing versions (point 6) ------------------------------------------------------
 
 
 def test_edit_a_question_then_browse_its_versions(page, engine):
@@ -467,22 +446,22 @@ def test_edit_a_question_then_browse_its_versions(page, engine):
     box.fill("Is a < b & c, really?")
     with answering(engine, "Edited answer."):
         page.locator("#chatbot").get_by_role("button", name="Submit").click()
-        page.get_by_text("Version 2 of 2.").wait_for(timeout=20_000)
+        page.locator("#chatbot").get_by_text("Version 2 of 2.").wait_for(timeout=20_000)
         wait_idle(page)
     chat = chat_text(page)
     assert "Is a < b & c, really?" in chat and "Edited answer." in chat and "Second question." not in chat
     assert "Picture 1 · chelsea.png" in chat  # the picture stays with the edited question
     # The first version, with the turn that followed it, is one click away; and back again.
     page.get_by_role("button", name="Previous version (1 of 2)").click()
-    page.get_by_text("Second answer.").wait_for(timeout=10_000)
+    page.locator("#chatbot").get_by_text("Second answer.").wait_for(timeout=10_000)
     assert "First answer." in chat_text(page) and "Edited answer." not in chat_text(page)
     page.get_by_role("button", name="Question 1: next version (2 of 2)").click()
-    page.get_by_text("Edited answer.").wait_for(timeout=10_000)
+    page.locator("#chatbot").get_by_text("Edited answer.").wait_for(timeout=10_000)
     # Regenerate keeps the answer it replaces.
     with answering(engine, "Another answer."):
         page.get_by_role("button", name="Regenerate").click()
-        page.get_by_text("Version 3 of 3.").wait_for(timeout=20_000)
+        page.locator("#chatbot").get_by_text("Version 3 of 3.").wait_for(timeout=20_000)
         wait_idle(page)
     page.get_by_role("button", name="Previous version (2 of 3)").click()
-    page.get_by_text("Edited answer.").wait_for(timeout=10_000)
+    page.locator("#chatbot").get_by_text("Edited answer.").wait_for(timeout=10_000)
     assert focused(page) == "textbox"
