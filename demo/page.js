@@ -166,10 +166,11 @@ function nameControls() {
 
 // Gradio names every message div with its raw text ("user's message: **Picture 1** · …"):
 // a screen reader then spells the Markdown markers and escapes. Its rendered text reads right.
+// (textContent, not innerText: reading it costs no layout, which matters while an answer streams.)
 function nameMessages() {
   for (const node of document.querySelectorAll("#chatbot div[data-testid=user], #chatbot div[data-testid=bot]")) {
     const who = node.dataset.testid === "user" ? "You" : "Model";
-    const text = node.innerText.replace(/\s+/g, " ").trim();
+    const text = node.textContent.replace(/\s+/g, " ").trim();
     const media = node.querySelector("img, video");
     const label = media ? `${who}: ${media.alt || media.getAttribute("aria-label") || "attachment"}` : `${who}: ${text}`;
     setAttributes(node, { "aria-label": label });

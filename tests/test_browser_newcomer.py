@@ -429,6 +429,18 @@ def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine)
     assert question.get_attribute("aria-label") == "You: Find the cat's face, and what is <this>?"
 
 
+def test_the_placeholder_is_readable_in_dark_mode_too(browser, app, short):
+    context = browser.new_context(**SIZES["desktop"], color_scheme="dark")
+    try:
+        page = context.new_page()
+        page.goto(app["url"])
+        page.locator(TEXTAREA).wait_for(timeout=30_000)
+        assert page.evaluate("() => !!document.querySelector('.dark')")
+        assert page.evaluate(CONTRAST_JS, TEXTAREA) >= 4.5
+    finally:
+        context.close()
+
+
 # -- editing a question, browsing versions (point 6) ------------------------------------------------------
 
 
