@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from demo.ui import page_css, preset_label
+from demo.page import page_css, preset_label
 from grounding.generations import FAMILIES, PRESETS, generation, grounding_prompt
 
 PLACEHOLDER = re.compile(r"«[^»]*»")
