@@ -58,7 +58,7 @@ document.addEventListener(
     if (target.closest("#message .submit-button, #message .stop-button, #restore, #chatbot .option")) refocusSoon();
     else if (target.closest("#chatbot .message-buttons button") && document.querySelector("#chatbot textarea.edit-textarea")) refocusSoon(); // an edit sent or cancelled
     else if (target.closest("#presets button")) afterPreset(textarea()?.value ?? "");
-    else if (target.closest("#chatbot .example, #examples button") && !touch) refocusSoon();
+    else if (target.closest("#chatbot .example") && !touch) refocusSoon();
   },
   true,
 );
@@ -72,6 +72,7 @@ document.addEventListener("drop", (event) => {
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (document.activeElement?.closest('[aria-expanded="true"], .edit-textarea')) return; // Escape closes that first
   const stop = document.querySelector("#message .stop-button");
   if (!stop || stop.offsetParent === null) return;
   event.preventDefault();
