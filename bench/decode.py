@@ -17,6 +17,7 @@ stream). Knows nothing of the targets; `bench.engine` reports those.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import threading
@@ -39,7 +40,7 @@ def forward_figures(calls: list[tuple[float, int, int]], started: float, ended: 
     if len(calls) < 2:
         raise ValueError("decode figures need at least two forwards (max new tokens >= 2)")
     times = [call[0] for call in calls]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     return {
         "first_token_s": times[0] - started,
         "decode_tok_s": len(gaps) / (times[-1] - times[0]),

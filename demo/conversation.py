@@ -13,7 +13,7 @@ apart, "Video n".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
@@ -81,6 +81,23 @@ class Turn:
     # (width, height) each conversation image had for the model when this turn was answered,
     # in Picture order: Qwen2.5-VL's boxes are in these pixels.
     input_sizes: list[tuple[int, int]] = field(default_factory=list)
+    # The other versions of this turn (an earlier answer kept by Regenerate, an earlier question
+    # kept by an edit), each with the turns that followed it; the turn's own fields are the version
+    # shown, which is the one the model sees. `version` is its place among all of them (0-based).
+    versions: list[Version] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def version_count(self) -> int:
+        return len(self.versions) + 1
+
+
+@dataclass
+class Version:
+    """A version of a turn not shown: the turn as it was (without versions) and what followed it."""
+
+    turn: Turn
+    later: list[Turn]
 
 
 @dataclass
@@ -99,6 +116,43 @@ class Conversation:
         """The pictures the model had seen when it answered turn `turn_index` (Picture order)."""
         return [a for turn in self.turns[: turn_index + 1] for a in turn.attachments if not a.is_video]
 
+    def branch(self, index: int, text: str | None = None) -> Turn:
+        """Start a new version of turn `index`, answered anew: the version shown (its answer, and
+        the turns after it) is kept among the turn's versions, the new one comes last. `text`
+        replaces the question (an edit); None keeps it (Regenerate). The turns after it go with
+        the kept version. A version never answered (no text, not done) is not worth keeping."""
+        turn = self.turns[index]
+        if turn.answer or turn.status == "done" or self.turns[index + 1 :]:
+            self._keep_shown(index)
+            turn.version = len(turn.versions)
+        del self.turns[index + 1 :]
+        for name in _ANSWER_FIELDS:  # every field of an answer back to a fresh turn's
+            setattr(turn, name, getattr(Turn(""), name))
+        turn.status = "waiting"
+        if text is not None:
+            turn.text = text
+        return turn
+
+    def show_version(self, index: int, version: int) -> None:
+        """Show version `version` (0-based, among `version_count`) of turn `index`, with what followed it."""
+        turn = self.turns[index]
+        if not 0 <= version < turn.version_count:
+            raise ValueError(f"turn {index + 1} has {turn.version_count} versions, not a version {version + 1}")
+        if version == turn.version:
+            return
+        self._keep_shown(index)
+        chosen = turn.versions.pop(version)
+        for name in _VERSION_FIELDS:
+            setattr(turn, name, getattr(chosen.turn, name))
+        turn.version = version
+        self.turns[index + 1 :] = chosen.later
+
+    def _keep_shown(self, index: int) -> None:
+        """The shown version of turn `index` (and the turns after it) into its versions, at its place."""
+        turn = self.turns[index]
+        kept = Version(replace(turn, versions=[], version=0), self.turns[index + 1 :])
+        turn.versions.insert(turn.version, kept)
+
     def labels(self) -> list[list[str]]:
         """Per turn, each upload's label: "Picture n" or "Video n", counted over the conversation."""
         counts = {"Picture": 0, "Video": 0}
@@ -110,6 +164,12 @@ class Conversation:
                 counts[kind] += 1
                 labels[-1].append(f"{kind} {counts[kind]}")
         return labels
+
+
+# What a version of a turn is made of: everything but the versions themselves and the attachments
+# (an edit changes the words; the pictures stay); what an answer is made of: that, but the question.
+_VERSION_FIELDS = tuple(f.name for f in fields(Turn) if f.name not in ("attachments", "versions", "version"))
+_ANSWER_FIELDS = tuple(name for name in _VERSION_FIELDS if name != "text")
 
 
 def to_model_messages(conversation: Conversation, system_prompt: str) -> list[dict]:

@@ -136,27 +136,81 @@ class ChatHandlers:
     def regenerate(
         self, conversation: Conversation | None, settings: Settings | None = None, request: gr.Request | None = None
     ) -> Iterator[Reply]:
-        """Answer the last turn again, replacing its answer."""
+        """Answer the last turn again; the answer shown until now stays among its versions.
+        Refused with a sentence when there is nothing to answer again."""
         conversation = conversation if conversation is not None else Conversation()
         if not conversation.turns:
-            raise gr.Error("There is no answer to regenerate yet.", print_exception=False)
+            yield self._refusal(conversation, "There is no answer to regenerate yet.", "Not regenerated")
+            return
         try:
             generation = (settings or Settings()).generation()
         except ValueError as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        turn = conversation.turns[-1]
+            yield self._refusal(conversation, str(e), "Not regenerated")
+            return
         try:
-            self.limits.check_system_prompt(generation.system_prompt)
-            engine = self.slot.wait(timeout=0)
-            if engine is not None:
-                again = replace(turn, answer="", status="waiting", error="")
-                self._check_request(engine, Conversation([*conversation.turns[:-1], again]), generation)
+            self._check_again(conversation, len(conversation.turns) - 1, None, generation)
         except (EngineError, LimitError) as e:
             yield self._refusal(conversation, str(e), "Not regenerated")
             return
-        turn.answer, turn.status, turn.error = "", "waiting", ""
+        conversation.branch(len(conversation.turns) - 1)
         self.sessions.track(_session(request), conversation)
         yield from self._answer(conversation, generation, _session(request))
+
+    def edit(
+        self,
+        conversation: Conversation | None,
+        index: int | None,
+        text: str,
+        settings: Settings | None = None,
+        request: gr.Request | None = None,
+    ) -> Iterator[Reply]:
+        """Turn `index`'s question becomes `text` and is answered anew, from there: its earlier
+        version (with its answer and the turns after it) stays among the turn's versions. The
+        pictures stay; an unchanged question changes nothing; None (not a question) is refused."""
+        conversation = conversation if conversation is not None else Conversation()
+        text = (text or "").strip()
+        try:
+            if index is None or not 0 <= index < len(conversation.turns):
+                raise ValueError("Only a question can be edited (not a picture, its label or an answer).")
+            if not text:
+                raise ValueError("An edited question cannot be empty.")
+            self.limits.check_turn(text, 0, 0)
+            generation = (settings or Settings()).generation()
+        except (LimitError, ValueError) as e:
+            yield self._refusal(conversation, str(e), "Not edited")
+            return
+        if text == conversation.turns[index].text:
+            yield Reply(conversation, self.family)
+            return
+        try:
+            self._check_again(conversation, index, text, generation)
+        except (EngineError, LimitError) as e:
+            yield self._refusal(conversation, str(e), "Not edited")
+            return
+        conversation.branch(index, text)
+        self.sessions.track(_session(request), conversation)
+        yield from self._answer(conversation, generation, _session(request), clear_textbox=False)
+
+    def _check_again(self, conversation: Conversation, index: int, text: str | None, generation: GenerationSettings) -> None:
+        """Refuse (LimitError, EngineError) what answering turn `index` anew would send, before the
+        turn is touched: its question (`text`, or as it is) with the turns before it."""
+        self.limits.check_system_prompt(generation.system_prompt)
+        engine = self.slot.wait(timeout=0)
+        if engine is not None:
+            turn = conversation.turns[index]
+            again = replace(turn, text=turn.text if text is None else text, answer="", status="waiting", error="")
+            self._check_request(engine, Conversation([*conversation.turns[:index], again]), generation)
+
+    def show_version(self, conversation: Conversation | None, index: int, version: int) -> Reply:
+        """Show version `version` (0-based) of turn `index`, with the turns that followed it: the
+        model sees that one from now on. Nothing changes while an answer is being written."""
+        conversation = conversation if conversation is not None else Conversation()
+        if conversation.turns and conversation.turns[-1].status not in ("waiting", "streaming"):
+            try:
+                conversation.show_version(index, version)
+            except (IndexError, ValueError) as e:
+                return self._refusal(conversation, str(e), "Not shown")
+        return Reply(conversation, self.family)
 
     def undo(self, conversation: Conversation | None) -> Reply:
         """Remove the last turn and put its question back in the textbox."""
@@ -275,12 +329,14 @@ class ChatHandlers:
 
     # -- the answer -----------------------------------------------------------------------------
 
-    def _answer(self, conversation: Conversation, settings: GenerationSettings, session: str) -> Iterator[Reply]:
-        """Stream the last turn's answer. The first reply clears the textbox; later ones leave
-        alone what the person types meanwhile."""
+    def _answer(
+        self, conversation: Conversation, settings: GenerationSettings, session: str, clear_textbox: bool = True
+    ) -> Iterator[Reply]:
+        """Stream the last turn's answer. The first reply clears the textbox (unless told not to:
+        an edit in the chat leaves it alone); later ones leave alone what the person types meanwhile."""
         with closing(self._stream_answer(conversation, settings, session)) as replies:
             for number, reply in enumerate(replies):
-                yield replace(reply, message=EMPTY_MESSAGE) if number == 0 else reply
+                yield replace(reply, message=EMPTY_MESSAGE) if number == 0 and clear_textbox else reply
 
     def _stream_answer(self, conversation: Conversation, settings: GenerationSettings, session: str) -> Iterator[Reply]:
         turn = conversation.turns[-1]

@@ -13,41 +13,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from demo.conversation import Conversation
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.markup import CHATBOT_SETTINGS
+from demo.page import CSS, DOWNLOAD_JS, HERE, HINT, INTRO, ON_SPACES, TITLE, examples, preset_label
 from demo.settings import Settings
-from demo.views import chatbot_messages
+from demo.views import chatbot_messages, question_turn
 from grounding.generations import GENERATIONS, PRESETS, generation
 
 _DEFAULTS = Settings()
-
-EXAMPLES_DIR = Path(__file__).with_name("examples")
-TITLE = "Qwen VL chat"
-CSS = """
-#chatbot .message img, #chatbot .message video { max-height: 200px; width: auto; }
-footer { display: none !important; }
-#model-status progress { width: 100%; height: 14px; }
-#model-status p { margin: 2px 0; }
-"""
-
-
-def _examples() -> list[dict]:
-    photo = lambda name: str(EXAMPLES_DIR / name)  # noqa: E731
-    return [
-        {"text": "What is in Picture 1? Describe it in two sentences.", "files": [photo("chelsea.png")]},
-        {"text": "Compare Picture 1 and Picture 2: what do they have in common?", "files": [photo("astronaut.png"), photo("rocket.jpg")]},
-        {"text": "Detect the bounding box of the coffee cup.", "files": [photo("coffee.png")]},
-        {"text": "What happens in Video 1?", "files": [photo("rocket-launch.mp4")]},
-    ]
-
+__all__ = ["CSS", "ChatPage", "build_ui"]  # CSS: what app.py passes to launch()
 
 def _factors() -> str:
     """'28 for Qwen2-VL, Qwen2.5-VL; 32 for Qwen3-VL, Qwen3.5', from the registry."""
@@ -78,6 +60,13 @@ def _textbox_idle() -> gr.MultimodalTextbox:
     return gr.MultimodalTextbox(submit_btn=True, stop_btn=False)
 
 
+def _then_idle(event: Any, textbox: gr.MultimodalTextbox, glue: dict) -> None:
+    """Send comes back once `event` has ended, whether it succeeded or failed: Gradio's page runs
+    a `.then` only after success (6.31, Blocks dispatch), so failure gets its own follow-up."""
+    event.then(_textbox_idle, None, textbox, **glue)
+    event.failure(_textbox_idle, None, textbox, **glue)
+
+
 @dataclass
 class ChatPage:
     """The components a `Reply` is shown in, and the model events as Gradio calls them.
@@ -91,10 +80,23 @@ class ChatPage:
     chatbot: gr.Chatbot
     conversation: gr.State
     textbox: gr.MultimodalTextbox
+    cleared: gr.State | None = None  # the conversation before the last Clear, until restored or a new answer starts
+    undo_clear: gr.Row | None = None  # "Conversation cleared. Undo"
+    pending_edit: gr.State | None = None  # (chat message number, new text) of the edit being answered
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         return [self.chatbot, self.conversation, self.textbox]
+
+    @property
+    def clear_outputs(self) -> list[gr.components.Component]:
+        return [*self.outputs, self.cleared, self.undo_clear]
+
+    def _undo_clear(self, kept: Conversation | None) -> dict:
+        """The kept conversation and the Undo notice, shown while there is one to restore."""
+        if self.cleared is None or self.undo_clear is None:
+            return {}
+        return {self.cleared: kept, self.undo_clear: gr.Row(visible=kept is not None)}
 
     def render(self, reply: Reply) -> dict[gr.components.Component, Any]:
         """The page's components for `reply`; the textbox only when the reply sets it."""
@@ -141,14 +143,61 @@ class ChatPage:
         for reply in self.handlers.regenerate(conversation, settings, request):
             yield self.render(reply)
 
+    def start_edit(self, edited: gr.EditData) -> dict:
+        """An edit submitted in the chat: the page turns busy, and the edit (which only this first
+        step of the event receives) is kept for `edit`, which runs in the model's queue."""
+        index = edited.index[0] if isinstance(edited.index, (list, tuple)) else edited.index
+        return {**self.busy(), self.pending_edit: (int(index), str(edited.value or ""))}
+
+    def edit(
+        self,
+        conversation: Any,
+        edited: tuple[int, str] | None,
+        max_new_tokens: float = _DEFAULTS.max_new_tokens,
+        temperature: float = _DEFAULTS.temperature,
+        top_p: float = _DEFAULTS.top_p,
+        system_prompt: str = _DEFAULTS.system_prompt,
+        min_pixels: float | None = None,
+        max_pixels: float | None = None,
+        thinking: bool | None = _DEFAULTS.thinking,
+        request: gr.Request | None = None,
+    ) -> Iterator[dict]:
+        """A question edited in the chat: the chat's message number is mapped to its turn here."""
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking)
+        conversation = conversation if conversation is not None else Conversation()
+        message, text = edited if edited is not None else (-1, "")
+        turn = question_turn(conversation, self.handlers.family, message)
+        for reply in self.handlers.edit(conversation, turn, text, settings, request):
+            yield self.render(reply)
+
+    def show_version(self, conversation: Any, chosen: gr.SelectData) -> dict:
+        """A version picked with the options under the chat (their values are "turn:version")."""
+        index, version = (int(number) for number in str(chosen.value).split(":"))
+        return self.render(self.handlers.show_version(conversation, index, version))
+
     def stop(self, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.stop(conversation, request))
 
     def undo(self, conversation: Any) -> dict:
         return self.render(self.handlers.undo(conversation))
 
-    def clear(self, request: gr.Request | None = None) -> dict:
-        return self.render(self.handlers.clear(request))
+    def clear(self, conversation: Any, request: gr.Request | None = None) -> dict:
+        """A new conversation; the old one is kept (when there was one) and the Undo notice shown."""
+        kept = conversation if conversation is not None and conversation.turns else None
+        return {**self.render(self.handlers.clear(request)), **self._undo_clear(kept)}
+
+    def restore(self, cleared: Any, conversation: Any) -> dict:
+        """Undo of Clear: the conversation kept by `clear` comes back (the textbox keeps what is typed)."""
+        back = cleared if cleared is not None else (conversation if conversation is not None else Conversation())
+        return {**self.render(Reply(back, self.handlers.family)), **self._undo_clear(None)}
+
+    def example(self, chosen: gr.SelectData) -> dict:
+        """An example from the empty chat, written in the textbox (its pictures attached), not sent."""
+        return examples()[chosen.index]
+
+    def busy(self) -> dict:
+        """An answer starts: Stop replaces Send, and a cleared conversation can no longer come back."""
+        return {self.textbox: _textbox_busy(), **self._undo_clear(None)}
 
     def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.load(file, conversation, request))
@@ -174,15 +223,12 @@ def build_ui(
     # Gradio's sweep deletes its cached files by age: uploads never sent, and copies it made. A live
     # session's files are kept young (`Sessions.touch`) and it ends after `session_ttl` idle seconds.
     ttl = handlers.session_ttl
-    examples = _examples()
-    handlers.sessions.protect([path for example in examples for path in example["files"]])
+    handlers.sessions.protect([path for example in examples() for path in example["files"]])
     limits = handlers.limits
     with gr.Blocks(title=TITLE, fill_width=True, delete_cache=(max(1, int(min(300, ttl / 2))), int(ttl + min(300, ttl)))) as demo:
-        gr.Markdown(
-            f"# {TITLE}\n"
-            "Chat with a Qwen vision-language model about your pictures and videos. Attach several in any turn: "
-            "each becomes **Picture N** or **Video N**, for you and for the model alike, so you can ask about *Picture 2*."
-        )
+        # The title and one line; it also runs demo/page.js (keyboard, picture numbers, names for screen
+        # readers) and exposes the numbers of pictures and videos sent so far (data-pictures, data-videos).
+        gr.HTML(INTRO, elem_id="intro", js_on_load=(HERE / "page.js").read_text("utf-8"), padding=False)
         # What the model is doing: its download (a progress bar, bytes, rate, time left), loading, ready or failed.
         # Every open tab's timer reads the one slot, so all of them follow the same download.
         status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
@@ -190,29 +236,49 @@ def build_ui(
         conversation = gr.State(None, time_to_live=ttl, delete_callback=handlers.expire)
         with gr.Row(elem_id="workspace"):
             with gr.Column(scale=5, min_width=440, elem_id="chat-column"):
-                chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=560, show_label=False, **CHATBOT_SETTINGS)
+                chatbot = gr.Chatbot(
+                    label="Conversation",
+                    elem_id="chatbot",
+                    height=560,
+                    show_label=False,
+                    buttons=["copy", "copy_all", *(["share"] if ON_SPACES else [])],
+                    placeholder=HINT,
+                    group_consecutive_messages=False,
+                    editable="user",
+                    examples=[{**example} for example in examples()],  # Gradio rewrites the files it is given
+                    **CHATBOT_SETTINGS,
+                )
                 textbox = gr.MultimodalTextbox(
                     file_count="multiple",
                     file_types=["image", "video"],
-                    placeholder="Ask about your pictures and videos… (attach with the clip: each becomes Picture N or Video N)",
+                    placeholder="Ask about your pictures and videos…",
+                    label="Message",
                     show_label=False,
                     submit_btn=True,
                     stop_btn=False,
                     elem_id="message",
                 )
+                with gr.Row(visible=False, elem_id="undo-clear") as undo_clear:
+                    gr.Markdown("Conversation cleared.")
+                    restore_btn = gr.Button("Undo", size="sm", variant="primary", elem_id="restore")
                 gr.Markdown(
                     f"Attach {limits.describe_uploads()}; at most {limits.max_images_per_turn} files a message and "
                     f"{limits.max_images} a conversation.",
                     elem_id="upload-limits",
                 )
-                gr.Markdown("**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows; edit the objects it names.")
+                gr.Markdown(
+                    "**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows, "
+                    "with the object to find «selected»: type to replace it."
+                )
                 with gr.Row(elem_id="presets"):
-                    preset_buttons = {name: gr.Button(name, size="sm", variant="secondary") for name in PRESETS}
-                with gr.Row():
+                    preset_buttons = {
+                        name: gr.Button(preset_label(name, handlers.family), size="sm", variant="secondary") for name in PRESETS
+                    }
+                with gr.Row(elem_id="actions"):
                     regenerate_btn = gr.Button("Regenerate", size="sm")
                     undo_btn = gr.Button("Undo last turn", size="sm")
                     clear_btn = gr.Button("Clear", size="sm")
-                with gr.Accordion("Settings", open=False):
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
                     with gr.Row():
                         max_new_tokens_in = gr.Slider(1, max_answer_tokens, value=max_new_tokens, step=1, label="Max new tokens")
                         temperature_in = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0 = greedy)")
@@ -229,8 +295,15 @@ def build_ui(
                         elem_id="thinking",
                     )
                     with gr.Row():
-                        min_pixels_in = gr.Number(min_pixels, label="Min pixels per image (empty: the model's default)", precision=0)
-                        max_pixels_in = gr.Number(max_pixels, label="Max pixels per image (empty: the model's default)", precision=0)
+                        # Empty (None) means the model's default: a placeholder keeps the field empty, not 0.
+                        min_pixels_in = gr.Number(
+                            min_pixels, label="Min pixels per image (empty: the model's default)", precision=0, minimum=0,
+                            placeholder="the model's default", elem_id="min-pixels",
+                        )
+                        max_pixels_in = gr.Number(
+                            max_pixels, label="Max pixels per image (empty: the model's default)", precision=0, minimum=0,
+                            placeholder="the model's default", elem_id="max-pixels",
+                        )
                     gr.Markdown(
                         "Each image is resized to between min and max pixels (sides multiples of the model's patch size × merge: "
                         f"{_factors()}) before the model "
@@ -243,24 +316,25 @@ def build_ui(
                         "A video is sampled once, when it is sent; its frames share a pixel budget, so a long video "
                         "costs no more than a short one. Its label says how many frames, at what size, and their tokens."
                     )
-                with gr.Accordion("Save or load the conversation", open=False):
+                with gr.Accordion("Save or load the conversation", open=False, elem_id="save-load"):
                     gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
                     with gr.Row():
-                        save_btn = gr.Button("Save", size="sm")
+                        save_btn = gr.Button("Save (downloads conversation.json)", size="sm", elem_id="save")
                         load_btn = gr.UploadButton("Load a saved conversation", file_types=[".json"], size="sm")
-                    saved_file = gr.File(label="Saved conversation", interactive=False)
-                with gr.Accordion("Export groundings", open=False):
+                    # What /save returns; on the page, DOWNLOAD_JS downloads it at once.
+                    saved_file = gr.File(label="Saved conversation", interactive=False, visible="hidden", elem_id="saved-file")
+                with gr.Accordion("Export groundings", open=False, elem_id="export"):
                     gr.Markdown(
                         "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
                         "Picture numbers, image sizes, family), `detections-coco.json`, and each annotated picture as PNG."
                     )
                     export_btn = gr.Button("Export", size="sm")
                     export_files = gr.File(label="Files", file_count="multiple", interactive=False)
-                gr.Examples(examples, inputs=[textbox], label="Examples (click one, then send)")
             with gr.Column(scale=6, min_width=440, elem_id="inspector"):
                 inspector = InspectorPage(handlers, conversation)
 
-        page = ChatPage(handlers, chatbot, conversation, textbox)
+        cleared, pending_edit = gr.State(None), gr.State(None)
+        page = ChatPage(handlers, chatbot, conversation, textbox, cleared, undo_clear, pending_edit)
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
         chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
@@ -268,40 +342,46 @@ def build_ui(
         glue = {"queue": False, "api_visibility": "private"}  # page state only: no input (demo/web/serve.py checks)
         # Files are decoded or written through the queue, a few at a time (the per-client cap counts them).
         files_queue = {"concurrency_id": "files", "concurrency_limit": 2}
+        busy_outputs = [textbox, cleared, undo_clear]
 
         video_settings = [video_fps_in, video_frames_in]
-        chat_event = textbox.submit(_textbox_busy, None, textbox, **glue).then(
+        chat_event = textbox.submit(page.busy, None, busy_outputs, **glue).then(
             page.chat, [textbox, conversation, *settings, *video_settings, thinking_in], chat_outputs, api_name="chat", **model_queue
         )
-        regenerate_event = regenerate_btn.click(_textbox_busy, None, textbox, **glue).then(
+        regenerate_event = regenerate_btn.click(page.busy, None, busy_outputs, **glue).then(
             page.regenerate, [conversation, *settings, thinking_in], chat_outputs, api_name="regenerate", **model_queue
         )
-        retry_event = chatbot.retry(_textbox_busy, None, textbox, **glue).then(
+        retry_event = chatbot.retry(page.busy, None, busy_outputs, **glue).then(
             page.regenerate, [conversation, *settings, thinking_in], chat_outputs, api_visibility="private", **model_queue
         )
-        answering = [chat_event, regenerate_event, retry_event]
+        edit_event = chatbot.edit(page.start_edit, None, [*busy_outputs, pending_edit], **glue).then(
+            page.edit, [conversation, pending_edit, *settings, thinking_in], chat_outputs, api_visibility="private", **model_queue
+        )
+        answering = [chat_event, regenerate_event, retry_event, edit_event]
         for event in answering:
-            event.then(_textbox_idle, None, textbox, **glue)
-            # Gradio 6.31 runs .then only after success: a refused join (the per-client cap) or a
-            # handler's gr.Error must give the textbox back too.
-            event.failure(_textbox_idle, None, textbox, **glue)
+            _then_idle(event, textbox, glue)
 
         # Stop's reply never sets the textbox, so it is no output (the API returns the chat alone).
-        textbox.stop(page.stop, [conversation], [chatbot, conversation], cancels=answering, api_name="stop", concurrency_limit=None).then(
-            _textbox_idle, None, textbox, **glue
+        stop_event = textbox.stop(
+            page.stop, [conversation], [chatbot, conversation], cancels=answering, api_name="stop", concurrency_limit=None
         )
+        _then_idle(stop_event, textbox, glue)
         for trigger, api in ((undo_btn.click, {"api_name": "undo"}), (chatbot.undo, {"api_visibility": "private"})):
-            trigger(page.undo, [conversation], chat_outputs, cancels=answering, **api).then(
-                _textbox_idle, None, textbox, **glue
-            )
+            _then_idle(trigger(page.undo, [conversation], chat_outputs, cancels=answering, **api), textbox, glue)
         for trigger, api in ((clear_btn.click, {"api_name": "clear"}), (chatbot.clear, {"api_visibility": "private"})):
-            trigger(page.clear, None, chat_outputs, cancels=answering, **api).then(_textbox_idle, None, textbox, **glue)
+            _then_idle(trigger(page.clear, [conversation], page.clear_outputs, cancels=answering, **api), textbox, glue)
+        chatbot.example_select(page.example, None, [textbox], **glue)
+        chatbot.option_select(page.show_version, [conversation], chat_outputs, **glue)
+        restore_btn.click(page.restore, [cleared, conversation], page.clear_outputs, **glue)
         for name, button in preset_buttons.items():
             # Queued (it takes the textbox, files and all), but never waits: no concurrency limit.
             button.click(partial(handlers.preset, name), [textbox], [textbox], api_visibility="private", concurrency_limit=None)
         export_btn.click(inspector.export, [conversation, inspector.picks, inspector.references], [export_files], api_name="export", **files_queue)
         inspector.wire(chatbot)
-        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save", **files_queue)
+        chatbot.change(None, [chatbot], None, js="(messages) => { window.qvcChat?.(messages); }", **glue)
+        save_btn.click(handlers.save, [conversation], [saved_file], api_name="save", **files_queue).success(
+            None, [saved_file], None, js=DOWNLOAD_JS, **glue
+        )
         load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load", **files_queue)
         status_timer.tick(page.status, None, [status, status_timer, thinking_in], **glue)
         demo.load(page.status, None, [status, status_timer, thinking_in], **glue)

@@ -81,14 +81,47 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
 
     `family` is the model's grounding format family (it says how to read the answers);
     `waiting_note` replaces a pending answer's placeholder; `notice` (why something was refused)
-    comes last, marked ⚠.
+    comes last, marked ⚠. A turn with several versions (Regenerate, an edited question) says
+    which one it shows; the last message offers the others of the latest such turn (the
+    Chatbot's `options`, shown under the last message).
     """
+    return _chat(conversation, family, waiting_note, notice)[0]
+
+
+def question_turn(conversation: Conversation, family: str, message: int) -> int | None:
+    """The turn whose question is the Chatbot's message number `message`; None for any other message."""
+    questions = _chat(conversation, family)[1]
+    return questions.index(message) if message in questions else None
+
+
+def version_options(conversation: Conversation) -> list[dict]:
+    """The Chatbot options under the chat: the other versions of the latest turn that has some
+    (values "turn:version", 0-based). None while an answer is being written."""
+    turns = conversation.turns
+    if not turns or turns[-1].status in STILL_CHANGING:
+        return []
+    index = next((i for i in reversed(range(len(turns))) if turns[i].version_count > 1), None)
+    if index is None:
+        return []
+    turn, where = turns[index], "" if index == len(turns) - 1 else f"Question {index + 1}: "
+    options = []
+    if turn.version > 0:
+        options.append({"value": f"{index}:{turn.version - 1}", "label": f"{where}previous version ({turn.version} of {turn.version_count})"})
+    if turn.version < turn.version_count - 1:
+        options.append({"value": f"{index}:{turn.version + 1}", "label": f"{where}next version ({turn.version + 2} of {turn.version_count})"})
+    return [{**option, "label": option["label"][0].upper() + option["label"][1:]} for option in options]
+
+
+def _chat(conversation: Conversation, family: str, waiting_note: str = "", notice: str = "") -> tuple[list[dict], list[int | None]]:
+    """The Chatbot value, and for each turn the number of its question's message (None: no text)."""
     messages: list[dict] = []
+    questions: list[int | None] = []
     has_video = any(a.is_video for a in conversation.attachments())
     for index, (turn, labels) in enumerate(zip(conversation.turns, conversation.labels(), strict=True)):
         for attachment, label in zip(turn.attachments, labels, strict=True):
             messages.append({"role": "user", "content": caption(label, attachment)})
             messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
+        questions.append(len(messages) if turn.text else None)
         if turn.text:
             messages.append({"role": "user", "content": message(turn.text)})
         detections = turn_detections(conversation, index, family)
@@ -100,13 +133,18 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
         if turn.reasoning and turn.status != "waiting":
             messages.append(reasoning_message(turn))
         if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
-            messages.append({"role": "assistant", "content": answer_text(turn, shown, waiting_note)})
+            answer = answer_text(turn, shown, waiting_note)
+            if turn.version_count > 1:
+                answer += f"\n\n*Version {turn.version + 1} of {turn.version_count}.*"
+            messages.append({"role": "assistant", "content": answer})
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
             messages.append({"role": "assistant", "content": undrawn})
     if notice:
         messages.append({"role": "assistant", "content": f"⚠ {inert(notice)}"})
-    return messages
+    if options := version_options(conversation):
+        messages[-1] = {**messages[-1], "options": options}
+    return messages, questions
 
 
 @lru_cache(maxsize=CACHED_TURNS)

@@ -25,15 +25,17 @@ RELATIVE_SCALE = 1000.0
 #: Grounding prompt presets, in the order the page shows them.
 PRESETS: tuple[str, ...] = ("Detect categories", "Locate one object", "Point to", "Count by boxes", "Caption with grounding")
 
+# Each preset names the object(s) to find once, marked «like this»: the page selects the marked
+# words when it writes a preset, so that typing replaces them.
 # Qwen-VL and Qwen2-VL answer box requests with their grounding markup (REFERENCE.md §1, the
 # Qwen2-VL model card): "Detect the bounding box of ...", "Generate the caption in English with
 # grounding:". Neither has a point format, so "Point to" asks for a box.
 _TOKEN_PRESETS = MappingProxyType(
     {
-        "Detect categories": "Detect the bounding box of every cat and every cup.",
-        "Locate one object": "Detect the bounding box of the cat.",
-        "Point to": "Detect the bounding box of the cat, so I can see where it is.",
-        "Count by boxes": "Detect the bounding box of every cup, then tell me how many there are.",
+        "Detect categories": "Detect the bounding box of «every cat and every cup».",
+        "Locate one object": "Detect the bounding box of «the cat».",
+        "Point to": "Detect the bounding box of «the cat», so I can see where it is.",
+        "Count by boxes": "Detect the bounding box of «every cup», then tell me how many there are.",
         "Caption with grounding": "Generate the caption in English with grounding:",
     }
 )
@@ -41,11 +43,11 @@ _TOKEN_PRESETS = MappingProxyType(
 # spatial-understanding prompts).
 _JSON_PRESETS = MappingProxyType(
     {
-        "Detect categories": "Locate every instance that belongs to the following categories: 'cat, cup'. "
+        "Detect categories": "Locate every instance that belongs to the following categories: '«cat, cup»'. "
         "Report bbox coordinates in JSON format.",
-        "Locate one object": "Locate the cat, output its bbox coordinates using JSON format.",
-        "Point to": "Point to the cat, output its coordinates in JSON format.",
-        "Count by boxes": "Output the bbox of every cup in JSON format first, then count them.",
+        "Locate one object": "Locate «the cat», output its bbox coordinates using JSON format.",
+        "Point to": "Point to «the cat», output its coordinates in JSON format.",
+        "Count by boxes": "Output the bbox of «every cup» in JSON format first, then count them.",
         "Caption with grounding": "Describe the image in detail. Then output the bbox of every object you mentioned, "
         "with its label, in JSON format.",
     }

@@ -21,10 +21,10 @@ from tests.helpers import shown
 @pytest.mark.parametrize(
     "family, preset, expected",
     [
-        ("qwen2-vl", "Locate one object", "Detect the bounding box of the cat."),  # token family: plain request
+        ("qwen2-vl", "Locate one object", "Detect the bounding box of «the cat»."),  # token family: plain request
         ("qwen-vl", "Caption with grounding", "Generate the caption in English with grounding:"),  # Qwen-VL's caption
-        ("qwen2.5-vl", "Detect categories", "Locate every instance that belongs to the following categories: 'cat, cup'. Report bbox coordinates in JSON format."),  # cookbook wording
-        ("qwen3-vl", "Point to", "Point to the cat, output its coordinates in JSON format."),  # JSON points
+        ("qwen2.5-vl", "Detect categories", "Locate every instance that belongs to the following categories: '«cat, cup»'. Report bbox coordinates in JSON format."),  # cookbook wording
+        ("qwen3-vl", "Point to", "Point to «the cat», output its coordinates in JSON format."),  # JSON points
     ],
 )
 def test_presets_follow_the_family(family, preset, expected):
@@ -45,7 +45,7 @@ def test_preset_keeps_the_attached_files():
     slot.fill(ScriptedEngine([]))
     handlers = ChatHandlers(slot)
     assert handlers.preset("Locate one object", {"text": "old", "files": ["/up/a.png"]}) == {
-        "text": "Detect the bounding box of the cat.",
+        "text": "Detect the bounding box of «the cat».",
         "files": ["/up/a.png"],
     }
 

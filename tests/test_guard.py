@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AuthenticationError
 
 from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
@@ -217,7 +218,7 @@ def test_auth_asks_for_the_password_and_gradio_client_can_give_it():
     app = launch(auth=("ann", "secret words"))
     try:
         assert httpx.get(app["url"] + "config").status_code == 401
-        with pytest.raises(Exception):
+        with pytest.raises(AuthenticationError):
             Client(app["url"], download_files=False, verbose=False)
         client = Client(app["url"], auth=("ann", "secret words"), download_files=False, verbose=False)
         assert policy.COOKIE in client.cookies  # the owner cookie comes on top of the login's
@@ -277,3 +278,22 @@ def test_owners_bind_on_first_sight_and_forget_the_oldest():
 )
 def test_owner_token_parsing(header, token):
     assert policy.owner_token(header) == token
+
+
+def test_only_page_glue_skips_the_queue():
+    """`queue_only` refuses a non-queued event that takes what a client sends (it could carry a
+    file path), and lets through a State (the server's value), an Examples index and a js-only event."""
+    import gradio as gr
+
+    from demo.web.serve import queue_only
+
+    with gr.Blocks() as glue:
+        state, box = gr.State(None), gr.Textbox()
+        box.change(None, [box], None, js="(v) => v", queue=False)  # runs in the browser only
+        box.submit(lambda s: s, [state], [box], queue=False)  # State: read from the session
+    queue_only(glue)
+    with gr.Blocks() as hole:
+        box = gr.Textbox()
+        box.submit(lambda text: text, [box], [box], queue=False)
+    with pytest.raises(ValueError, match="skips the queue but takes Textbox"):
+        queue_only(hole)

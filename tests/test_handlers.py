@@ -195,15 +195,17 @@ def test_regenerate_replaces_the_last_answer():
     conversation = run(handlers.chat("q", None)).conversation
     reply = run(handlers.regenerate(conversation))
     assert len(reply.conversation.turns) == 1 and reply.conversation.turns[0].answer == "second"
-    assert shown(reply)[-1]["content"] == "second"
+    assert shown(reply)[-1]["content"] == "second\n\n*Version 2 of 2.*"  # the first answer is kept (see test_newcomer_page)
     messages, _ = engine.calls[-1]
     assert [m["role"] for m in messages] == ["system", "user"]  # the old answer is not shown to the model
 
 
 def test_regenerate_with_nothing_to_regenerate_is_refused():
-    handlers, _ = make([])
-    with pytest.raises(gr.Error):
-        run(handlers.regenerate(None))
+    """One sentence in the chat, no exception (an exception would leave the page busy)."""
+    handlers, engine = make([])
+    reply = run(handlers.regenerate(None))
+    assert reply.conversation.turns == [] and not engine.calls
+    assert shown(reply)[-1]["content"] == "⚠ Not regenerated: There is no answer to regenerate yet."
 
 
 def test_undo_removes_the_last_turn_and_gives_back_its_message(photos):

@@ -7,7 +7,12 @@ from the app's own origin only (plus `data:`/`blob:` images and media, which Gra
 previews use), and no frame, object or form target anywhere. Gradio 6.31's page needs inline
 styles (Svelte sets them) and four inline scripts (its config): scripts run only with the
 nonce the guard writes into the page's own `<script>` tags, and what those load
-(`'strict-dynamic'`). Files served from `/gradio_api/file=` get a policy of their own that runs
+(`'strict-dynamic'`). `'unsafe-eval'` is there because Gradio compiles the page's own code from
+strings: every event's `js=` and an HTML component's `js_on_load` (demo/page.js, the inspector)
+go through `new Function` (6.31's frontend), and without it the page does not even render. The
+strings it compiles are the app's own, from the server's config; text a person or the model
+writes never reaches them (demo/markup.py makes it inert, and no script element can be added
+without the nonce), so the nonce still decides what runs. Files served from `/gradio_api/file=` get a policy of their own that runs
 nothing, so an uploaded SVG or HTML opened in a tab is inert too.
 """
 
@@ -29,7 +34,7 @@ def page_policy(nonce: str, *, share_cdn: str | None = None) -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            f"script-src 'nonce-{nonce}' 'strict-dynamic' 'self'{cdn}",
+            f"script-src 'nonce-{nonce}' 'strict-dynamic' 'unsafe-eval' 'self'{cdn}",
             f"style-src 'self' 'unsafe-inline'{cdn}",
             "img-src 'self' data: blob:",
             "media-src 'self' data: blob:",

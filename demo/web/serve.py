@@ -3,7 +3,8 @@
 - `demo.queue(api_open=False)`: Gradio's direct `run/` and `api/` routes refuse queued events
   (the guard refuses them too), so the model and file decoding are reached through the queue only;
 - every event that does not go through the queue is checked to take no input but an Examples
-  table (`queue_only`): page glue, never a file or the model;
+  table or a State (whose value is the server's, never the client's), or to run no Python at all
+  (a `js=` event: Gradio refuses to call it) (`queue_only`): page glue, never a file or the model;
 - the guard (`demo/web/guard.py`) as ASGI middleware of Gradio's FastAPI app, through
   `app_kwargs={"middleware": …}` (Starlette builds it into the app's stack when it starts);
 - server-side rendering off, so this Python server serves the page (and its policy) itself;
@@ -19,13 +20,14 @@ from starlette.middleware import Middleware
 
 from demo.web.guard import Guard, GuardSettings
 
-_GLUE_INPUTS = (gr.Dataset,)  # gr.Examples: the index of one of our examples
+#: gr.Examples: the index of one of our examples; gr.State: read from the session, not the request.
+_GLUE_INPUTS = (gr.Dataset, gr.State)
 
 
 def queue_only(demo: gr.Blocks) -> None:
     """Raise ValueError naming any event that skips the queue yet takes an input that could carry a file."""
     for fn in demo.fns.values():
-        if not fn.queue and any(not isinstance(block, _GLUE_INPUTS) for block in fn.inputs):
+        if not fn.queue and fn.fn is not None and any(not isinstance(block, _GLUE_INPUTS) for block in fn.inputs):
             names = ", ".join(type(block).__name__ for block in fn.inputs)
             raise ValueError(f"event {fn.api_name or fn.name} skips the queue but takes {names}: queue it")
 

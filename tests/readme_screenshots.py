@@ -1,0 +1,67 @@
+"""The README's screenshots, docs/desktop.png (1280x900) and docs/phone.png (390x844).
+
+    python -m tests.readme_screenshots
+
+Runs the real app on the offline tiny Qwen2-VL checkpoint in Chromium. The desktop shows a
+finished turn with two pictures whose answer is forced (through the real decoding path, as the
+tests do: the tiny model's own answers are random text) to boxes in Qwen2-VL's format, the
+inspector beside it, and the next question being written with its picture already numbered;
+the phone shows the first screen a newcomer sees.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tests.conftest import EXAMPLES, TinyCheckpoints, serve_app
+from tests.fakes import forced_answer
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+ANSWER = (
+    "In Picture 1, <|object_ref_start|>the cat's face<|object_ref_end|><|box_start|>(180,80),(800,980)<|box_end|>; "
+    "in Picture 2, <|object_ref_start|>the cup<|object_ref_end|><|box_start|>(330,60),(760,640)<|box_end|> and "
+    "<|object_ref_start|>the spoon<|object_ref_end|><|box_start|>(560,520),(700,860)<|box_end|>."
+)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    engine = TinyCheckpoints(Path(tempfile.mkdtemp())).engine("tiny-random")
+    with serve_app(engine, "tiny-random", min_new_tokens=0) as app, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        desktop = browser.new_page(viewport={"width": 1280, "height": 900})
+        desktop.goto(app["url"])
+        desktop.wait_for_function("() => !!window.qvcChat", timeout=90_000)
+        desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png")])
+        desktop.wait_for_function("() => document.querySelectorAll('#message .qvc-label').length === 2", timeout=90_000)
+        desktop.locator("#message textarea").fill("Find the cat's face in Picture 1, the cup and the spoon in Picture 2.")
+        with forced_answer(engine, ANSWER):
+            desktop.locator("#message textarea").press("Enter")
+            desktop.locator("#chatbot img").nth(3).wait_for(timeout=90_000)
+            desktop.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
+        desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "rocket.jpg")])
+        desktop.wait_for_function("() => document.querySelector('#message .qvc-label')?.textContent === 'Picture 3'", timeout=90_000)
+        desktop.locator("#message textarea").fill("Which of the three pictures was taken outdoors?")
+        # The chat scrolled to show the answer and the first picture drawn, the page to its top.
+        desktop.evaluate(
+            """() => { document.querySelector("#chatbot [data-testid='bot']").scrollIntoView({block: 'start', behavior: 'instant'});
+                       window.scrollTo(0, 0); }"""
+        )
+        desktop.wait_for_timeout(1500)
+        desktop.screenshot(path=str(DOCS / "desktop.png"))
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2).new_page()
+        phone.goto(app["url"])
+        phone.wait_for_function("() => !!window.qvcChat", timeout=90_000)
+        phone.locator("#chatbot .example").first.wait_for(timeout=90_000)
+        phone.wait_for_timeout(1500)
+        phone.screenshot(path=str(DOCS / "phone.png"))
+        browser.close()
+    print(f"wrote {DOCS / 'desktop.png'} and {DOCS / 'phone.png'}")
+
+
+if __name__ == "__main__":
+    main()
