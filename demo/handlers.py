@@ -221,10 +221,26 @@ class ChatHandlers:
         restored = {"text": turn.text, "files": [a.path for a in turn.attachments]}
         return Reply(conversation, self.family, message=restored)
 
-    def clear(self, request: gr.Request | None = None) -> Reply:
-        """Start a new, empty conversation; the old one ends (its files, its pictures, the engine's cache)."""
-        self._close(_session(request))
+    def clear(self, request: gr.Request | None = None, conversation: Conversation | None = None) -> Reply:
+        """Start a new, empty conversation. The engine's cache of the old one is freed; the old one
+        (when it has turns) and its files are kept aside for `restore` until the next answer starts,
+        the session ends or it is cleared again; without one it ends at once."""
+        session = _session(request)
+        if conversation is None or not conversation.turns:
+            self._close(session)
+        else:
+            engine = self.slot.wait(timeout=0)
+            if engine is not None:
+                engine.forget(session)
+            self.sessions.set_aside(session, conversation)
         return Reply(Conversation(), self.family, message=EMPTY_MESSAGE)
+
+    def restore(self, current: Conversation | None, request: gr.Request | None = None) -> Reply:
+        """Undo of Clear: the conversation set aside comes back; `current` stays when there is none."""
+        back = self.sessions.bring_back(_session(request))
+        if back is None:
+            back = current if current is not None else Conversation()
+        return Reply(back, self.family)
 
     def end_session(self, request: gr.Request | None = None) -> None:
         """The tab was closed or reloaded: stop its answer and end its session now (Gradio keeps its state an hour more)."""
@@ -334,6 +350,7 @@ class ChatHandlers:
     ) -> Iterator[Reply]:
         """Stream the last turn's answer. The first reply clears the textbox (unless told not to:
         an edit in the chat leaves it alone); later ones leave alone what the person types meanwhile."""
+        self.sessions.drop_aside(session)  # a cleared conversation can no longer come back
         with closing(self._stream_answer(conversation, settings, session)) as replies:
             for number, reply in enumerate(replies):
                 yield replace(reply, message=EMPTY_MESSAGE) if number == 0 and clear_textbox else reply

@@ -161,12 +161,13 @@ class InspectorPage:
         return self._changed(conversation, picks, references, selected=selected)
 
     def load_references(self, file: str | None, conversation, picks, references) -> dict:
-        """Reference boxes from an uploaded file; a bad one is refused with a sentence and the old ones stay."""
+        """Reference boxes from an uploaded file (at most --max-image-mb, like a picture); a bad one is
+        refused with a sentence and the old ones stay."""
         conversation = conversation or Conversation()
         if not file:
             return {}
         try:
-            loaded = load_references(file, int(self.handlers.limits.max_file_mb * MB))
+            loaded = load_references(file, int(self.handlers.limits.max_image_mb * MB))
         except ReferenceFileError as e:
             gr.Warning(str(e))
             return {self.status: f"⚠ Not loaded: {inert(str(e))}"}

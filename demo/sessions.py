@@ -84,6 +84,7 @@ class Sessions:
         self._folders: dict[str, Path] = {}
         self._conversations: weakref.WeakValueDictionary[str, Conversation] = weakref.WeakValueDictionary()
         self._protected: dict[int, set[str]] = {}  # size -> sha256 of files never moved (the examples)
+        self._aside: dict[str, tuple[Path | None, Conversation]] = {}  # cleared, until Undo or the next answer
         self._lock = threading.Lock()
 
     def folder(self, session: str) -> Path:
@@ -107,7 +108,7 @@ class Sessions:
     def live(self) -> list[str]:
         """The sessions that have a folder or a tracked conversation."""
         with self._lock:
-            return sorted(set(self._folders) | set(self._conversations.keys()))
+            return sorted(set(self._folders) | set(self._conversations.keys()) | set(self._aside))
 
     def protect(self, paths: list[str | Path]) -> None:
         """Files whose content must never be moved away (Gradio's cached examples have the same bytes)."""
@@ -151,20 +152,65 @@ class Sessions:
     def touch(self, session: str) -> None:
         """Mark the session's files as used now, so that Gradio's age-based sweep leaves them."""
         with self._lock:
-            folder = self._folders.get(session)
-        if folder is None:
+            folders = [self._folders.get(session), self._aside.get(session, (None, None))[0]]
+        for folder in (f for f in folders if f is not None):
+            for path in folder.rglob("*"):
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass
+
+    def set_aside(self, session: str, conversation: Conversation) -> None:
+        """Clear: `conversation` and the session's folder are kept aside for an Undo (`bring_back`)
+        until `drop_aside` (the next answer) or `end`; the session starts a new folder. What was
+        aside before is deleted."""
+        with self._lock:
+            folder = self._folders.pop(session, None)
+            self._conversations.pop(session, None)
+            before = self._aside.pop(session, None)
+            self._aside[session] = (folder, conversation)
+        self._delete(before)
+
+    def bring_back(self, session: str) -> Conversation | None:
+        """Undo of Clear: the conversation set aside is the session's again, with its folder (the
+        folder started since, holding nothing sent, is deleted). None when nothing is aside."""
+        with self._lock:
+            aside = self._aside.pop(session, None)
+            if aside is None:
+                return None
+            started = self._folders.pop(session, None)
+            folder, conversation = aside
+            if folder is not None:
+                self._folders[session] = folder
+            self._conversations[session] = conversation
+        if started is not None:
+            shutil.rmtree(started, ignore_errors=True)
+        return conversation
+
+    def drop_aside(self, session: str) -> None:
+        """The cleared conversation can no longer come back: delete it and its files."""
+        with self._lock:
+            aside = self._aside.pop(session, None)
+        self._delete(aside)
+
+    @staticmethod
+    def _delete(aside: tuple[Path | None, Conversation] | None) -> None:
+        if aside is None:
             return
-        for path in folder.rglob("*"):
-            try:
-                os.utime(path)
-            except OSError:
-                pass
+        folder, conversation = aside
+        conversation.turns.clear()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        release_memory()
 
     def end(self, session: str) -> None:
-        """The session is over: empty its conversation and delete its folder."""
+        """The session is over: empty its conversation and delete its folder (and what Clear set aside)."""
         with self._lock:
             folder = self._folders.pop(session, None)
             conversation = self._conversations.pop(session, None)
+            aside = self._aside.pop(session, None)
+        if aside is not None:
+            self._delete(aside)
         if conversation is not None:
             conversation.turns.clear()
         if folder is not None:

@@ -80,8 +80,7 @@ class ChatPage:
     chatbot: gr.Chatbot
     conversation: gr.State
     textbox: gr.MultimodalTextbox
-    cleared: gr.State | None = None  # the conversation before the last Clear, until restored or a new answer starts
-    undo_clear: gr.Row | None = None  # "Conversation cleared. Undo"
+    undo_clear: gr.Row | None = None  # "Conversation cleared. Undo" (the handlers keep what it brings back)
     pending_edit: gr.State | None = None  # (chat message number, new text) of the edit being answered
 
     @property
@@ -90,13 +89,13 @@ class ChatPage:
 
     @property
     def clear_outputs(self) -> list[gr.components.Component]:
-        return [*self.outputs, self.cleared, self.undo_clear]
+        return [*self.outputs, self.undo_clear]
 
     def _undo_clear(self, kept: Conversation | None) -> dict:
-        """The kept conversation and the Undo notice, shown while there is one to restore."""
-        if self.cleared is None or self.undo_clear is None:
+        """The Undo notice, shown while there is a cleared conversation (`kept`) to bring back."""
+        if self.undo_clear is None:
             return {}
-        return {self.cleared: kept, self.undo_clear: gr.Row(visible=kept is not None)}
+        return {self.undo_clear: gr.Row(visible=kept is not None)}
 
     def render(self, reply: Reply) -> dict[gr.components.Component, Any]:
         """The page's components for `reply`; the textbox only when the reply sets it."""
@@ -184,12 +183,11 @@ class ChatPage:
     def clear(self, conversation: Any, request: gr.Request | None = None) -> dict:
         """A new conversation; the old one is kept (when there was one) and the Undo notice shown."""
         kept = conversation if conversation is not None and conversation.turns else None
-        return {**self.render(self.handlers.clear(request)), **self._undo_clear(kept)}
+        return {**self.render(self.handlers.clear(request, kept)), **self._undo_clear(kept)}
 
-    def restore(self, cleared: Any, conversation: Any) -> dict:
-        """Undo of Clear: the conversation kept by `clear` comes back (the textbox keeps what is typed)."""
-        back = cleared if cleared is not None else (conversation if conversation is not None else Conversation())
-        return {**self.render(Reply(back, self.handlers.family)), **self._undo_clear(None)}
+    def restore(self, conversation: Any, request: gr.Request | None = None) -> dict:
+        """Undo of Clear: the conversation the handlers set aside comes back (the textbox keeps what is typed)."""
+        return {**self.render(self.handlers.restore(conversation, request)), **self._undo_clear(None)}
 
     def example(self, chosen: gr.SelectData) -> dict:
         """An example from the empty chat, written in the textbox (its pictures attached), not sent."""
@@ -200,7 +198,8 @@ class ChatPage:
         return {self.textbox: _textbox_busy(), **self._undo_clear(None)}
 
     def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
-        return self.render(self.handlers.load(file, conversation, request))
+        """A saved conversation replaces this one (and a cleared one can no longer come back)."""
+        return {**self.render(self.handlers.load(file, conversation, request)), **self._undo_clear(None)}
 
     def status(self) -> tuple[str, gr.Timer, gr.Checkbox]:
         """The model status line, its refresh timer, and the thinking switch for the model."""
@@ -333,8 +332,8 @@ def build_ui(
             with gr.Column(scale=6, min_width=440, elem_id="inspector"):
                 inspector = InspectorPage(handlers, conversation)
 
-        cleared, pending_edit = gr.State(None), gr.State(None)
-        page = ChatPage(handlers, chatbot, conversation, textbox, cleared, undo_clear, pending_edit)
+        pending_edit = gr.State(None)
+        page = ChatPage(handlers, chatbot, conversation, textbox, undo_clear, pending_edit)
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
         chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
@@ -342,7 +341,7 @@ def build_ui(
         glue = {"queue": False, "api_visibility": "private"}  # page state only: no input (demo/web/serve.py checks)
         # Files are decoded or written through the queue, a few at a time (the per-client cap counts them).
         files_queue = {"concurrency_id": "files", "concurrency_limit": 2}
-        busy_outputs = [textbox, cleared, undo_clear]
+        busy_outputs = [textbox, undo_clear]
 
         video_settings = [video_fps_in, video_frames_in]
         chat_event = textbox.submit(page.busy, None, busy_outputs, **glue).then(
@@ -372,7 +371,7 @@ def build_ui(
             _then_idle(trigger(page.clear, [conversation], page.clear_outputs, cancels=answering, **api), textbox, glue)
         chatbot.example_select(page.example, None, [textbox], **glue)
         chatbot.option_select(page.show_version, [conversation], chat_outputs, **glue)
-        restore_btn.click(page.restore, [cleared, conversation], page.clear_outputs, **glue)
+        restore_btn.click(page.restore, [conversation], page.clear_outputs, **glue)
         for name, button in preset_buttons.items():
             # Queued (it takes the textbox, files and all), but never waits: no concurrency limit.
             button.click(partial(handlers.preset, name), [textbox], [textbox], api_visibility="private", concurrency_limit=None)
@@ -382,7 +381,7 @@ def build_ui(
         save_btn.click(handlers.save, [conversation], [saved_file], api_name="save", **files_queue).success(
             None, [saved_file], None, js=DOWNLOAD_JS, **glue
         )
-        load_btn.upload(page.load, [load_btn, conversation], chat_outputs, cancels=answering, api_name="load", **files_queue)
+        load_btn.upload(page.load, [load_btn, conversation], page.clear_outputs, cancels=answering, api_name="load", **files_queue)
         status_timer.tick(page.status, None, [status, status_timer, thinking_in], **glue)
         demo.load(page.status, None, [status, status_timer, thinking_in], **glue)
         demo.unload(handlers.end_session)

@@ -93,6 +93,8 @@ def test_clear_deletes_the_files_and_load_refusal_leaves_nothing(site, photos, t
     chat.predict({"text": "Where?", "files": [handle_file(str(photos["coffee"]))]}, api_name="/chat")
     folder = only_folder(handlers)
     chat.predict(api_name="/clear")
+    assert folder.exists()  # kept for the page's Undo, until the next answer, Load, another Clear or the end
+    chat.predict(api_name="/clear")
     assert not folder.exists()
 
     # A conversation file claiming a picture far larger than any picture may be kept: a 1-bit PNG of

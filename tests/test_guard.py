@@ -86,7 +86,7 @@ def test_a_stranger_with_the_session_hash_is_refused_everywhere(scripted):
             join(stranger, app, "undo", [None], session),  # change it
             stranger.post(url + "cancel", json={"session_hash": session, "fn_index": app["fns"]["chat"], "event_id": event_id}),
             stranger.post(url + "call/save", json={"data": [None], "session_hash": session}),
-            stranger.post(url + "run/predict", json={"data": [], "fn_index": app["fns"]["_textbox_busy"], "session_hash": session}),
+            stranger.post(url + "run/predict", json={"data": [], "fn_index": app["fns"]["busy"], "session_hash": session}),
             stranger.get(url + "queue/data", params={"session_hash": session}),
             stranger.get(url + f"heartbeat/{session}"),
             stranger.get(url + f"stream/{session}/run/1/playlist.m3u8"),
@@ -164,7 +164,7 @@ def test_the_queue_is_the_only_way_to_the_model_and_to_files(scripted, photos):
     time.sleep(0.3)
     assert len(app["engine"].calls) == calls  # nothing reached the engine
     # The page's own glue (no input, not queued) still answers directly.
-    glue = http.post(app["url"] + "gradio_api/run/predict", json={"data": [], "fn_index": app["fns"]["_textbox_busy"], "session_hash": "d6"})
+    glue = http.post(app["url"] + "gradio_api/run/predict", json={"data": [], "fn_index": app["fns"]["busy"], "session_hash": "d6"})
     assert glue.status_code == 200
 
 

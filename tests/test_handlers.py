@@ -228,6 +228,25 @@ def test_clear_starts_over():
     assert shown(reply) == [] and reply.conversation.turns == [] and reply.message == EMPTY_MESSAGE
 
 
+class _Tab:
+    session_hash = "tab-clear"
+
+
+def test_clear_can_be_undone_until_the_next_answer(photos):
+    handlers, _ = make([["a"], ["b"], ["c"]])
+    reply = run(handlers.chat({"text": "one", "files": [str(photos["coffee"])]}, None, request=_Tab()))
+    before, picture = reply.conversation, Path(reply.conversation.turns[0].attachments[0].path)
+    handlers.clear(_Tab(), before)
+    assert picture.exists()  # set aside, files and all
+    back = handlers.restore(None, _Tab()).conversation
+    assert back is before and [t.answer for t in back.turns] == ["a"] and picture.exists()
+    # Cleared again, then a new answer: the cleared conversation and its files are gone.
+    handlers.clear(_Tab(), back)
+    run(handlers.chat("two", None, request=_Tab()))
+    assert not picture.exists() and before.turns == []
+    assert handlers.restore(None, _Tab()).conversation.turns == []  # nothing to bring back
+
+
 def test_a_question_asked_while_loading_waits_for_the_model():
     engine = ScriptedEngine([["ready now"]])
     slot = EngineSlot("scripted")
