@@ -190,20 +190,21 @@ def test_extra_body_reaches_every_server_request(tmp_path):
 
 
 def test_a_max_new_tokens_flag_above_the_slider_works_for_every_message():
-    """--max-new-tokens 10000: the page's setting reaches it, and a message with it is answered."""
+    """--max-new-tokens 10000 under --max-answer-tokens 10000: the page's setting reaches it, and a
+    message with it is answered; one token more is refused by Gradio's own check."""
     from gradio_client import Client
 
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
-    from demo.ui import CSS, MAX_NEW_TOKENS_SLIDER, build_ui
+    from demo.ui import CSS, build_ui
     from tests.fakes import ScriptedEngine
 
-    args = app.parse_args(["--max-new-tokens", "10000"])
-    assert args.max_new_tokens > MAX_NEW_TOKENS_SLIDER
+    args = app.parse_args(["--max-new-tokens", "10000", "--max-answer-tokens", "10000"])
     engine = ScriptedEngine([["fine"]])
     slot = EngineSlot("scripted")
     slot.fill(engine)
-    demo = build_ui(ChatHandlers(slot, limits=app.limits_from(args)), max_new_tokens=args.max_new_tokens)
+    handlers = ChatHandlers(slot, limits=app.limits_from(args))
+    demo = build_ui(handlers, max_new_tokens=args.max_new_tokens, max_answer_tokens=args.max_answer_tokens)
     demo.queue()
     _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True)
     try:
