@@ -5,7 +5,7 @@
 Runs the real app on the offline tiny Qwen2-VL checkpoint in Chromium. The desktop shows a
 finished turn with two pictures whose answer is forced (through the real decoding path, as the
 tests do: the tiny model's own answers are random text) to boxes in Qwen2-VL's format, the
-inspector beside it, and the next question being written with its picture already numbered;
+inspector beside it, and the next question being written with its video already numbered;
 the phone shows the first screen a newcomer sees.
 """
 
@@ -42,9 +42,9 @@ def main() -> None:
             desktop.locator("#message textarea").press("Enter")
             desktop.locator("#chatbot img").nth(3).wait_for(timeout=90_000)
             desktop.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
-        desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "rocket.jpg")])
-        desktop.wait_for_function("() => document.querySelector('#message .qvc-label')?.textContent === 'Picture 3'", timeout=90_000)
-        desktop.locator("#message textarea").fill("Which of the three pictures was taken outdoors?")
+        desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "rocket-launch.mp4")])
+        desktop.wait_for_function("() => document.querySelector('#message .qvc-label')?.textContent === 'Video 1'", timeout=90_000)
+        desktop.locator("#message textarea").fill("What happens in Video 1, and when does the rocket leave the frame?")
         # The chat scrolled to show the answer and the first picture drawn, the page to its top.
         desktop.evaluate(
             """() => { document.querySelector("#chatbot [data-testid='bot']").scrollIntoView({block: 'start', behavior: 'instant'});
