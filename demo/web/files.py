@@ -5,7 +5,7 @@ anyone who has the URL, when the path is in its upload folder, its cache or the 
 (gradio/route_utils.py `file_fetch`). It reads the path as Starlette decoded the URL (once: `%2F`
 is a slash, `%252F` stays `%2F`), makes it absolute with `os.path.abspath` (which folds `..`; a
 relative path starts at the working directory) and opens it, symlinks followed. `requested`
-does the same and follows the symlinks, so the file judged is the file served.
+does the same and resolves the symlinks, so the file judged is the file served.
 
 In Gradio's upload folder (where uploads land, where Gradio copies the files it shows, and where
 `demo/sessions.py` keeps each session's folder) a file is served
@@ -26,7 +26,10 @@ The same rule holds for the paths a request names as inputs (`named_paths`): Gra
 path in its upload folder, and the app copies a message's files into the sender's own folder, so
 a stranger who sent another's path in a message would be served the copy.
 
-Knows nothing of the guard's ASGI plumbing; reads the Blocks' `config` and nothing else of Gradio.
+Knows nothing of the guard's ASGI plumbing; of Gradio it is given the Blocks' `config` and the
+upload folder. It does not know who uploaded a file more than `capacity` uploads ago (that
+file is then refused to everyone until it is sent or uploaded again), nor anything of files
+Gradio copies from elsewhere for a session: every file the app shows a session must be in its folder.
 """
 
 from __future__ import annotations
