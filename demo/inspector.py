@@ -28,9 +28,11 @@ from PIL import Image
 from demo.annotations import by_picture, turn_detections
 from demo.conversation import Attachment, Conversation
 from demo.ground_truth import References, compare, scores
+from demo.sessions import folder_of
 from grounding import Detection, label_color
 from grounding.generations import generation
 
+# For pictures in no session's folder (the handlers put every picture in one; tests may not).
 SERVED_DIR = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "inspector"
 HEADERS = ["#", "label", "kind", "model's numbers", "pixels", "size", "reference", "IoU"]
 SCORE_HEADERS = ["turn", "picture", "references", "predicted", "matched", "missed", "extra", "precision", "recall", "mean IoU"]
@@ -157,13 +159,16 @@ def _served(path: str, size_wh: tuple[int, int]) -> str | None:
 
 
 def servable_path(path: str, size_wh: tuple[int, int], image: Image.Image) -> str:
-    """A file the browser can show at full resolution: the upload itself, else a PNG of the picture."""
+    """A file the browser can show at full resolution: the upload itself, else a PNG of the picture,
+    in the folder of the session the picture belongs to (served to its owner only, deleted with it)."""
     served = _served(path, tuple(size_wh))
     if served is not None:
         return served
-    copy = SERVED_DIR / f"{hashlib.sha1(repr((path, tuple(size_wh))).encode()).hexdigest()[:20]}.png"
+    session = folder_of(path)
+    out_dir = session / "inspector" if session is not None else SERVED_DIR
+    copy = out_dir / f"{hashlib.sha1(repr((path, tuple(size_wh))).encode()).hexdigest()[:20]}.png"
     if not copy.exists():
-        SERVED_DIR.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         partial = copy.with_suffix(f".{os.getpid()}.tmp")
         image.save(partial, format="PNG")
         partial.replace(copy)

@@ -9,6 +9,8 @@ are freed at once rather than when Gradio drops the state (an hour after a tab c
 
 Folders are named by random tokens (a file's URL cannot be guessed from a session id), and live
 inside Gradio's upload folder, so the page serves them as they are (no copy, no hashing per update).
+`session_of_file` tells whose a file is, so that only that session's owner is served it
+(demo/web/files.py).
 Gradio's own cache sweep (`gr.Blocks(delete_cache=...)`) deletes files by age: `touch` keeps a
 live session's files young. `prepare_temp_dir` gives the app a temporary directory of its own,
 Gradio's folder inside it, before Gradio is imported; it is deleted when the app exits.
@@ -32,6 +34,7 @@ from pathlib import Path
 from demo.conversation import Conversation
 
 _ROOTS: list[Path] = []  # every session root of this process (annotated pictures find their folder by it)
+_ALL: weakref.WeakSet[Sessions] = weakref.WeakSet()  # every Sessions of this process (files find their session by it)
 
 
 def prepare_temp_dir() -> Path:
@@ -67,6 +70,14 @@ def folder_of(path: str | Path) -> Path | None:
     return None
 
 
+def session_of_file(path: str | Path) -> str | None:
+    """The live session whose folder holds `path` (symlinks followed), in any Sessions of this process."""
+    folder = folder_of(path)
+    if folder is None:
+        return None
+    return next((session for sessions in list(_ALL) if (session := sessions.session_of_folder(folder)) is not None), None)
+
+
 def release_memory() -> None:
     """Hand memory freed by Python and Pillow back to the system (glibc's `malloc_trim`; elsewhere nothing)."""
     try:
@@ -82,10 +93,12 @@ class Sessions:
         self.root = (root or default_root()).resolve()
         _ROOTS.append(self.root)
         self._folders: dict[str, Path] = {}
+        self._sessions: dict[Path, str] = {}  # folder -> session: the reverse of _folders
         self._conversations: weakref.WeakValueDictionary[str, Conversation] = weakref.WeakValueDictionary()
         self._protected: dict[int, set[str]] = {}  # size -> sha256 of files never moved (the examples)
         self._aside: dict[str, tuple[Path | None, Conversation]] = {}  # cleared, until Undo or the next answer
         self._lock = threading.Lock()
+        _ALL.add(self)
 
     def folder(self, session: str) -> Path:
         """This session's folder (created on first use, under a random name)."""
@@ -93,6 +106,7 @@ class Sessions:
             folder = self._folders.get(session)
             if folder is None:
                 folder = self._folders[session] = self.root / secrets.token_urlsafe(16)
+                self._sessions[folder] = session
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -104,6 +118,11 @@ class Sessions:
     def session_of(self, conversation: Conversation) -> str | None:
         with self._lock:
             return next((s for s, c in self._conversations.items() if c is conversation), None)
+
+    def session_of_folder(self, folder: Path) -> str | None:
+        """The live session whose folder `folder` is (a resolved path, as `folder_of` gives)."""
+        with self._lock:
+            return self._sessions.get(folder)
 
     def live(self) -> list[str]:
         """The sessions that have a folder or a tracked conversation."""
@@ -207,6 +226,7 @@ class Sessions:
         """The session is over: empty its conversation and delete its folder (and what Clear set aside)."""
         with self._lock:
             folder = self._folders.pop(session, None)
+            self._sessions.pop(folder, None)
             conversation = self._conversations.pop(session, None)
             aside = self._aside.pop(session, None)
         if aside is not None:

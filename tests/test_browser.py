@@ -41,14 +41,26 @@ def browser():
         browser.close()
 
 
+def refused_files(page) -> list[str]:
+    """Every file the page asks the app for and the guard refuses (filled as the page runs): the
+    guard serves a session's files to its own browser only, and this is that browser. The guard
+    refuses with 404; Gradio answers 403 for a file that is gone (the tests' apps share Gradio's
+    folder, /tmp/gradio, and one closing deletes the examples' copies another one shows)."""
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if "/gradio_api/file" in r.url and r.status == 404 else None)
+    return refused
+
+
 @pytest.fixture
 def page(browser, app):
     page = browser.new_page(viewport={"width": 1200, "height": 1100})
+    refused = refused_files(page)
     page.goto(app["url"])
     page.get_by_text("is ready").wait_for(timeout=15_000)
     yield page
     if not page.is_closed():
         page.close()
+    assert refused == []
 
 
 def send(page, text: str, files=()) -> None:
@@ -95,6 +107,39 @@ def test_two_pictures_a_streamed_answer_and_their_labels(page, photos, artifacts
     page.screenshot(path=str(artifacts / "chat-end.png"))
     scroll_chat_to_top(page)
     page.screenshot(path=str(artifacts / "chat-two-pictures.png"))
+
+
+def loaded_pictures(page, selector: str) -> list[int]:
+    """The natural widths of the pictures under `selector`, each scrolled into view and awaited (0: it did not load)."""
+    return page.locator(selector).evaluate_all(
+        """async imgs => { for (const img of imgs) { img.loading = 'eager'; img.scrollIntoView();
+             if (!img.complete) await new Promise(done => { img.onload = img.onerror = done; }); }
+           return imgs.map(img => img.naturalWidth); }"""
+    )
+
+
+def test_pictures_show_in_their_browser_and_nowhere_else(browser, page, app, photos, tmp_path):
+    """The preview of an upload and the chat's pictures load for the person; the same URLs,
+    from another browser (its own cookie) or with no cookie at all, are 404."""
+    mine = tmp_path / "my-coffee.png"  # an example's bytes under the example's name would be the example (public)
+    mine.write_bytes(photos["coffee"].read_bytes())
+    page.set_input_files("#message input[type=file]", [str(mine)])
+    page.locator("#message img").first.wait_for(timeout=10_000)
+    assert all(loaded_pictures(page, "#message img"))  # the preview, before the message is sent
+    preview = page.locator("#message img").first.evaluate("img => img.src")
+    ask(page, "What is this?")
+    assert all(loaded_pictures(page, "#chatbot img"))
+    [sent] = page.locator("#chatbot img").evaluate_all("imgs => imgs.map(img => img.src)")
+    assert page.request.get(sent).status == 200
+    stranger = browser.new_context()
+    try:
+        stranger.new_page().goto(app["url"])  # a page of its own: its own cookie
+        assert [stranger.request.get(url).status for url in (sent, preview)] == [404, 404]
+    finally:
+        stranger.close()
+    import httpx
+
+    assert httpx.get(sent).status_code == 404
 
 
 def test_stop_on_a_long_answer_gives_the_input_back(page, app, artifacts):

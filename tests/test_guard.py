@@ -21,8 +21,9 @@ from gradio_client.exceptions import AuthenticationError
 from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
 from demo.web import policy
-from demo.web.guard import NOT_YOURS, QUEUED_ONLY, GuardSettings
+from demo.web.guard import NO_SUCH_FILE, NOT_YOURS, QUEUED_ONLY, GuardSettings
 from demo.web.owners import Owners, identity
+from tests.conftest import EXAMPLES
 from tests.fakes import ScriptedEngine
 from tests.helpers import wait_until
 
@@ -297,3 +298,205 @@ def test_only_page_glue_skips_the_queue():
         box.submit(lambda text: text, [box], [box], queue=False)
     with pytest.raises(ValueError, match="skips the queue but takes Textbox"):
         queue_only(hole)
+
+
+# -- files: a session's to its owner, an upload to its uploader, the examples to anyone -----------
+
+BOX = "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(100,100),(500,500)<|box_end|>"
+
+
+def file_urls(history: list[dict]) -> list[str]:
+    """The URLs of the files a chat shows (the pictures sent, the annotated ones), in order."""
+    return [part["file"]["url"] for message in history for part in message["content"] if part.get("type") == "file"]
+
+
+def route_of(url: str) -> str:
+    """`url`'s path after the host (`/gradio_api/file=…`), decoded as the server decodes it."""
+    return httpx.URL(url).path
+
+
+def fetch(http: httpx.Client, app: dict, route: str, **kwargs) -> httpx.Response:
+    """GET `route` exactly as given (percent-escapes and dot segments kept): what an attacker can send."""
+    base = httpx.URL(app["url"])
+    return http.get(base.copy_with(raw_path=route.encode()), **kwargs)
+
+
+def test_a_sessions_pictures_are_served_to_its_owner_only(scripted, photos):
+    from gradio_client import handle_file
+
+    app = scripted
+    app["engine"].answers = [[BOX]]
+    owner = Client(app["url"], download_files=False, verbose=False)
+    history, _ = owner.predict({"text": "where is the cat?", "files": [handle_file(str(photos["chelsea"]))]}, api_name="/chat")
+    sent, annotated = file_urls(history)
+    folder = app["handlers"].sessions.folder(owner.session_hash)
+    assert all(Path(httpx.URL(u).path.split("file=", 1)[1]).is_relative_to(folder) for u in (sent, annotated))
+    mine = httpx.Client(timeout=10, cookies=owner.cookies)
+    assert mine.get(sent).content == photos["chelsea"].read_bytes()
+    assert mine.get(annotated).content.startswith(b"\x89PNG")
+    other_browser = httpx.Client(timeout=10)
+    other_browser.get(app["url"])  # a cookie of its own
+    assert policy.COOKIE in other_browser.cookies
+    for url in (sent, annotated):
+        for stranger in (httpx.Client(timeout=10), other_browser):
+            answer = stranger.get(url)
+            assert answer.status_code == 404 and answer.json() == {"detail": "Not Found"}  # as for a file that is not there
+        assert httpx.head(url).status_code == 404
+    # The same file by other spellings of its path: each escaped, the old route, dot segments, a symlink.
+    route = route_of(sent)
+    path = route.split("file=", 1)[1]
+    escaped = "/gradio_api/file=" + "".join(f"%{b:02X}" if chr(b) in "/." else chr(b) for b in path.encode())
+    dotted = "/gradio_api/file=" + str(folder.parent) + "/x/%2E%2E/" + str(Path(path).relative_to(folder.parent))
+    link = Path(app["demo"].GRADIO_CACHE) / f"link-{owner.session_hash}.png"
+    link.symlink_to(path)
+    try:
+        spellings = [escaped, "/gradio_api/file/" + path, dotted, f"/gradio_api/file={link}"]
+        for spelling in spellings:
+            assert fetch(mine, app, spelling).content == photos["chelsea"].read_bytes(), spelling
+            assert fetch(other_browser, app, spelling).status_code == 404, spelling
+            assert fetch(httpx.Client(timeout=10), app, spelling).status_code == 404, spelling
+    finally:
+        link.unlink()
+    assert mine.get(sent, headers={"Range": "bytes=0-7"}).content == photos["chelsea"].read_bytes()[:8]  # videos seek
+    owner.predict(api_name="/clear")  # the session's files end with it
+    assert mine.get(sent).status_code in (403, 404)
+
+
+def test_an_upload_is_shown_to_its_uploader_only_until_it_is_sent(scripted, photos):
+    app = scripted
+    uploader = httpx.Client(timeout=10)
+    uploader.get(app["url"])  # the page: its cookie
+    picture = photos["coffee"].read_bytes()
+    answer = uploader.post(app["url"] + "gradio_api/upload", files=[("files", ("mine.png", picture, "image/png"))])
+    [path] = answer.json()
+    url = app["url"] + "gradio_api/file=" + path
+    assert uploader.get(url).content == picture  # the textbox's preview
+    stranger = httpx.Client(timeout=10)
+    stranger.get(app["url"])
+    assert stranger.get(url).status_code == 404 and httpx.get(url).status_code == 404
+    # Whoever sends the same bytes under the same name gets the same path: they have the file already.
+    again = stranger.post(app["url"] + "gradio_api/upload", files=[("files", ("mine.png", picture, "image/png"))])
+    assert again.json() == [path] and stranger.get(url).content == picture
+    # Without a cookie an upload is its address's, as a session is.
+    here, there = {"X-Forwarded-For": "198.51.100.20"}, {"X-Forwarded-For": "198.51.100.21"}
+    cookieless = httpx.Client(timeout=10)
+    [other] = cookieless.post(app["url"] + "gradio_api/upload", files=[("files", ("x.png", picture[::-1], "image/png"))], headers=here).json()
+    assert cookieless.get(app["url"] + "gradio_api/file=" + other, headers=here).status_code == 200
+    assert cookieless.get(app["url"] + "gradio_api/file=" + other, headers=there).status_code == 404
+
+
+def test_the_examples_are_anyones_and_nothing_else_in_gradios_folder_is(scripted):
+    app = scripted
+    config = httpx.get(app["url"] + "config").json()
+    examples = next(c["props"]["examples"] for c in config["components"] if c.get("props", {}).get("elem_id") == "chatbot")
+    files = [f for example in examples for f in example["files"]]
+    assert len(files) == 5
+    for file in files:  # the tests' apps share /tmp/gradio, and one that closes deletes the copies it made
+        if not Path(file["path"]).exists():
+            Path(file["path"]).parent.mkdir(parents=True, exist_ok=True)
+            Path(file["path"]).write_bytes((EXAMPLES / Path(file["path"]).name).read_bytes())
+    urls = [f["url"] for f in files]
+    for url in urls:
+        full = url if url.startswith("http") else app["url"].rstrip("/") + url
+        assert httpx.get(full).status_code == 200  # no cookie, no session
+    cache = Path(app["demo"].GRADIO_CACHE)
+    stray = cache / "not-an-upload" / "left.png"  # a file Gradio's folder holds that nobody uploaded here
+    stray.parent.mkdir(exist_ok=True)
+    stray.write_bytes(b"\x89PNG stray")
+    try:
+        assert httpx.get(app["url"] + f"gradio_api/file={stray}").status_code == 404
+    finally:
+        stray.unlink()
+        stray.parent.rmdir()
+    assert httpx.get(app["url"] + "gradio_api/file=http://127.0.0.1:9/x.png").status_code == 404  # not a proxy either
+
+
+def test_a_stranger_cannot_take_anothers_file_by_sending_its_path(scripted, photos):
+    """The app copies a message's files into the sender's folder: naming another's path in a
+    message would hand the stranger a copy of it, so such a request is refused, and nothing runs."""
+    from gradio_client import handle_file
+
+    app = scripted
+    owner = Client(app["url"], download_files=False, verbose=False)
+    app["engine"].answers = [["ok"]]
+    history, _ = owner.predict({"text": "mine", "files": [handle_file(str(photos["astronaut"]))]}, api_name="/chat")
+    [sent] = [httpx.URL(u).path.split("file=", 1)[1] for u in file_urls(history)]
+    mine = httpx.Client(timeout=10, cookies=owner.cookies)
+    [unsent] = mine.post(app["url"] + "gradio_api/upload", files=[("files", ("draft.png", b"\x89PNG draft"))]).json()
+    stranger = httpx.Client(timeout=10)
+    stranger.get(app["url"])
+    calls = len(app["engine"].calls)
+    chat = app["demo"].fns[app["fns"]["chat"]]
+    for path in (sent, unsent, str(Path(unsent).parent / "x" / ".." / Path(unsent).name)):
+        data = [{"text": "whose?", "files": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}, None]
+        data += [block.value for block in chat.inputs[2:]]
+        refused = join(stranger, app, "chat", data, "strangers-session")
+        assert refused.status_code == 404 and refused.json()["detail"] == NO_SUCH_FILE
+        by_rest = stranger.post(app["url"] + "gradio_api/call/chat", json={"data": data})
+        assert by_rest.status_code == 404
+    time.sleep(0.3)
+    assert len(app["engine"].calls) == calls
+    assert "strangers-session" not in app["handlers"].sessions.live()
+
+
+def test_gradio_client_downloads_its_own_files(scripted, photos):
+    from gradio_client import handle_file
+
+    app = scripted
+    app["engine"].answers = [[BOX]]
+    client = Client(app["url"], verbose=False)  # download_files=True: fetches the files with its cookie
+    history, _ = client.predict({"text": "where?", "files": [handle_file(str(photos["chelsea"]))]}, api_name="/chat")
+    files = [part["file"] for message in history for part in message["content"] if part.get("type") == "file"]
+    assert len(files) == 2
+    assert Path(files[0]).read_bytes() == photos["chelsea"].read_bytes()
+    assert Path(files[1]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_rest_api_fetches_its_files_from_its_address(scripted, photos):
+    """A REST caller (curl) has no cookie: its files are its address's."""
+    app = scripted
+    here, there = {"X-Forwarded-For": "198.51.100.30"}, {"X-Forwarded-For": "198.51.100.31"}
+    http = httpx.Client(timeout=30)
+    [path] = http.post(app["url"] + "gradio_api/upload", files=[("files", ("c.png", photos["chelsea"].read_bytes()))], headers=here).json()
+    chat = app["demo"].fns[app["fns"]["chat"]]
+    data = [{"text": "where?", "files": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}, None]
+    data += [block.value for block in chat.inputs[2:]]  # the settings as the page starts them
+    app["engine"].answers = [[BOX]]
+    event = http.post(app["url"] + "gradio_api/call/chat", json={"data": data}, headers=here).json()["event_id"]
+    stream = http.get(app["url"] + f"gradio_api/call/chat/{event}", headers=here).text
+    last = [line for line in stream.splitlines() if line.startswith("data:")][-1]
+    urls = file_urls(json.loads(last[5:])[0])
+    assert len(urls) == 2
+    for url in urls:
+        assert http.get(url, headers=here).status_code == 200
+        assert http.get(url, headers=there).status_code == 404
+
+
+def test_a_file_route_is_read_as_gradio_reads_it(tmp_path, monkeypatch):
+    from demo.web.files import Uploads, named_paths, public_files, requested
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real.png").write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
+    assert requested("/gradio_api/file=/a/b/../c.png") == Path("/a/c.png")
+    assert requested("/gradio_api/file//a/./c.png") == Path("/a/c.png")  # the old route keeps the path's own slash
+    assert requested("/gradio_api/file=rel.png") == tmp_path.resolve() / "rel.png"  # from the working directory, as Gradio
+    assert requested(f"/gradio_api/file={tmp_path}/link.png") == (tmp_path / "real.png").resolve()
+    assert requested("/gradio_api/file=https://example.com/x.png") is None
+    assert requested("/gradio_api/file=/a/\x00b") is None
+    with pytest.raises(ValueError):
+        requested("/gradio_api/upload")
+    uploads = Uploads(capacity=2)
+    uploads.add(tmp_path / "a" / ".." / "one", "me")
+    uploads.add(tmp_path / "two", "you")
+    uploads.add(tmp_path / "two", "me")
+    uploads.add(tmp_path / "three", "me")  # the oldest, "one", is forgotten
+    assert not uploads.uploaded((tmp_path / "one").resolve(), "me") and len(uploads) == 2
+    assert uploads.uploaded((tmp_path / "two").resolve(), "you") and uploads.uploaded((tmp_path / "two").resolve(), "me")
+    config = {"components": [{"props": {"value": {"path": str(tmp_path / "link.png"), "meta": {"_type": "gradio.FileData"}}}},
+                             {"props": {"examples": [{"path": "https://example.com/a.png", "meta": {"_type": "gradio.FileData"}}]}},
+                             {"props": {"value": {"path": "/not/a/file/data"}}}]}
+    assert public_files(config) == {(tmp_path / "real.png").resolve()}
+    body = {"data": [{"text": "t", "files": [{"path": "/a.png"}, {"path": "https://x/b.png"}]}, {"path": 3}],
+            "event_data": {"value": {"file": {"path": "rel.png", "meta": {"_type": "gradio.FileData"}}}}}
+    assert sorted(named_paths(body)) == ["/a.png", "rel.png"]  # every dict with a string path, as Gradio takes it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -160,6 +161,15 @@ def test_pictures_the_browser_cannot_show_as_they_are_are_served_as_png(tmp_path
     upright = ImageOps.exif_transpose(Image.open(turned))
     served = servable_path(str(turned), upright.size, upright)
     assert served != str(turned) and Image.open(served).size == (20, 30)
+    # A session's picture: its PNG goes into that session's folder (served to its owner only, deleted with it).
+    from demo.sessions import Sessions
+
+    sessions = Sessions(tmp_path / "sessions")
+    [kept] = sessions.adopt("s", [str(tiff)]).values()
+    served = servable_path(kept, (30, 20), Image.open(kept).convert("RGB"))
+    assert Path(served).is_relative_to(sessions.folder("s")) and served.endswith(".png")
+    sessions.end("s")
+    assert not Path(served).exists()
 
 
 def test_a_conversation_with_no_picture_says_so():

@@ -16,7 +16,7 @@ from demo.conversation import VisionCost
 from demo.media.resize import smart_resize
 from grounding.generations import generation
 from tests.fakes import ScriptedEngine
-from tests.test_browser import CHROMIUM_ARGS, browser  # noqa: F401 - the shared Chromium fixture
+from tests.test_browser import CHROMIUM_ARGS, browser, refused_files  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.browser
 MAX_PIXELS = 28 * 28 * 256
@@ -42,13 +42,17 @@ def app():
     from demo.engines.slot import EngineSlot
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
+    from demo.web import serve
+    from demo.web.guard import GuardSettings
 
     engine = Engine([])
     slot = EngineSlot("scripted")
     slot.fill(engine)
     demo = build_ui(ChatHandlers(slot), concurrency=2)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", quiet=True)
+    # As app.py serves it: behind the guard, which serves the inspector's pictures to their own browser only.
+    _, url, _ = serve.launch(
+        demo, GuardSettings(max_pending=64), max_queue=None, prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", quiet=True
+    )
     yield {"url": url, "engine": engine}
     demo.close()
 
@@ -56,10 +60,12 @@ def app():
 @pytest.fixture
 def page(browser, app):  # noqa: F811
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    refused = refused_files(page)
     page.goto(app["url"])
     page.get_by_text("is ready").wait_for(timeout=15_000)
     yield page
     page.close()
+    assert refused == []
 
 
 def ask(page, text: str, files=(), wait: bool = True) -> None:

@@ -10,6 +10,10 @@ calls), `call/…` (the REST API, and its `call/{api}/{event}` reads), `stream/�
 - refuses the routes this app has no use for and that would run work outside the queue or
   dump a session (`component_server`, `process_recording`, `deep_link`), and direct `run/`
   / `api/` calls of any queued event (the queue is the only way in for the model and files);
+- serves a session's files (`/gradio_api/file=…`) to the owner of that session only, an upload
+  not yet sent to whoever uploaded it (it records the paths Gradio's upload route answers with),
+  the app's own files (the examples) to anyone, and answers anyone else 404 (`files.py`); a
+  request that names as input a file its sender may not fetch is refused with 404 too;
 - caps the requests each client may have waiting or running in the capped concurrency groups
   (the model's, the files'): one over is answered 429 with one sentence, which Gradio's page
   shows as an error notice (the message stays in the textbox);
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from demo.web import policy
+from demo.web import files, policy
 from demo.web.owners import Owners, identity
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ MAX_BODY = 8 * 2**20  # a join's JSON: the message text and settings, never file
 NOT_YOURS = "This conversation belongs to another browser: reload the page to start your own."
 NO_SUCH_ROUTE = "This app does not serve that route."
 QUEUED_ONLY = "This event only runs through the queue: use /gradio_api/queue/join or /gradio_api/call."
+NO_SUCH_FILE = "A file this request names is not here: attach it again."
 TOO_MANY = "You already have {n} requests waiting or running; wait for one to finish before sending another."
 
 _CLOSED = re.compile(r"/gradio_api/(?:component_server|process_recording|deep_link)/?")
@@ -59,6 +64,8 @@ _CALL_READ = re.compile(r"/gradio_api/call/(?:v2/)?[^/]+/(?P<event>[^/]+)/?")
 _DIRECT = re.compile(r"/gradio_api/(?:run|api)/(?P<api>[^/]+)/?")
 _CALL = re.compile(r"/gradio_api/call/(?:v2/)?(?P<api>[^/]+)/?")
 _FILE = re.compile(r"/gradio_api/file[=/]")
+_UPLOAD = "/gradio_api/upload"
+MAX_UPLOAD_ANSWER = 4 * 2**20  # the JSON list of paths Gradio's upload route answers with (at most 1000 files)
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,7 @@ class Guard:
         self.app = app
         self.settings = settings or GuardSettings()
         self.owners = Owners(self.settings.owners_capacity)
+        self.files = files.FileRules(self.owners, files.Uploads(self.settings.owners_capacity))
         self._joining: Counter[str] = Counter()  # joins between the cap's check and Gradio's answer
         self._warned_proxy = False
 
@@ -108,12 +116,16 @@ class Guard:
             return await _refuse(send, 404, NO_SUCH_ROUTE)
         if method in ("GET", "HEAD") and _PAGE.fullmatch(path):
             return await self._page(scope, receive, send, asking)
+        if _FILE.match(path):
+            return await self._file(scope, receive, send, asking)
+        if method == "POST" and path.rstrip("/") == _UPLOAD:
+            return await self.app(scope, receive, self._recording_uploads(send, asking))
         if method == "POST" and (_DIRECT.fullmatch(path) or _CALL.fullmatch(path) or path.rstrip("/") in ("/gradio_api/queue/join", "/gradio_api/cancel")):
             return await self._with_body(scope, receive, send, asking)
         session = self._session_of_path(asking, scope)
         if session is not None and not self._claim(session, asking):
             return await _refuse(send, 403, NOT_YOURS)
-        await self.app(scope, receive, _with_headers(send, policy.FILE_POLICY if _FILE.match(path) else None))
+        await self.app(scope, receive, _with_headers(send))
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -174,6 +186,9 @@ class Guard:
             owner = self._event_session(scope, data.get("event_id"))
             if owner is not None and owner != session:
                 return await _refuse(send, 403, NOT_YOURS)
+        context = self._file_context(scope)
+        if not all(self.files.may_fetch(files.resolved(p), asking.who, **context) for p in files.named_paths(data)):
+            return await _refuse(send, 404, NO_SUCH_FILE)
         replay = _replay(body, receive)
         is_join = path.rstrip("/") == "/gradio_api/queue/join" or bool(_CALL.fullmatch(path))
         if not (is_join and fn is not None and getattr(fn, "concurrency_id", None) in self.settings.capped):
@@ -204,6 +219,43 @@ class Guard:
                         event = None
                     if isinstance(event, str):
                         self.owners.claim(event, asking.who)
+            await inner(message)
+
+        return sending
+
+    # -- files ---------------------------------------------------------------------------------------
+
+    async def _file(self, scope: Scope, receive: Receive, send: Send, asking: _Asking) -> None:
+        if not self.files.may_fetch(files.requested(asking.path), asking.who, **self._file_context(scope)):
+            return await _not_found(send)
+        await self.app(scope, receive, _with_headers(send, policy.FILE_POLICY))
+
+    def _file_context(self, scope: Scope) -> dict[str, Any]:
+        """What the file rules read of Gradio: the Blocks' config (the examples) and the upload folder."""
+        return {"config": getattr(self._blocks(scope), "config", None), "upload_dir": getattr(scope.get("app"), "uploaded_file_dir", None)}
+
+    def _recording_uploads(self, send: Send, asking: _Asking) -> Send:
+        """Record who uploaded the files Gradio's upload route answers with, before the answer ends."""
+        chunks: list[bytes] = []
+        status, size = 0, 0
+        inner = _with_headers(send)
+
+        async def sending(message: Message) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and status == 200:
+                body = message.get("body", b"")
+                size += len(body)
+                chunks.append(body if size <= MAX_UPLOAD_ANSWER else b"")
+                if not message.get("more_body") and size <= MAX_UPLOAD_ANSWER:
+                    try:
+                        paths = json.loads(b"".join(chunks))
+                    except ValueError:
+                        paths = []
+                    for path in paths if isinstance(paths, list) else []:
+                        if isinstance(path, str):
+                            self.files.uploads.add(path, asking.who)
             await inner(message)
 
         return sending
@@ -314,6 +366,14 @@ async def _refuse(send: Send, status: int, sentence: str) -> None:
     body = json.dumps({"detail": sentence, "error": sentence}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *_common()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _not_found(send: Send) -> None:
+    """The answer of a route that does not exist (FastAPI's own), so a refused file is not told from a missing one."""
+    body = b'{"detail":"Not Found"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *_common()]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
