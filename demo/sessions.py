@@ -182,7 +182,7 @@ class Sessions:
     def set_aside(self, session: str, conversation: Conversation) -> None:
         """Clear: `conversation` and the session's folder are kept aside for an Undo (`bring_back`)
         until `drop_aside` (the next answer) or `end`; the session starts a new folder. What was
-        aside before is deleted."""
+        aside before is deleted. The folder's files stay the session's owner's alone meanwhile."""
         with self._lock:
             folder = self._folders.pop(session, None)
             self._conversations.pop(session, None)
@@ -198,6 +198,7 @@ class Sessions:
             if aside is None:
                 return None
             started = self._folders.pop(session, None)
+            self._sessions.pop(started, None)
             folder, conversation = aside
             if folder is not None:
                 self._folders[session] = folder
@@ -212,11 +213,13 @@ class Sessions:
             aside = self._aside.pop(session, None)
         self._delete(aside)
 
-    @staticmethod
-    def _delete(aside: tuple[Path | None, Conversation] | None) -> None:
+    def _delete(self, aside: tuple[Path | None, Conversation] | None) -> None:
+        """Empty a conversation set aside and delete its folder (whose files then belong to no one)."""
         if aside is None:
             return
         folder, conversation = aside
+        with self._lock:
+            self._sessions.pop(folder, None)
         conversation.turns.clear()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)

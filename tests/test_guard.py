@@ -358,7 +358,9 @@ def test_a_sessions_pictures_are_served_to_its_owner_only(scripted, photos):
     finally:
         link.unlink()
     assert mine.get(sent, headers={"Range": "bytes=0-7"}).content == photos["chelsea"].read_bytes()[:8]  # videos seek
-    owner.predict(api_name="/clear")  # the session's files end with it
+    owner.predict(api_name="/clear")  # kept for the page's Undo: still the owner's alone
+    assert mine.get(sent).status_code == 200 and other_browser.get(sent).status_code == 404
+    owner.predict(api_name="/clear")  # cleared again (nothing to undo): the session's files end
     assert mine.get(sent).status_code in (403, 404)
 
 
