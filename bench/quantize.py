@@ -180,6 +180,12 @@ def timed_with_cpu(clock: CpuTokenClock, start) -> dict:
     return figures
 
 
+def linear_kind(module) -> str:
+    """The module's class name; torch's dynamic-quantized linear (also named `Linear`) as "LinearDynamic"."""
+    name = type(module).__name__
+    return "LinearDynamic" if name == "Linear" and ".quantized.dynamic." in type(module).__module__ else name
+
+
 def vm_hwm_bytes() -> int:
     """This process's peak resident set size so far (loading included)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -225,7 +231,7 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
         "load_seconds": load_seconds,
         "rss_after_load_bytes": after_load,
         "linear_layers": {
-            kind: sum(1 for m in engine.model.modules() if type(m).__name__ == kind) for kind in ("Linear", "Int8Linear", "LinearDynamic")
+            kind: sum(1 for m in engine.model.modules() if linear_kind(m) == kind) for kind in ("Linear", "Int8Linear", "LinearDynamic")
         },
         "runs": runs,
         **{
