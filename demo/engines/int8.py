@@ -29,6 +29,7 @@ from torch import nn
 
 # A token whose activations are all zero gets this scale instead of 0 (its int8 values are 0 anyway).
 _TINY = torch.finfo(torch.float32).tiny
+_ZERO_POINT = 128  # activations travel as uint8: value + 128
 
 
 def int8_available() -> bool:
@@ -54,9 +55,13 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.float32)
         scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=_TINY) / 127
-        quantized = torch.round(rows / scale).to(torch.int8)  # |rows / scale| <= 127
+        # Symmetric int8 values (|rows / scale| <= 127) stored as uint8 around a zero point of 128:
+        # oneDNN subtracts it in int32, so the sums are the same bits as with int8 activations, but
+        # its int8-activation kernel is ~100x slower for one token into 256 or fewer outputs
+        # (Qwen2-VL-2B's k_proj and v_proj; measured with torch 2.14's oneDNN 3.12 on this CPU).
+        quantized = (torch.round(rows / scale) + _ZERO_POINT).to(torch.uint8)
         out = torch.ops.onednn.qlinear_pointwise(
-            quantized, 1.0, 0, self.packed, self.weight_scale, self.weight_zero_point,
+            quantized, 1.0, _ZERO_POINT, self.packed, self.weight_scale, self.weight_zero_point,
             None, 1.0, 0, torch.float32, "none", [], "",
         )
         out = out * scale
