@@ -346,14 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     repos = [ServedRepo.from_dir(*spec.split("=", 1)) for spec in args.repo]
     repos += [ServedRepo.from_dir(*spec.split("=", 1), gated=True) for spec in args.gated]
     hub = FakeHub(repos, failing=tuple(args.failing), rate=args.rate, hold=args.hold, port=args.port, log=sys.stdout)
-    signal.signal(signal.SIGUSR1, lambda *_: hub.release())
+    # The signals are taken synchronously, blocked before the server threads start (they inherit
+    # the mask): SIGUSR1 releases the weights, SIGTERM or SIGINT ends the server.
+    handled = {signal.SIGUSR1, signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, handled)
     hub.start()
     print(f"ready {hub.url} {hub.cdn_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        return 0
+    while signal.sigwait(handled) == signal.SIGUSR1:
+        hub.release()
+    hub.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from tests.conftest import EXAMPLES, TinyCheckpoints, serve_app
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, EXAMPLES, TinyCheckpoints, serve_app
 from tests.fakes import forced_answer
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ANSWER = (

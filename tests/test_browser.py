@@ -6,40 +6,11 @@ the run instead of skipping it. Screenshots land in tests/artifacts/ for a perso
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from tests.helpers import generate_threads, wait_until
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: CI must run the README's install step (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 def refused_files(page) -> list[str]:
     """Every file the page asks the app for and the guard refuses (filled as the page runs): the

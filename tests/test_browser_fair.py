@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, browser, send  # noqa: F401 - the browser fixture
+from tests.test_browser import send
 from tests.test_guard import SLOW, launch
 
 pytestmark = pytest.mark.browser

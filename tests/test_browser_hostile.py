@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import free_port
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ask, bot_messages, browser  # noqa: F401 - the browser fixture
+from tests.test_browser import ask
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,6 @@ answers are short forced texts, so the tests wait for the page, not for a random
 from __future__ import annotations
 
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.helpers import generate_threads, wait_until
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 
@@ -34,20 +32,6 @@ SIZES = {
 SEND = "#message button.submit-button"
 STOP = "#message button.stop-button"
 TEXTAREA = "#message textarea"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: CI must run the README's install step (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from demo.conversation import VisionCost
 from demo.media.resize import smart_resize
 from grounding.generations import generation
 from tests.fakes import ScriptedEngine
-from tests.test_browser import CHROMIUM_ARGS, browser, refused_files  # noqa: F401 - the shared Chromium fixture
+from tests.test_browser import refused_files
 
 pytestmark = pytest.mark.browser
 MAX_PIXELS = 28 * 28 * 256
