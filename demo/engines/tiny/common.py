@@ -134,6 +134,23 @@ def pixel_bounds(factor: int) -> dict[str, int]:
     return {"shortest_edge": MIN_TOKENS * factor * factor, "longest_edge": MAX_TOKENS * factor * factor}
 
 
+#: Qwen3-VL's and Qwen3.5's image and video processors normalise to [-1, 1] (their preprocessor configs).
+HALF_NORMALISE = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
+
+
+def processor(
+    processor_class, image_processor_class, video_processor_class, tokenizer, chat_template: str, patch_size: int, **normalise
+):
+    """The generation's processor: its image and video processors at `pixel_bounds` of patch × merge (2)."""
+    size = pixel_bounds(patch_size * 2)
+    return processor_class(
+        image_processor=image_processor_class(size=size, patch_size=patch_size, **normalise),
+        video_processor=video_processor_class(size=size, patch_size=patch_size, **normalise),
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+    )
+
+
 def token_ids(tokenizer) -> dict:
     """The config's ids of the vision tokens."""
     ids = tokenizer.convert_tokens_to_ids

@@ -61,11 +61,5 @@ def build(out_dir: Path) -> None:
         tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
-    size = common.pixel_bounds(28)
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, patch_size=14),
-        video_processor=Qwen2VLVideoProcessor(size=size, patch_size=14),
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-    )
+    processor = common.processor(Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, tokenizer, chat_template, 14)
     common.save(Qwen2_5_VLForConditionalGeneration, config, processor, out_dir)

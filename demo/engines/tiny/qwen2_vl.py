@@ -52,11 +52,5 @@ def build(out_dir: Path) -> None:
         },
         **common.token_ids(tokenizer),
     )
-    size = common.pixel_bounds(28)
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, patch_size=14),
-        video_processor=Qwen2VLVideoProcessor(size=size, patch_size=14),
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-    )
+    processor = common.processor(Qwen2VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, tokenizer, chat_template, 14)
     common.save(Qwen2VLForConditionalGeneration, config, processor, out_dir)

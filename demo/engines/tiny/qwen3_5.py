@@ -24,7 +24,6 @@ ADDED = (
     + tuple((t, False) for t in common.QWEN2_5_ADDED + common.QWEN3_ADDED)
     + tuple((t, True) for t in AUDIO)
 )
-NORMALISE = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 LAYERS = 4
 FULL_ATTENTION_INTERVAL = 4
 
@@ -85,11 +84,5 @@ def build(out_dir: Path) -> None:
         tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
-    size = common.pixel_bounds(32)
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, patch_size=16, **NORMALISE),
-        video_processor=Qwen3VLVideoProcessor(size=size, patch_size=16, **NORMALISE),
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-    )
+    processor = common.processor(Qwen3VLProcessor, Qwen2VLImageProcessor, Qwen3VLVideoProcessor, tokenizer, chat_template, 16, **common.HALF_NORMALISE)
     common.save(Qwen3_5ForConditionalGeneration, config, processor, out_dir)

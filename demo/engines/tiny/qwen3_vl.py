@@ -18,7 +18,6 @@ TEMPLATES = {"instruct": "qwen3-vl-instruct.jinja", "thinking": "qwen3-vl-thinki
 ADDED = tuple((t, True) for t in common.QWEN2_SPECIALS) + tuple(
     (t, False) for t in common.QWEN2_5_ADDED + common.QWEN3_ADDED
 )
-NORMALISE = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 
 
 def build(out_dir: Path, variant: str = "instruct") -> None:
@@ -68,11 +67,5 @@ def build(out_dir: Path, variant: str = "instruct") -> None:
         tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
-    size = common.pixel_bounds(32)
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, patch_size=16, **NORMALISE),
-        video_processor=Qwen3VLVideoProcessor(size=size, patch_size=16, **NORMALISE),
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-    )
+    processor = common.processor(Qwen3VLProcessor, Qwen2VLImageProcessor, Qwen3VLVideoProcessor, tokenizer, chat_template, 16, **common.HALF_NORMALISE)
     common.save(Qwen3VLForConditionalGeneration, config, processor, out_dir)
