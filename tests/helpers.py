@@ -5,8 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from gradio_client import Client
+
+if TYPE_CHECKING:
+    from demo.conversation import Attachment
 
 
 def free_port() -> int:
@@ -47,3 +53,24 @@ def shown(reply) -> list[dict]:
     from demo.views import chatbot_messages
 
     return chatbot_messages(reply.conversation, reply.family, reply.waiting, reply.notice)
+
+
+def noise_picture(seed: int, size: tuple[int, int]) -> Attachment:
+    """A picture of noise (distinct per seed) as a sent attachment, for the engines' exactness tests."""
+    from PIL import Image
+
+    from demo.conversation import Attachment
+
+    return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
+
+
+@contextmanager
+def restored(engine) -> Iterator:
+    """`engine` as it is now once the block ends: its prefill chunk size, and no session cached."""
+    chunk = engine.prefill_chunk_tokens
+    try:
+        yield engine
+    finally:
+        engine.prefill_chunk_tokens = chunk
+        for session in engine.caches.sessions():
+            engine.forget(session)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
 from demo.engines.kv_reuse import MAX_SNAPSHOTS, CacheStore, SessionCache
 from demo.engines.prefill import Encoded
+from tests.helpers import noise_picture, restored
 
 FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
 NEW_TOKENS = 6
@@ -36,17 +36,7 @@ def turn_start(engine, prompt: list[int]) -> int:
     return max(i for i, token in enumerate(prompt) if token == im_start)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from two threads, and lose much when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def picture(seed: int, size: tuple[int, int]) -> Attachment:
-    return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Recorder:
@@ -83,12 +73,8 @@ class Recorder:
 @pytest.fixture(params=FAMILIES)
 def engine(request, tiny_checkpoints):
     """Each family's real engine; its prefill chunk size and sessions restored afterwards."""
-    engine = tiny_checkpoints.engine(request.param)
-    chunk = engine.prefill_chunk_tokens
-    yield engine
-    engine.prefill_chunk_tokens = chunk
-    for session in engine.caches.sessions():
-        engine.forget(session)
+    with restored(tiny_checkpoints.engine(request.param)) as engine:
+        yield engine
 
 
 @pytest.fixture
@@ -143,9 +129,9 @@ def test_a_conversation_reuses_its_cache_exactly_and_reads_only_new_tokens(engin
     """Pictures in turns 1 and 3 (a video too), text follow-ups; prefills in chunks of 16 that split pictures."""
     engine.prefill_chunk_tokens = 16
     turns = [
-        Turn("Compare these.", [picture(1, (120, 80)), picture(2, (64, 96))]),
+        Turn("Compare these.", [noise_picture(1, (120, 80)), noise_picture(2, (64, 96))]),
         Turn("Which is brighter?"),
-        Turn("And these?", [video(engine), picture(3, (200, 60))]),
+        Turn("And these?", [video(engine), noise_picture(3, (200, 60))]),
         Turn("Summarise all of them."),
     ]
     conversation = Conversation()
@@ -174,7 +160,7 @@ def test_a_conversation_reuses_its_cache_exactly_and_reads_only_new_tokens(engin
 
 
 def test_regenerate_and_an_edited_first_question_reuse_what_they_can_and_stay_exact(engine, recorder):
-    first = Turn("Look at this.", [picture(30, (140, 70))])
+    first = Turn("Look at this.", [noise_picture(30, (140, 70))])
     conversation = Conversation(turns=[first])
     tokens, _, old_prompt = answer(engine, conversation, session="edit")
     recorder.reset()
@@ -203,7 +189,7 @@ def test_regenerate_and_an_edited_first_question_reuse_what_they_can_and_stay_ex
 
 
 def test_an_undone_question_rereads_only_its_replacement(engine, recorder):
-    conversation = Conversation(turns=[Turn("Hello.", [picture(35, (84, 84))])])
+    conversation = Conversation(turns=[Turn("Hello.", [noise_picture(35, (84, 84))])])
     finish(engine, conversation, answer(engine, conversation, session="undo")[0])
     conversation.turns.append(Turn("Second."))
     finish(engine, conversation, answer(engine, conversation, session="undo")[0])
@@ -223,14 +209,14 @@ def test_an_undone_question_rereads_only_its_replacement(engine, recorder):
 
 
 def test_a_new_pixel_budget_encodes_again_and_stays_exact(engine):
-    conversation = Conversation(turns=[Turn("Describe.", [picture(40, (300, 200))])])
+    conversation = Conversation(turns=[Turn("Describe.", [noise_picture(40, (300, 200))])])
     answer(engine, conversation, session="budget")
     smaller = GenerationSettings(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, max_pixels=engine.resize_factor**2 * 8)
     exact_answer(engine, conversation, "budget", smaller)
 
 
 def test_streaming_with_a_session_matches_streaming_without(engine):
-    messages = to_model_messages(Conversation(turns=[Turn("Hi", [picture(50, (80, 80))])]), "")
+    messages = to_model_messages(Conversation(turns=[Turn("Hi", [noise_picture(50, (80, 80))])]), "")
     with_session = "".join(engine.stream(messages, GREEDY, threading.Event(), "stream"))
     without = "".join(engine.stream(messages, GREEDY, threading.Event()))
     assert with_session == without

@@ -19,11 +19,10 @@ from contextlib import contextmanager
 
 import pytest
 import torch
-from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
-from tests.helpers import generate_threads, wait_until
+from tests.helpers import generate_threads, noise_picture, restored, wait_until
 
 FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
 GREEDY = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
@@ -32,17 +31,7 @@ CHUNK = 32
 LONG_TEXT = " ".join(["Describe every corner of this picture, the colours, the light and the shapes you see."] * 12)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from two threads, and lose much when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def picture(seed: int, size: tuple[int, int]) -> Attachment:
-    return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @contextmanager
@@ -64,12 +53,8 @@ def slowed(engine, seconds: float):
 
 @pytest.fixture
 def engine(request, tiny_checkpoints):
-    engine = tiny_checkpoints.engine(request.param)
-    chunk = engine.prefill_chunk_tokens
-    yield engine
-    engine.prefill_chunk_tokens = chunk
-    for session in engine.caches.sessions():
-        engine.forget(session)
+    with restored(tiny_checkpoints.engine(request.param)) as engine:
+        yield engine
 
 
 def press_when(condition, stop: threading.Event) -> list[float]:
@@ -88,7 +73,7 @@ def press_when(condition, stop: threading.Event) -> list[float]:
 @pytest.mark.parametrize("engine", FAMILIES, indirect=True)
 def test_stop_while_the_prompt_is_read_ends_the_answer_within_a_second(engine):
     engine.prefill_chunk_tokens = CHUNK
-    conversation = Conversation(turns=[Turn(LONG_TEXT, [picture(1, (200, 120))])])
+    conversation = Conversation(turns=[Turn(LONG_TEXT, [noise_picture(1, (200, 120))])])
     messages = to_model_messages(conversation, "")
     prompt = engine.prepare_inputs(messages, GREEDY)["input_ids"]
     layers = len(engine.model.model.language_model.layers)
@@ -126,7 +111,7 @@ def test_a_prompt_read_in_chunks_is_token_identical_to_one_forward(engine):
     from tests.test_kv_reuse import CLIP
 
     clip = sample_video(str(CLIP), VideoSettings(factor=engine.resize_factor, max_frames=4))
-    turn = Turn("What happens?", [picture(2, (120, 80)), Attachment("/up/v.mp4", name="v.mp4", video=clip), picture(3, (64, 96))])
+    turn = Turn("What happens?", [noise_picture(2, (120, 80)), Attachment("/up/v.mp4", name="v.mp4", video=clip), noise_picture(3, (64, 96))])
     inputs = engine.prepare_inputs(to_model_messages(Conversation(turns=[turn]), ""), GREEDY)
     engine.prefill_chunk_tokens = 5
     chunked = engine.generate(inputs, GREEDY, None, output_logits=True, return_dict_in_generate=True)

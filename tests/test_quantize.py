@@ -17,18 +17,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
+from demo.conversation import Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings, ModelLoadError
 from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
+from tests.helpers import noise_picture
 
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 kernels")
 
 # Conversations answered twice, reusing a session and from scratch (as tests/test_kv_reuse.py does per family).
 GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
-
-
-def picture(seed: int, size: tuple[int, int]) -> Attachment:
-    return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
 
 
 
@@ -62,15 +59,15 @@ def identical(reused, fresh, reused_logits, fresh_logits):
 SHAPES = {
     # later turns add images, between text-only follow-ups
     "images in turns 1 and 3": [
-        Turn("Compare these.", [picture(1, (120, 80)), picture(2, (64, 96))]),
+        Turn("Compare these.", [noise_picture(1, (120, 80)), noise_picture(2, (64, 96))]),
         Turn("Which is brighter?"),
-        Turn("And this one?", [picture(3, (200, 60))]),
+        Turn("And this one?", [noise_picture(3, (200, 60))]),
         Turn("Summarise all three."),
     ],
     # a text-only start, then an image
-    "image only later": [Turn("Hello there."), Turn("Look.", [picture(4, (90, 90))]), Turn("More?")],
+    "image only later": [Turn("Hello there."), Turn("Look.", [noise_picture(4, (90, 90))]), Turn("More?")],
     # one image per turn, three turns in a row
-    "an image every turn": [Turn(f"Picture {i}?", [picture(10 + i, (56 + 28 * i, 84))]) for i in range(3)],
+    "an image every turn": [Turn(f"Picture {i}?", [noise_picture(10 + i, (56 + 28 * i, 84))]) for i in range(3)],
 }
 
 
@@ -177,7 +174,6 @@ def test_under_float16_the_vision_encoder_runs_in_float32(tiny_checkpoint, photo
     """Qwen VL vision towers overflow float16 (reported for Qwen2.5-VL and Qwen3-VL: intermediates
     above 65504). Here an intermediate is pushed there on purpose (random weights never get
     there): the guarded encoder stays finite, the same encoder in float16 does not."""
-    from PIL import Image
 
     from demo.engines.local import TransformersEngine
 
