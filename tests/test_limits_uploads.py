@@ -15,7 +15,7 @@ from gradio_client import handle_file
 import app
 from demo.limits import MB, LimitError, Limits
 from tests.launched import launched_app
-from tests.test_browser import ask, bot_messages, browser, page, scroll_chat_to_top  # noqa: F401, F811 - the browser tests' fixtures
+from tests.test_browser import ask, bot_messages, page, scroll_chat_to_top  # noqa: F401, F811 - the browser tests' page fixture
 
 
 def long_video(path: Path, minutes: int = 30, size: tuple[int, int] = (1280, 720), distinct: int = 12) -> Path:

@@ -42,7 +42,6 @@ from demo.settings import Settings
 from demo.views import NO_ANSWER_NOTES, chatbot_messages
 from tests.fakes import AtLeast, ScriptedEngine, forced_answer
 from tests.helpers import shown
-from tests.test_browser import browser  # noqa: F401 - the Chromium fixture
 
 THINKING = ["tiny-random-qwen3-vl-thinking", "tiny-random-qwen3.5"]
 RED = Image.new("RGB", (64, 64), "red")
