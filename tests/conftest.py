@@ -141,10 +141,18 @@ def browser():
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny models gain nothing from two threads, and lose much when other processes share the cores."""
+    """Tiny models gain nothing from two threads, and lose much when other processes share the cores.
+
+    Set in the thread the engine computes in too: torch's OpenMP reads it per thread."""
     import torch
 
+    from demo.engines.torch_thread import TORCH_THREAD
+
+    def set_threads(n: int) -> None:
+        torch.set_num_threads(n)
+        TORCH_THREAD.call(torch.set_num_threads, n)
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    set_threads(1)
     yield
-    torch.set_num_threads(threads)
+    set_threads(threads)

@@ -31,9 +31,11 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
-def generate_threads() -> list[threading.Thread]:
-    """The local engine's generation threads still running."""
-    return [t for t in threading.enumerate() if t.name == "generate"]
+def generating() -> bool:
+    """True while the local engine computes: in `TORCH_THREAD` (CPU), or a "generate" thread (GPU)."""
+    from demo.engines.torch_thread import TORCH_THREAD
+
+    return TORCH_THREAD.busy() or any(t.name == "generate" for t in threading.enumerate())
 
 
 def client_when_up(url: str, timeout: float = 90) -> Client:

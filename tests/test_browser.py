@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import generate_threads, wait_until
+from tests.helpers import generating, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -119,11 +119,11 @@ def test_stop_on_a_long_answer_gives_the_input_back(page, app, artifacts):
         send(page, "Tell me everything.")
         stop = page.locator("#message button.stop-button")
         stop.wait_for(timeout=10_000)
-        assert wait_until(lambda: bool(generate_threads()))
+        assert wait_until(lambda: generating())
         page.wait_for_timeout(500)  # let some of the answer stream in
         stop.click()
         page.locator("#message button.submit-button").wait_for(timeout=10_000)
-        assert wait_until(lambda: not generate_threads(), timeout=5)
+        assert wait_until(lambda: not generating(), timeout=5)
         page.get_by_text("(Stopped.)").wait_for(timeout=5_000)
         textarea = page.locator("#message textarea")
         assert textarea.is_editable()
@@ -141,9 +141,9 @@ def test_closing_the_tab_mid_answer_stops_the_generation(page, app):
     try:
         send(page, "Tell me everything.")
         page.locator("#message button.stop-button").wait_for(timeout=10_000)
-        assert wait_until(lambda: bool(generate_threads()))
+        assert wait_until(lambda: generating())
         page.close()
-        assert wait_until(lambda: not generate_threads() and not app["handlers"]._running, timeout=20)
+        assert wait_until(lambda: not generating() and not app["handlers"]._running, timeout=20)
     finally:
         app["engine"].min_new_tokens = 150
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.helpers import generate_threads, wait_until
+from tests.helpers import generating, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -288,7 +288,7 @@ def test_the_textbox_has_the_focus_after_every_action(page, app, engine):
         page.locator(SEND).click()
         page.locator(STOP).wait_for(timeout=15_000)
         assert focused(page) == "textbox"
-        assert wait_until(lambda: bool(generate_threads()))
+        assert wait_until(lambda: generating())
         # Escape stops it.
         page.keyboard.press("Escape")
         page.locator("#chatbot").get_by_text("(Stopped.)").wait_for(timeout=15_000)
@@ -297,12 +297,12 @@ def test_the_textbox_has_the_focus_after_every_action(page, app, engine):
         # Stop with the button: the focus comes back too.
         page.locator(TEXTAREA).fill("Tell me more.")
         page.locator(TEXTAREA).press("Enter")
-        assert wait_until(lambda: bool(generate_threads()))  # the answer has started
+        assert wait_until(lambda: generating())  # the answer has started
         page.locator(STOP).click(timeout=15_000, force=True)  # it may not be "stable" while the answer streams
         wait_idle(page)
         page.locator("#chatbot").get_by_text("(Stopped.)").nth(1).wait_for(timeout=10_000)
         assert focused(page) == "textbox"
-    assert wait_until(lambda: not generate_threads(), timeout=10)
+    assert wait_until(lambda: not generating(), timeout=10)
     # Attaching with the clip: the focus is back in the textbox once the files are chosen.
     with page.expect_file_chooser() as chooser:
         page.locator("#message .upload-button").click()
@@ -396,7 +396,7 @@ def test_no_serious_accessibility_problems_in_the_main_states(page, app, engine)
     with long_answers(app):
         page.locator(TEXTAREA).fill("Tell me everything.")
         page.locator(TEXTAREA).press("Enter")
-        assert wait_until(lambda: bool(generate_threads()))
+        assert wait_until(lambda: generating())
         page.wait_for_function("() => /\\S{3}/.test(document.querySelector(\"#chatbot [data-testid='bot']\")?.innerText || '')", timeout=15_000)
         problems += axe_problems(page, "streaming")
         page.keyboard.press("Escape")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gradio_client import Client, handle_file
 
-from tests.helpers import generate_threads, wait_until
+from tests.helpers import generating, wait_until
 
 
 def client(app) -> Client:
@@ -56,9 +56,9 @@ def test_cancelling_a_job_stops_the_generation_on_the_server(app, photos):
     try:
         chat = client(app)
         job = chat.submit(message("Talk for a long time."), api_name="/chat")
-        assert wait_until(lambda: bool(generate_threads()) and len(job.outputs()) >= 2)
+        assert wait_until(lambda: generating() and len(job.outputs()) >= 2)
         job.cancel()
-        assert wait_until(lambda: not generate_threads() and not app["handlers"]._running, timeout=5)
+        assert wait_until(lambda: not generating() and not app["handlers"]._running, timeout=5)
     finally:
         app["engine"].min_new_tokens = 150
     # The next turn of the same session works.
@@ -74,7 +74,7 @@ def test_the_stop_endpoint_keeps_the_partial_answer(app):
         assert wait_until(lambda: len(job.outputs()) >= 3)
         history = chat.predict(api_name="/stop")
         assert texts(history)[-1][1].endswith("*(Stopped.)*")
-        assert wait_until(lambda: not generate_threads(), timeout=5)
+        assert wait_until(lambda: not generating(), timeout=5)
     finally:
         app["engine"].min_new_tokens = 150
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from demo.engines.base import EngineError, GenerationSettings
 from tests.fakes import forced_answer
+from tests.helpers import generating
 
 LONG = GenerationSettings(max_new_tokens=100_000, min_new_tokens=100_000)
 
@@ -19,8 +20,6 @@ def question(text: str = "Describe Picture 1.", image: Image.Image | None = None
     return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
 
 
-def generate_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "generate"]
 
 
 def test_streams_more_than_one_piece(engine, photos):
@@ -29,7 +28,7 @@ def test_streams_more_than_one_piece(engine, photos):
     pieces = list(engine.stream(question(image=image), settings, threading.Event()))
     assert len(pieces) > 1
     assert all(isinstance(p, str) and p for p in pieces)
-    assert not generate_threads()
+    assert not generating()
 
 
 def test_greedy_answers_are_repeatable(engine):
@@ -47,7 +46,7 @@ def test_stop_ends_a_long_generation_within_a_second_and_the_next_turn_works(eng
     started = time.monotonic()
     rest = list(pieces)  # ends by itself once generate has stopped
     assert time.monotonic() - started < 1.0
-    assert not generate_threads()
+    assert not generating()
     assert len(received) + len(rest) < 1000
     # The engine is ready for the next turn.
     after = list(engine.stream(question("Again"), GenerationSettings(max_new_tokens=5, min_new_tokens=5), threading.Event()))
@@ -60,7 +59,7 @@ def test_closing_the_stream_stops_generation(engine):
     started = time.monotonic()
     pieces.close()  # what Gradio does when a person closes the tab mid-answer
     assert time.monotonic() - started < 1.0
-    assert not generate_threads()
+    assert not generating()
 
 
 @pytest.mark.parametrize(
@@ -116,7 +115,7 @@ def test_a_failure_inside_generate_becomes_one_sentence_and_the_engine_recovers(
         patch.setattr(engine.model, "generate", broken_generate)
         with pytest.raises(EngineError, match=message):
             list(engine.stream(question(), GenerationSettings(max_new_tokens=5), threading.Event()))
-    assert not generate_threads()
+    assert not generating()
     assert list(engine.stream(question(), GenerationSettings(max_new_tokens=3, min_new_tokens=3), threading.Event()))
 
 

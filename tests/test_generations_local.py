@@ -24,7 +24,7 @@ from demo.handlers import ChatHandlers
 from grounding import label_color
 from grounding.generations import GENERATIONS, TINY_CHECKPOINTS, generation, tiny_checkpoint_family
 from tests.fakes import forced_answer
-from tests.helpers import generate_threads, shown, wait_until
+from tests.helpers import generating, shown, wait_until
 
 LOCAL = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
 ALL = LOCAL + ["tiny-random-qwen3-vl-thinking"]
@@ -183,7 +183,7 @@ def test_an_answer_streams_and_stop_ends_it(tiny_checkpoints, name):
     rest = list(pieces)
     assert time.monotonic() - started < 2.0
     assert all(received) and len(received) + len(rest) < 2000
-    assert wait_until(lambda: not generate_threads(), timeout=2)
+    assert wait_until(lambda: not generating(), timeout=2)
 
 
 @pytest.mark.parametrize("name", LOCAL)

@@ -20,7 +20,7 @@ from demo.media.video import VideoSettings
 from demo.media.video_decode import sample_video
 from demo.settings import Settings
 from tests.fakes import ScriptedEngine
-from tests.helpers import generate_threads, shown
+from tests.helpers import generating, shown
 from tests.test_video import write_video
 
 
@@ -162,4 +162,4 @@ def test_a_200k_character_system_prompt_never_reaches_the_model(app):
     assert history[0]["content"][0]["text"] == (
         "⚠ Not sent: The system prompt is 200,000 characters long, more than the 4,000 allowed: shorten it in the settings."
     )
-    assert not generate_threads()
+    assert not generating()

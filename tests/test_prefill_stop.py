@@ -22,7 +22,7 @@ import torch
 
 from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
-from tests.helpers import generate_threads, noise_picture, restored, wait_until
+from tests.helpers import generating, noise_picture, restored, wait_until
 
 FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
 GREEDY = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
@@ -87,7 +87,7 @@ def test_stop_while_the_prompt_is_read_ends_the_answer_within_a_second(engine):
         assert ended - pressed[0] < 1.0
         # nothing was decoded (a thinking prompt's own opening <think> is handed on first: not decoded)
         assert [piece for piece in received if piece != "<think>\n"] == []
-        assert wait_until(lambda: not generate_threads(), timeout=2)
+        assert wait_until(lambda: not generating(), timeout=2)
         assert len([t for t in starts if t > pressed[0]]) <= 1  # the model stopped at once
 
     # The cache keeps what was read (the linear-attention states are never half-read): the next answer reuses it exactly.
@@ -162,7 +162,7 @@ def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoin
             assert ended and ended[0] - pressed < 1.0
             if action == "stop":  # a closed tab ends its session: its conversation is emptied (demo/sessions.py)
                 assert updates[-1].conversation.turns[-1].status == "stopped"
-            assert wait_until(lambda: not generate_threads(), timeout=2)
+            assert wait_until(lambda: not generating(), timeout=2)
         assert wait_until(lambda: "tab-prefill" not in engine.caches.sessions(), timeout=2) or action == "stop"
     finally:
         engine.prefill_chunk_tokens = chunk

@@ -19,10 +19,11 @@ from torch import nn
 
 from demo.conversation import Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings, ModelLoadError
-from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
+from demo.engines.int8 import Int8Linear, fbgemm_available, int8_available, onednn_available, quantize_linears
 from tests.helpers import noise_picture
 
-needs_int8 = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 kernels")
+needs_int8 = pytest.mark.skipif(not int8_available(), reason="this torch build has no int8 kernels")
+needs_both = pytest.mark.skipif(not (fbgemm_available() and onednn_available()), reason="needs FBGEMM and oneDNN")
 
 # Conversations answered twice, reusing a session and from scratch (as tests/test_kv_reuse.py does per family).
 GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
@@ -95,6 +96,31 @@ def test_an_int8_linear_is_close_to_the_float_one_and_each_token_is_independent(
         assert torch.equal(alone, out[1, 30:31])
         assert torch.equal(quantized(x[0, :5]), out[0, :5])
         assert torch.equal(quantized(torch.zeros(3, 256)), linear.bias.expand(3, -1))  # an all-zero token: just the bias
+
+
+@needs_both
+@pytest.mark.parametrize(
+    "inputs, outputs, tokens",
+    [
+        (1536, 256, 1),  # Qwen2-VL-2B's k_proj, one decode token (where oneDNN's int8 kernel was slow)
+        (1536, 1536, 7),  # q_proj on a few tokens
+        (8960, 1536, 1),  # down_proj: the longest sums
+        (64, 200, 300),  # a prefill of 300 tokens into an odd width
+    ],
+)
+def test_the_two_int8_kernels_give_the_same_bits(inputs, outputs, tokens):
+    """FBGEMM's (the default) and oneDNN's (the fallback) compute float32(int32 sum) x weight scale alike."""
+    torch.manual_seed(inputs + outputs + tokens)
+    linear = nn.Linear(inputs, outputs)
+    nn.init.normal_(linear.weight, std=0.02)
+    fbgemm, onednn = Int8Linear(linear, kernel="fbgemm"), Int8Linear(linear, kernel="onednn")
+    x = torch.randn(tokens, inputs) * torch.linspace(0.1, 30, inputs)  # uneven channels, like real activations
+    with torch.inference_mode():
+        assert torch.equal(fbgemm(x), onednn(x))
+        assert torch.equal(fbgemm(x[-1:]), fbgemm(x)[-1:])  # and FBGEMM's is batch-invariant too
+    assert "fbgemm" in repr(fbgemm) and "onednn" in repr(onednn)
+    with pytest.raises(ValueError):
+        Int8Linear(linear, kernel="mkl")
 
 
 @needs_int8

@@ -3,7 +3,10 @@
 Loads any checkpoint `AutoProcessor` + `AutoModelForImageTextToText` can load (a hub id or a
 local directory, including the tiny random ones from `demo/engines/tiny/`), renders the
 conversation with the model's own chat template and `add_vision_id=True`, and streams the
-answer token by token from `model.generate` running in a background thread.
+answer token by token from `model.generate` running in a background thread. On the CPU that
+thread is `TORCH_THREAD`, which also loads the model and preprocesses the inputs: torch's OpenMP
+slows every parallel kernel by a third once two threads have run them
+(`demo/engines/torch_thread.py`); so on the CPU answers are computed one at a time.
 
 The answer is decoded with special tokens kept, then every special token except Qwen2-VL's
 grounding markers is removed: `skip_special_tokens=True` would delete the markers too.
@@ -22,7 +25,8 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import wait
 from pathlib import Path
 
 import torch
@@ -50,6 +54,7 @@ from demo.engines.int8 import Int8Linear, int8_available, quantize_linears
 from demo.engines.kv_reuse import CacheStore, SessionCache, plan_reuse
 from demo.engines.prefill import PrefillStopped, StopChecks, prefill
 from demo.engines.streaming import TokenStreamer
+from demo.engines.torch_thread import TORCH_THREAD, in_new_thread
 from demo.media.video import processor_video_kwargs
 from demo.reasoning import OPEN, prompt_opens_reasoning
 from grounding.generations import GENERATIONS, family_from_model_type, generation
@@ -100,7 +105,7 @@ def resolve_quantize(quantize: str, device: str) -> str:
     if quantize == "int8" and device != "cpu":
         raise ModelLoadError("--quantize int8 runs on the CPU only: use --device cpu, or --quantize none (or auto) on a GPU")
     if quantize == "int8" and not int8_available():
-        raise ModelLoadError("--quantize int8 needs oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
+        raise ModelLoadError("--quantize int8 needs FBGEMM's or oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
     return quantize
 
 
@@ -160,13 +165,7 @@ class TransformersEngine(Engine):
         try:
             self.family = _family_of(checkpoint)  # before the weights: an unknown model is refused at once
             self.processor = AutoProcessor.from_pretrained(checkpoint)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                checkpoint,
-                dtype="auto" if self.quantize == "int8" else self.dtype,  # int8: from the checkpoint's dtype, no float32 copy
-                attn_implementation=attn_implementation,
-            )
-            self._set_precision()
-            self.model.to(self.device).eval()
+            self.model = self._in_torch_thread(self._load_model, checkpoint, attn_implementation)
         except (torch.OutOfMemoryError, MemoryError) as e:
             raise ModelLoadError(
                 f"not enough memory to load {model} on {self.device} in {str(self.dtype)[6:]}: "
@@ -203,13 +202,26 @@ class TransformersEngine(Engine):
         self._placeholder_ids = {"image": self.model.config.image_token_id, "video": self.model.config.video_token_id}
         self.thinking, self.thinking_default = self._thinking_mode()
 
-    def _set_precision(self) -> None:
+    def _in_torch_thread(self, fn: Callable, *args, **kwargs):
+        """`fn(*args, **kwargs)` in `TORCH_THREAD` on the CPU, here on a GPU."""
+        return TORCH_THREAD.call(fn, *args, **kwargs) if self.device == "cpu" else fn(*args, **kwargs)
+
+    def _load_model(self, checkpoint: str, attn_implementation: str):
+        model = AutoModelForImageTextToText.from_pretrained(
+            checkpoint,
+            dtype="auto" if self.quantize == "int8" else self.dtype,  # int8: from the checkpoint's dtype, no float32 copy
+            attn_implementation=attn_implementation,
+        )
+        self._set_precision(model)
+        return model.to(self.device).eval()
+
+    def _set_precision(self, model) -> None:
         """Int8 layers for --quantize int8 (the rest in `self.dtype`); float32 vision under float16."""
         if self.quantize == "int8":
-            quantize_model(self.model)
-            self.model.to(self.dtype)
+            quantize_model(model)
+            model.to(self.dtype)
         elif self.dtype == torch.float16:
-            guard_float16(self.model)
+            guard_float16(model)
 
     # -- what images cost ---------------------------------------------------------------------
 
@@ -255,6 +267,9 @@ class TransformersEngine(Engine):
 
     def prepare_inputs(self, messages: list[dict], settings: GenerationSettings):
         """Tokenize `messages` and preprocess their images and videos (`SampledVideo`s), in order, on the engine's device."""
+        return self._in_torch_thread(self._prepare_inputs, messages, settings)
+
+    def _prepare_inputs(self, messages: list[dict], settings: GenerationSettings):
         parts = [part for m in messages for part in m["content"]]
         images = [part["image"] for part in parts if part.get("type") == "image"]
         # Frames sampled for another generation's factor (28 vs 32) are resized to this one's.
@@ -328,6 +343,9 @@ class TransformersEngine(Engine):
         while the prompt is read returns the prompt alone and ends the streamer. A failure drops
         the session's cache.
         """
+        return self._in_torch_thread(self._generate, inputs, settings, session, stops, extra)
+
+    def _generate(self, inputs, settings: GenerationSettings, session: str | None, stops: tuple, extra: dict):
         kwargs = self._generation_kwargs(settings, *stops)
         keep = session is not None and self.caches.max_bytes > 0
         if keep:
@@ -372,22 +390,24 @@ class TransformersEngine(Engine):
     def stream(
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
-        inputs = self.prepare_inputs(messages, settings)
         prompt = self.render_prompt(messages, settings.thinking)
         opening = prompt[prompt.rfind(OPEN) :] if prompt_opens_reasoning(prompt) else ""  # "<think>\n"
         streamer = TokenStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
         failure: list[BaseException] = []
         closed = threading.Event()  # set when this iterator ends, however it ends
 
-        def run() -> None:
+        def run() -> None:  # prepares the inputs too: the consumer stays free to see a Stop while this job waits
             try:
+                if closed.is_set():  # stopped or closed while it waited for the thread
+                    streamer.end()
+                    return
+                inputs = self.prepare_inputs(messages, settings)
                 self.generate(inputs, settings, session, stops=(stop, closed), streamer=streamer)
             except BaseException as e:  # noqa: BLE001 - handed to the consumer below
                 failure.append(e)
                 streamer.end()
 
-        thread = threading.Thread(target=run, name="generate", daemon=True)
-        thread.start()
+        job = TORCH_THREAD.submit(run) if self.device == "cpu" else in_new_thread(run, name="generate")
         stopped_at = None  # when the consumer saw the stop switch set
         ended = False  # the stream ran to its end (not closed by the consumer)
         try:
@@ -399,7 +419,7 @@ class TransformersEngine(Engine):
                 except StopIteration:
                     break
                 except queue.Empty:
-                    if not thread.is_alive() and streamer.text_queue.empty():
+                    if job.done() and streamer.text_queue.empty():
                         break
                     if stop.is_set():  # the generation ends at its next module boundary, or soon after
                         stopped_at = stopped_at or time.monotonic()
@@ -415,9 +435,9 @@ class TransformersEngine(Engine):
             # After a stop or a close, one operation may still be running (seconds for a large picture's
             # vision attention on a CPU): the answer ends now, the thread a little later, settling its cache.
             if ended and stopped_at is None:
-                thread.join()
+                wait([job])
             else:
-                thread.join(timeout=max(0.0, (stopped_at or time.monotonic()) + STOP_GRACE_SECONDS - time.monotonic()))
+                wait([job], timeout=max(0.0, (stopped_at or time.monotonic()) + STOP_GRACE_SECONDS - time.monotonic()))
         if failure:
             raise _as_engine_error(failure[0])
 
@@ -441,6 +461,8 @@ def _first_line(error: BaseException) -> str:
 
 
 def _as_engine_error(error: BaseException) -> BaseException:
+    if isinstance(error, EngineError):  # already one sentence for the person
+        return error
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower():
         return EngineError(
             "the model ran out of memory on this answer: try fewer or smaller images (lower max pixels), "
