@@ -19,16 +19,13 @@ from torch import nn
 
 from demo.conversation import Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings, ModelLoadError
-from demo.engines.int8 import Int8Linear, fbgemm_available, int8_available, onednn_available, quantize_linears
+from demo.engines.int8 import Int8Linear, Int8Part, int8_available, int8_bytes, quantize_linears
 from tests.helpers import noise_picture
 
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="this torch build has no int8 kernels")
-needs_both = pytest.mark.skipif(not (fbgemm_available() and onednn_available()), reason="needs FBGEMM and oneDNN")
 
 # Conversations answered twice, reusing a session and from scratch (as tests/test_kv_reuse.py does per family).
 GREEDY = GenerationSettings(max_new_tokens=12, min_new_tokens=12)
-
-
 
 
 def answer(engine, conversation, settings=GREEDY, session=None):
@@ -98,31 +95,6 @@ def test_an_int8_linear_is_close_to_the_float_one_and_each_token_is_independent(
         assert torch.equal(quantized(torch.zeros(3, 256)), linear.bias.expand(3, -1))  # an all-zero token: just the bias
 
 
-@needs_both
-@pytest.mark.parametrize(
-    "inputs, outputs, tokens",
-    [
-        (1536, 256, 1),  # Qwen2-VL-2B's k_proj, one decode token (where oneDNN's int8 kernel was slow)
-        (1536, 1536, 7),  # q_proj on a few tokens
-        (8960, 1536, 1),  # down_proj: the longest sums
-        (64, 200, 300),  # a prefill of 300 tokens into an odd width
-    ],
-)
-def test_the_two_int8_kernels_give_the_same_bits(inputs, outputs, tokens):
-    """FBGEMM's (the default) and oneDNN's (the fallback) compute float32(int32 sum) x weight scale alike."""
-    torch.manual_seed(inputs + outputs + tokens)
-    linear = nn.Linear(inputs, outputs)
-    nn.init.normal_(linear.weight, std=0.02)
-    fbgemm, onednn = Int8Linear(linear, kernel="fbgemm"), Int8Linear(linear, kernel="onednn")
-    x = torch.randn(tokens, inputs) * torch.linspace(0.1, 30, inputs)  # uneven channels, like real activations
-    with torch.inference_mode():
-        assert torch.equal(fbgemm(x), onednn(x))
-        assert torch.equal(fbgemm(x[-1:]), fbgemm(x)[-1:])  # and FBGEMM's is batch-invariant too
-    assert "fbgemm" in repr(fbgemm) and "onednn" in repr(onednn)
-    with pytest.raises(ValueError):
-        Int8Linear(linear, kernel="mkl")
-
-
 @needs_int8
 def test_quantize_linears_replaces_every_linear_under_a_module():
     block = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 4, bias=False)))
@@ -133,12 +105,68 @@ def test_quantize_linears_replaces_every_linear_under_a_module():
         quantize_linears(nn.Linear(2, 2))
 
 
+class Attention(nn.Module):
+    """The projections of a Qwen attention, fed as the models feed them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj = nn.Linear(64, 64), nn.Linear(64, 16), nn.Linear(64, 16)
+        self.o_proj = nn.Linear(64, 64, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
+
+@needs_int8
+def test_layers_that_read_one_input_are_computed_together_with_the_same_bits():
+    torch.manual_seed(0)
+    attention = Attention()
+    alone = {name: Int8Linear(getattr(attention, name)) for name in ("q_proj", "k_proj", "v_proj")}
+    assert quantize_linears(attention) == 4
+    assert all(isinstance(getattr(attention, n), Int8Part) for n in ("q_proj", "k_proj", "v_proj"))
+    assert isinstance(attention.o_proj, Int8Linear)
+    assert int8_bytes(attention) == 64 * (64 + 16 + 16) + 64 * 64  # the group counted once
+    x = torch.randn(2, 5, 64)
+    with torch.inference_mode():
+        q, k, v = attention(x)
+        assert [torch.equal(out, alone[n](x)) for out, n in zip((q, k, v), ("q_proj", "k_proj", "v_proj"), strict=True)] == [True] * 3
+        group = attention.q_proj.group
+        assert group._input is None and group._outputs == ()  # nothing held once every part took its share
+        # Fed otherwise than the model does, a part is still right: another input, or one part twice.
+        assert torch.equal(attention.k_proj(x[:, :1]), alone["k_proj"](x[:, :1]))
+        assert torch.equal(attention.q_proj(x), alone["q_proj"](x)) and torch.equal(attention.q_proj(x), alone["q_proj"](x))
+    y = torch.randn(3, 64)  # a tensor changed in place between two parts is read again
+    first = attention.q_proj(y)
+    y.mul_(2)
+    assert torch.equal(attention.k_proj(y), alone["k_proj"](y)) and torch.equal(first, alone["q_proj"](y / 2))
+
+
+@needs_int8
+@pytest.mark.parametrize("name", ["tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"])
+def test_every_generation_answers_the_same_with_its_layers_grouped(tiny_checkpoints, name, monkeypatch):
+    """Grouping is by layer names; each generation's modules (Qwen2.5-VL's vision MLP with biases,
+    Qwen3-VL's normed q and k, Qwen3.5's linear attention) give the same bits grouped or not."""
+    from demo.engines import int8
+    from demo.engines.local import TransformersEngine
+
+    conversation = Conversation(turns=[Turn("Describe Picture 1.", [noise_picture(5, (112, 84))])])
+    grouped = TransformersEngine(str(tiny_checkpoints[name]), device="cpu", quantize="int8")
+    assert any(isinstance(m, Int8Part) for m in grouped.model.modules())
+    monkeypatch.setattr(int8, "SHARED_INPUTS", ())
+    separate = TransformersEngine(str(tiny_checkpoints[name]), device="cpu", quantize="int8")
+    assert not any(isinstance(m, Int8Part) for m in separate.model.modules())
+    (tokens, logits), (expected_tokens, expected_logits) = answer(grouped, conversation), answer(separate, conversation)
+    assert tokens == expected_tokens and torch.equal(logits, expected_logits)
+
+
 @needs_int8
 def test_the_int8_engine_quantizes_the_language_model_output_layer_and_vision(int8_engine):
     model = int8_engine.model
     assert int8_engine.quantize == "int8"
     assert not any(type(m) is nn.Linear for m in model.modules())  # every linear layer, vision included
     assert isinstance(model.lm_head, Int8Linear)
+    for layer in model.model.language_model.layers:  # the projections that read one input, computed together
+        assert {type(layer.self_attn.q_proj), type(layer.self_attn.k_proj), type(layer.mlp.gate_proj)} == {Int8Part}
     assert model.model.language_model.embed_tokens.weight.dtype == torch.float32  # the rest in float32
     messages = [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
     answer = "".join(int8_engine.stream(messages, GenerationSettings(max_new_tokens=8, min_new_tokens=8), threading.Event()))

@@ -1,9 +1,12 @@
 """Int8 linear layers for the CPU: int8 weights (one scale per output channel), int8 activations
-(one scale per token), int32 accumulation, through FBGEMM's quantized linear (oneDNN's where
-this torch build lacks it).
+(one scale per token), int32 accumulation, through oneDNN's quantized linear.
 
 `quantize_linears(module)` swaps every `nn.Linear` inside `module` for an `Int8Linear`, one at a
-time, so the float weights are freed as the int8 ones arrive. An `Int8Linear` reads a quarter of
+time, so the float weights are freed as the int8 ones arrive. Layers that read the same input
+(an attention's `q_proj`, `k_proj`, `v_proj`; an MLP's `gate_proj`, `up_proj`) become one
+`Int8Linear` over their stacked weights, read through an `Int8Part` each: one quantization of the
+input and one larger kernel call instead of three (the same bits: the sums and scales are per
+output). On the 2B shape that takes a decode step's int8 kernels from 87 to 79 ms. An `Int8Linear` reads a quarter of
 the bytes of a float32 one per token (decode is bound by memory bandwidth) and uses the CPU's
 int8 dot-product units (VNNI, AMX) for prefills.
 
@@ -18,21 +21,12 @@ model); an activation that falls right at an int8 rounding boundary turns such a
 one rounding step. So KV reuse is exact in the linear layers, bitwise on the tiny checkpoint, and
 within a fraction of int8's own error on the 2B shape (`python -m bench.quantize --shape 2b`).
 
-Two kernels, the same bits: both are handed the token's int8 values with an activation scale of
-1.0 and return float32(int32 sum) x weight scale (`test_the_two_int8_kernels_give_the_same_bits`).
-FBGEMM's reads the weights faster for one token (decode): measured on this project's 2-CPU
-machine with the 2B shape's 196 layers, 57 ms a token against oneDNN's 72 ms (float32: 176 ms).
-Its weight has to be made with torch's quantized-tensor functions, which warn that they are
-deprecated; when they are gone, oneDNN's kernel takes over.
-
 What it does not know: how much quality a trained model loses (the project's figures are on
 random weights; trained models have outlier activations that per-token int8 handles worse).
-CPU only: x86 builds of torch have both kernels; most others have neither.
+CPU only: `torch.ops.onednn` is missing from builds without oneDNN (most non-x86 CPUs).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torch import nn
@@ -42,77 +36,122 @@ _TINY = torch.finfo(torch.float32).tiny
 _ZERO_POINT = 128  # activations travel as uint8: value + 128
 
 
-def fbgemm_available() -> bool:
-    """True when this torch build has FBGEMM's quantized linear with float32 output."""
-    return "fbgemm" in torch.backends.quantized.supported_engines and hasattr(
-        torch.ops.quantized, "linear_with_input_q_dq_qweight_dq_output_fp32"
-    )
-
-
-def onednn_available() -> bool:
-    return hasattr(torch.ops, "onednn") and hasattr(torch.ops.onednn, "qlinear_pointwise")
-
-
 def int8_available() -> bool:
-    """True when this torch build has an int8 linear kernel (x86 CPU builds have two)."""
-    return fbgemm_available() or onednn_available()
+    """True when this torch build has oneDNN's int8 linear (x86 CPU builds do)."""
+    return hasattr(torch.ops, "onednn") and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
 class Int8Linear(nn.Module):
     """An `nn.Linear` (float32 in, float32 out) computed in int8; built from a float one."""
 
-    def __init__(self, linear: nn.Linear, kernel: str | None = None) -> None:
+    def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().to(torch.float32)
         scale = weight.abs().amax(dim=1).clamp(min=_TINY) / 127
         quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        self.kernel = kernel or ("fbgemm" if fbgemm_available() else "onednn")
+        # The packed weight is an opaque oneDNN tensor: kept as a plain attribute, out of state_dict.
+        self.packed = torch.ops.onednn.qlinear_prepack(quantized, None)
         self.register_buffer("weight_scale", scale)
         self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.int32))
-        # The packed weight is an opaque kernel object: kept as a plain attribute, out of state_dict.
-        if self.kernel == "fbgemm":
-            with warnings.catch_warnings():  # "quantized tensor creation functions ... are deprecated"
-                warnings.filterwarnings("ignore", category=UserWarning)
-                weight = torch._make_per_channel_quantized_tensor(
-                    quantized, scale.double(), torch.zeros(self.out_features, dtype=torch.long), 0
-                )
-            self.packed = torch.ops.quantized.linear_prepack(weight, None)
-        elif self.kernel == "onednn":
-            self.packed = torch.ops.onednn.qlinear_prepack(quantized, None)
-        else:
-            raise ValueError(f"kernel must be fbgemm or onednn, got {kernel!r}")
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.float32)
         scale = torch.linalg.vector_norm(rows, float("inf"), dim=1, keepdim=True).clamp_(min=_TINY).div_(127)
-        values = torch.div(rows, scale).round_()  # symmetric int8 values, |v| <= 127, held as floats
-        # Both kernels get them as uint8 around a zero point of 128, which they subtract in int32:
-        # the sums are the same bits as with int8 activations. (oneDNN's int8-activation kernel is
-        # ~100x slower for one token into 256 or fewer outputs, measured with its 3.12 on this CPU.)
-        if self.kernel == "fbgemm":  # it makes the uint8 values itself: round(v / 1.0) + 128
-            out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(values, 1.0, _ZERO_POINT, self.packed)
-        else:
-            out = torch.ops.onednn.qlinear_pointwise(
-                values.add_(_ZERO_POINT).to(torch.uint8), 1.0, _ZERO_POINT, self.packed, self.weight_scale,
-                self.weight_zero_point, None, 1.0, 0, torch.float32, "none", [], "",
-            )  # fmt: skip
+        # Symmetric int8 values (|rows / scale| <= 127) stored as uint8 around a zero point of 128:
+        # oneDNN subtracts it in int32, so the sums are the same bits as with int8 activations, but
+        # its int8-activation kernel is ~100x slower for one token into 256 or fewer outputs
+        # (Qwen2-VL-2B's k_proj and v_proj; measured with torch 2.14's oneDNN 3.12 on this CPU).
+        quantized = torch.div(rows, scale).round_().add_(_ZERO_POINT).to(torch.uint8)
+        out = torch.ops.onednn.qlinear_pointwise(
+            quantized, 1.0, _ZERO_POINT, self.packed, self.weight_scale, self.weight_zero_point,
+            None, 1.0, 0, torch.float32, "none", [], "",
+        )
         out.mul_(scale)
         if self.bias is not None:
             out.add_(self.bias)
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8 ({self.kernel})"
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, int8"
+
+
+class Int8Group(nn.Module):
+    """Linear layers that read the same input, as one `Int8Linear`; its `Int8Part`s take their share.
+
+    The first part called computes every part's output for that input and keeps them until each
+    part has taken its own, or another input arrives; a part called with another input (or the
+    same tensor changed in place) gets a fresh computation, so a model that does not feed the
+    parts one input is slower, never wrong.
+    """
+
+    def __init__(self, linears: list[nn.Linear]) -> None:
+        super().__init__()
+        first = linears[0]
+        if any(linear.in_features != first.in_features for linear in linears):
+            raise ValueError("the layers of a group must read inputs of one width")
+        stacked = nn.Linear(first.in_features, sum(linear.out_features for linear in linears), bias=first.bias is not None)
+        with torch.no_grad():
+            stacked.weight.copy_(torch.cat([linear.weight.detach() for linear in linears]))
+            if stacked.bias is not None:
+                biases = [linear.bias if linear.bias is not None else torch.zeros(linear.out_features) for linear in linears]
+                stacked.bias.copy_(torch.cat([b.detach() for b in biases]))
+        self.sizes = [linear.out_features for linear in linears]
+        self.linear = Int8Linear(stacked)
+        self._input: tuple[torch.Tensor, int] | None = None  # the input the kept outputs are for, and its version
+        self._outputs: tuple[torch.Tensor, ...] = ()
+        self._waiting: set[int] = set()  # the parts that have not taken theirs yet
+
+    def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if self._input is None or self._input[0] is not x or self._input[1] != _version(x) or index not in self._waiting:
+            self._outputs = self.linear(x).split(self.sizes, dim=-1)
+            self._input, self._waiting = (x, _version(x)), set(range(len(self.sizes)))
+        out = self._outputs[index]
+        self._waiting.discard(index)
+        if not self._waiting:  # all taken: hold no tensors between calls
+            self._input, self._outputs = None, ()
+        return out
+
+
+def _version(x: torch.Tensor) -> int:
+    """How many times `x` was changed in place (inference tensors, which cannot be, count none)."""
+    return -1 if x.is_inference() else x._version
+
+
+class Int8Part(nn.Module):
+    """One layer of an `Int8Group`, in the layer's place."""
+
+    def __init__(self, group: Int8Group, index: int) -> None:
+        super().__init__()
+        self.group, self.index = group, index
+        self.in_features, self.out_features = group.linear.in_features, group.sizes[index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.group.output(self.index, x)
+
+    def extra_repr(self) -> str:
+        return f"part {self.index} of {len(self.group.sizes)}, out_features={self.out_features}"
+
+
+# Layers that read the same input, by their names in a Qwen VL module (attention; gated MLP).
+SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
 def quantize_linears(module: nn.Module) -> int:
-    """Replace every `nn.Linear` under `module` (itself included) with an `Int8Linear`; how many."""
+    """Replace every `nn.Linear` under `module` with an int8 one (grouped as `SHARED_INPUTS`); how many."""
     if isinstance(module, nn.Linear):
         raise ValueError("pass the module that holds the linear layers, not a layer itself")
     count = 0
     for parent in list(module.modules()):
+        children = dict(parent.named_children())
+        for names in SHARED_INPUTS:
+            linears = [children.get(name) for name in names]
+            if all(type(linear) is nn.Linear for linear in linears) and len({linear.in_features for linear in linears}) == 1:
+                group = Int8Group(linears)
+                for index, name in enumerate(names):
+                    setattr(parent, name, Int8Part(group, index))
+                count += len(names)
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
                 setattr(parent, name, Int8Linear(child))
@@ -122,4 +161,4 @@ def quantize_linears(module: nn.Module) -> int:
 
 def int8_bytes(module: nn.Module) -> int:
     """Bytes of the int8 weights under `module` (the packed tensors are not parameters)."""
-    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, Int8Linear))
+    return sum(m.in_features * m.out_features for m in module.modules() if isinstance(m, Int8Linear))  # groups counted once

@@ -105,7 +105,7 @@ def resolve_quantize(quantize: str, device: str) -> str:
     if quantize == "int8" and device != "cpu":
         raise ModelLoadError("--quantize int8 runs on the CPU only: use --device cpu, or --quantize none (or auto) on a GPU")
     if quantize == "int8" and not int8_available():
-        raise ModelLoadError("--quantize int8 needs FBGEMM's or oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
+        raise ModelLoadError("--quantize int8 needs oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
     return quantize
 
 
