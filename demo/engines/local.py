@@ -57,6 +57,7 @@ from demo.engines.streaming import TokenStreamer
 from demo.engines.torch_thread import TORCH_THREAD, in_new_thread
 from demo.media.video import processor_video_kwargs
 from demo.reasoning import OPEN, prompt_opens_reasoning
+from demo.sessions import release_memory
 from grounding.generations import GENERATIONS, family_from_model_type, generation
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,14 @@ def quantize_model(model, *, vision: bool | None = None) -> None:
     """Int8 linear layers (`demo.engines.int8`) in the language model and its output layer, and in
     the vision encoder when `vision` (default: `INT8_VISION`). Embeddings, norms and the patch
     embedding keep their dtype."""
-    quantize_linears(model.model.language_model)
+    language = model.model.language_model
+    for part in [*language.layers, language]:  # a layer at a time (its float copies handed back), then the rest
+        quantize_linears(part)
+        release_memory()
     model.lm_head = Int8Linear(model.lm_head)  # its own int8 copy: the embedding it may be tied to stays float
     if INT8_VISION if vision is None else vision:
         quantize_linears(model.model.visual)
+    release_memory()
 
 
 def guard_float16(model) -> None:
@@ -213,7 +218,11 @@ class TransformersEngine(Engine):
             attn_implementation=attn_implementation,
         )
         self._set_precision(model)
-        return model.to(self.device).eval()
+        model.to(self.device).eval()
+        # Freed load-time copies (int8: each layer's float weights) stay in this thread's malloc arena
+        # otherwise: 5.9 GiB resident after loading the 2B shape in int8, 3.7 GiB once trimmed.
+        release_memory()
+        return model
 
     def _set_precision(self, model) -> None:
         """Int8 layers for --quantize int8 (the rest in `self.dtype`); float32 vision under float16."""
