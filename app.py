@@ -196,7 +196,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--concurrency",
         type=positive_int,
         default=None,
-        help="answers generated at once (default: 1 for the local engine, 16 for a server)",
+        help="answers generated at once (default: 1 for the local engine, 16 for a server; the local engine on a CPU computes one at a time)",
     )
     parser.add_argument(
         "--cache-mb",
