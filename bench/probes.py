@@ -14,11 +14,12 @@ generation.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
 from collections.abc import Iterator
+
+from demo.sessions import release_memory  # glibc's malloc_trim(0)
 
 # -- memory -------------------------------------------------------------------------------------
 
@@ -32,14 +33,6 @@ def rss_bytes() -> int:
         import psutil
 
         return psutil.Process().memory_info().rss
-
-
-def release_freed_memory() -> None:
-    """Give freed heap pages back to the OS (glibc only; elsewhere a no-op)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class PeakRss:
@@ -56,7 +49,7 @@ class PeakRss:
             self.peak = max(self.peak, rss_bytes())
 
     def __enter__(self) -> PeakRss:
-        release_freed_memory()
+        release_memory()
         self.before = self.peak = rss_bytes()
         self._thread.start()
         return self

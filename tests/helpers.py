@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +30,16 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+def end_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """Terminate `process` and wait for it; kill it if it has not ended within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def generating() -> bool:

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import psutil
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.helpers import client_when_up, free_port
+from tests.helpers import client_when_up, end_process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,11 +65,7 @@ def launched_app() -> LaunchedApp:
     )
 
     def stop() -> None:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        end_process(server)
         log.close()
 
     atexit.register(stop)
@@ -80,14 +75,5 @@ def launched_app() -> LaunchedApp:
     Image.new("RGB", (640, 480), "gray").save(picture)
     warm.predict({"text": "warm up", "files": [handle_file(str(picture))]}, api_name="/chat")
     warm.close()
-    wait_for(lambda: not app.session_folders())
+    wait_until(lambda: not app.session_folders(), timeout=20)
     return app
-
-
-def wait_for(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()

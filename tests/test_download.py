@@ -26,7 +26,7 @@ import pytest
 from demo.engines.base import ModelLoadError
 from demo.engines.download import ModelFile, fetch_model, is_hub_id, plan_download, wanted_files
 from demo.engines.progress import DownloadProgress, human_bytes, human_duration
-from tests.helpers import client_when_up, free_port, wait_until
+from tests.helpers import client_when_up, end_process, free_port, wait_until
 from tests.hub_server import FakeHub, ServedRepo
 from tests.test_faults import outbound  # noqa: F401 - the fixture that records connections leaving this machine
 
@@ -184,13 +184,7 @@ class Process:
         return found[0]
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-        try:
-            self.popen.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        end_process(self.popen, timeout=20)
         self._reader.join(timeout=5)
 
 

@@ -22,7 +22,8 @@ from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
 from demo.media.pictures import UploadError, refit
 from demo.session_file import dump_conversation, read_conversation
-from tests.launched import launched_app, wait_for
+from tests.helpers import wait_until
+from tests.launched import launched_app
 
 MB = 2**20
 
@@ -38,7 +39,7 @@ def session_growth(tmp_path: Path, megapixels: float) -> tuple[int, int]:
     """RSS growth of one session sending four pictures, and what is left once it has ended."""
     app = launched_app()  # warmed up with a picture: the vision path's first use is not part of a session
     photos = [big_jpeg(tmp_path / f"big-{i}.jpg", megapixels, i) for i in range(4)]
-    assert wait_for(lambda: not app.session_folders())
+    assert wait_until(lambda: not app.session_folders(), timeout=20)
     baseline = app.rss()
     client = app.client()
     history, _ = client.predict({"text": "Describe them.", "files": [handle_file(str(p)) for p in photos]}, api_name="/chat")
@@ -46,7 +47,7 @@ def session_growth(tmp_path: Path, megapixels: float) -> tuple[int, int]:
     assert shown == [f"Picture {n}" for n in (1, 2, 3, 4)] and history[-1]["role"] == "assistant"
     grown = app.rss() - baseline
     client.close()  # as a closed tab: the heartbeat ends, Gradio runs the unload event
-    assert wait_for(lambda: not app.session_folders())
+    assert wait_until(lambda: not app.session_folders(), timeout=20)
     return grown, app.rss() - baseline
 
 

@@ -29,7 +29,7 @@ import yaml
 from gradio_client import handle_file
 
 import app
-from tests.helpers import client_when_up, free_port, wait_until
+from tests.helpers import client_when_up, end_process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,11 +211,7 @@ def zero_gpu_app(tmp_path_factory):
         assert wait_until(lambda: "is ready" in (tmp_path / "app.log").read_text(), timeout=90), (tmp_path / "app.log").read_text()
         yield {"process": process, "service": service, "port": port, "client": client, "log": tmp_path / "app.log"}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        end_process(process, timeout=20)
         log.close()
         service.close()
 
