@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from demo.engines.base import DEFAULT_SYSTEM_PROMPT, GenerationSettings
+from demo.engines.base import GenerationSettings
 from demo.media.video import VideoSettings
 
 
@@ -22,14 +22,15 @@ class Settings:
     the model's own default).
     """
 
-    max_new_tokens: float = 512
-    temperature: float = 0.0
-    top_p: float = 0.9
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # The defaults are the engine's and the video sampler's own.
+    max_new_tokens: float = GenerationSettings.max_new_tokens
+    temperature: float = GenerationSettings.temperature
+    top_p: float = GenerationSettings.top_p
+    system_prompt: str = GenerationSettings.system_prompt
     min_pixels: float | None = None
     max_pixels: float | None = None
-    video_fps: float = 2.0
-    video_max_frames: float = 64
+    video_fps: float = VideoSettings.fps
+    video_max_frames: float = VideoSettings.max_frames
     thinking: bool | None = None
 
     def generation(self) -> GenerationSettings:
