@@ -24,7 +24,7 @@ from demo.handlers import ChatHandlers
 from demo.sessions import Sessions, upload_folder
 from demo.ui import build_ui
 from tests.fakes import ScriptedEngine
-from tests.launched import wait_for
+from tests.helpers import wait_until
 
 BOX = ["Here: <|object_ref_start|>the cat<|object_ref_end|><|box_start|>(100,100),(600,700)<|box_end|>"]
 
@@ -83,7 +83,7 @@ def test_a_sessions_files_live_in_its_folder_and_go_when_its_tab_closes(site, ph
     assert all(Path(p).resolve().is_relative_to(folder) for p in shown)  # the page shows the session's own files
     assert (folder / names[1]).read_bytes() == photos["chelsea"].read_bytes()
     chat.close()  # the tab closes
-    assert wait_for(lambda: not folder.exists(), timeout=15)
+    assert wait_until(lambda: not folder.exists(), timeout=15)
     assert handlers.sessions.live() == []
 
 
@@ -150,7 +150,7 @@ def test_an_idle_session_ends_after_its_time_to_live(short_lived, photos):
     chat = client(url)
     chat.predict({"text": "Where?", "files": [handle_file(str(photos["chelsea"]))]}, api_name="/chat")
     folder = only_folder(handlers)
-    assert wait_for(lambda: not folder.exists(), timeout=10)  # the client is still there, idle
+    assert wait_until(lambda: not folder.exists(), timeout=10)  # the client is still there, idle
     assert handlers.sessions.live() == []
     history, _ = chat.predict({"text": "Hello again", "files": []}, api_name="/chat")
     assert [m["content"][0].get("text") for m in history if m["role"] == "user"] == ["Hello again"]  # a new one
@@ -163,7 +163,7 @@ def test_uploads_never_sent_are_swept_from_gradios_cache(short_lived, tmp_path):
     with open(note, "rb") as f:
         uploaded = httpx.post(f"{short_lived['url']}gradio_api/upload", files={"files": f}).json()[0]
     assert Path(uploaded).exists()
-    assert wait_for(lambda: not Path(uploaded).exists(), timeout=15)
+    assert wait_until(lambda: not Path(uploaded).exists(), timeout=15)
 
 
 def test_adopting_uploads_moves_only_gradios_own(tmp_path, monkeypatch):
