@@ -87,6 +87,15 @@ class ChatHandlers:
         self._expired: OrderedDict[str, None] = OrderedDict()  # sessions whose conversation expired (newest last)
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo: dict) -> ChatHandlers:
+        """The handlers themselves: one instance serves every session, and it holds the engine.
+
+        Gradio deep-copies the page's config on every page load (`/config`), and the config holds
+        `expire`, the conversation State's delete callback, bound to this object. A real copy would
+        reach the model, or an OpenAI client whose half-made copy prints a traceback when collected.
+        """
+        return self
+
     # -- events ---------------------------------------------------------------------------------
 
     def chat(

@@ -60,3 +60,41 @@ def test_page_events_gather_the_settings_into_one_object():
     assert (settings.min_pixels, settings.max_pixels) == (None, 100_000)
     assert updates[0][shown.textbox] == EMPTY_MESSAGE and shown.textbox not in updates[-1]
     assert updates[-1][shown.chatbot][-1]["content"] == "fine"
+
+
+
+def _copy_config_as_on_a_page_load(engine) -> tuple[ChatHandlers, dict, list]:
+    """`/config` deep-copies the page's config on every page load (`gradio.utils.safe_deepcopy`, which falls back
+    to copying item by item when the deep copy fails). Returns the handlers, the copy, and what a collection then
+    reported through `sys.unraisablehook`."""
+    import copy
+    import gc
+    import sys
+
+    slot = EngineSlot("any")
+    slot.fill(engine)
+    chat = ChatHandlers(slot)
+    config = build_ui(chat).config
+    unraisable = []
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        copied = copy.deepcopy(config)
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    return chat, copied, unraisable
+
+
+def test_a_page_load_copies_the_config_but_not_the_handlers_or_the_engine(engine):
+    """The conversation State's delete callback is `ChatHandlers.expire`, so the config holds the handlers, and
+    through them the engine. Copying an OpenAI client fails half-way (it holds a lock), and the half-made client
+    printed a traceback when collected; copying a local engine failed on a thread-local, and would otherwise
+    have copied the model on every page load."""
+    from demo.engines.server import OpenAIEngine
+
+    for backend in (OpenAIEngine("http://127.0.0.1:9/v1", "Qwen/Qwen2-VL-2B-Instruct"), engine):
+        chat, copied, unraisable = _copy_config_as_on_a_page_load(backend)
+        assert unraisable == [], backend
+        callbacks = [c["props"]["delete_callback"] for c in copied["components"] if "delete_callback" in c.get("props", {})]
+        assert [c.__self__ for c in callbacks if hasattr(c, "__self__")] == [chat]
+        assert chat.slot.wait(0) is backend
