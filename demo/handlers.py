@@ -5,6 +5,8 @@ answers being generated and the sessions' folders (`demo.sessions`); each sessio
 arrives as an argument (a `gr.State`) and goes back out in a `Reply`: the conversation record, the grounding family to read it
 with, and a notice when something was refused. What the page shows is derived from a Reply
 by `ChatPage.render` in `demo/ui.py` (through `demo/views.py`), so no handler knows the page's layout.
+What an answer sends the model (uploads decoded and checked, their costs, the messages) is built by
+the plain functions of `demo/model_input.py`.
 A session ends (its files deleted, its pictures and engine cache freed) when its tab closes, on
 Clear and Load, and when Gradio drops its state after `session_ttl` idle seconds (`expire`).
 Streaming handlers are generators: Gradio closes them when the person presses Stop or closes
@@ -25,18 +27,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
-from demo.engines.base import Engine, EngineError, GenerationSettings
+from demo.conversation import Conversation, Turn
+from demo.engines.base import EngineError, GenerationSettings
 from demo.engines.slot import EngineSlot
 from demo.export import write_exports
 from demo.ground_truth import References
 from demo.limits import LimitError, Limits
 from demo.markup import toast
-from demo.media.pictures import UploadError, is_image_file, load_picture, refit
-from demo.media.video import VideoSettings, is_video_file
-from demo.media.video_decode import sample_video
+from demo.media.pictures import UploadError, refit
+from demo.media.video import is_video_file
+from demo.model_input import attach, check_request, model_messages, upload_size, vision_costs
 from demo.reasoning import AnswerWriter
 from demo.session_file import dump_conversation, read_conversation, write_pictures
 from demo.sessions import Sessions, discard_upload
@@ -125,13 +126,13 @@ class ChatHandlers:
             generation = settings.generation()
             self.limits.check_system_prompt(generation.system_prompt)
             self.limits.check_turn(text, len(conversation.attachments()), len(files))
-            self.limits.check_files([_size(f) for f in files], [Path(f).name for f in files], [is_video_file(f) for f in files])
+            self.limits.check_files([upload_size(f) for f in files], [Path(f).name for f in files], [is_video_file(f) for f in files])
             engine = self.slot.wait(timeout=0)
             factor = engine.resize_factor if engine is not None else generation_of(self.slot.expected_family).resize_factor
             video_settings = settings.video(factor)
-            attachments = [_attach(path, video_settings, engine, generation) for path in files]
+            attachments = [attach(path, video_settings, engine, generation) for path in files]
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
-                self._check_request(engine, Conversation([*conversation.turns, Turn(text, attachments)]), generation)
+                check_request(engine, Conversation([*conversation.turns, Turn(text, attachments)]), generation, self.limits)
         except (UploadError, EngineError, LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e))
             return
@@ -208,7 +209,7 @@ class ChatHandlers:
         if engine is not None:
             turn = conversation.turns[index]
             again = replace(turn, text=turn.text if text is None else text, answer="", status="waiting", error="")
-            self._check_request(engine, Conversation([*conversation.turns[:index], again]), generation)
+            check_request(engine, Conversation([*conversation.turns[:index], again]), generation, self.limits)
 
     def show_version(self, conversation: Conversation | None, index: int, version: int) -> Reply:
         """Show version `version` (0-based) of turn `index`, with the turns that followed it: the
@@ -380,13 +381,13 @@ class ChatHandlers:
             for attachment in uploads:  # a video sized for another generation (a saved conversation)
                 if attachment.is_video:
                     attachment.video = attachment.video.for_factor(engine.resize_factor)
-            costs = self._vision_costs(engine, uploads, settings)
+            costs = vision_costs(engine, uploads, settings, self.limits)
             for attachment, cost in zip(uploads, costs, strict=True):
                 attachment.cost = cost
                 if attachment.image is not None:  # kept at what this answer needs (decoded again if more)
                     attachment.image = refit(attachment.image, attachment.size_wh, attachment.path, cost.input_wh)
             turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
-            messages = self._model_messages(conversation, settings, costs)
+            messages = model_messages(conversation, settings, costs)
             self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
             turn.status = "streaming"
             yield Reply(conversation, self.family)
@@ -425,37 +426,10 @@ class ChatHandlers:
             del self._expired[session]
             return True
 
-    def _check_request(self, engine: Engine, conversation: Conversation, settings: GenerationSettings) -> None:
-        """Raise LimitError (or EngineError) if answering `conversation`'s last turn is over a limit."""
-        costs = self._vision_costs(engine, conversation.attachments(), settings)
-        messages = self._model_messages(conversation, settings, costs)
-        self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
-
-    @staticmethod
-    def _model_messages(conversation: Conversation, settings: GenerationSettings, costs: list[VisionCost]) -> list[dict]:
-        """The model's messages, each picture at exactly the size its cost says (so the engine's own
-        resize leaves it as it is, and the boxes' sizes are the ones the model saw)."""
-        messages = to_model_messages(conversation, settings.system_prompt)
-        sizes = iter([cost.input_wh for a, cost in zip(conversation.attachments(), costs, strict=True) if not a.is_video])
-        for part in (p for m in messages for p in m["content"] if p.get("type") == "image"):
-            size = next(sizes)
-            if part["image"].size != size:
-                part["image"] = part["image"].resize(size, Image.Resampling.BICUBIC)
-        return messages
-
     def _refusal(self, conversation: Conversation, reason: str, what: str = "Not sent") -> Reply:
         """A notice saying why something was refused; the conversation and the textbox stay."""
         gr.Warning(toast(reason))  # a toast shows HTML: the reason may hold a file name
         return Reply(conversation, self.family, notice=f"{what}: {reason}")
-
-    def _vision_costs(self, engine: Engine, images: list[Attachment], settings: GenerationSettings) -> list[VisionCost]:
-        """What each upload costs the model; raises EngineError or LimitError when it cannot take them."""
-        costs = [
-            VisionCost(a.video.frame_wh, a.video.visual_tokens) if a.is_video else engine.vision_cost(a.size_wh, settings)
-            for a in images
-        ]
-        self.limits.check_visual_tokens(sum(cost.tokens for cost in costs))
-        return costs
 
     def _wait_for_engine(self, conversation: Conversation) -> Iterator[Reply]:  # returns Engine | None
         """Yield 'still loading' views until the engine is there; return it (None if loading failed)."""
@@ -490,24 +464,3 @@ class _Running:
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
-
-def _size(path: str) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:
-        raise UploadError(f"{Path(path).name} could not be read (the upload is gone; send it again).") from None
-
-
-def _attach(path: str, video_settings: VideoSettings, engine: Engine | None, settings: GenerationSettings) -> Attachment:
-    """Decode and check an upload; a picture is kept at the size the model sees it at (or a display size)."""
-    name = Path(path).name
-    if is_video_file(path):
-        return Attachment(path=path, video=sample_video(path, video_settings), name=name)
-    if not is_image_file(path):
-        raise UploadError(
-            f"{name} is not an image or a video; this app takes PNG, JPEG, WebP, GIF, BMP, TIFF, "
-            "MP4, WebM, MOV, MKV and AVI files."
-        )
-    need = (lambda size: engine.vision_cost(size, settings).input_wh) if engine is not None else None
-    image, original = load_picture(path, need=need)
-    return Attachment(path=path, image=image, name=name, original_wh=original)

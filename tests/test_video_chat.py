@@ -78,7 +78,7 @@ def test_a_one_frame_video_is_answered(handlers, tmp_path):
 
 
 def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
-    import demo.handlers as module
+    import demo.model_input as module
 
     decoded = []
     original = module.sample_video
@@ -92,10 +92,10 @@ def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
 
 
 def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
-    from demo.handlers import _attach
+    from demo.model_input import attach
     from demo.media.video import VideoSettings
 
-    clip = _attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4), engine, GenerationSettings())
+    clip = attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4), engine, GenerationSettings())
     settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)
     conversation = Conversation(turns=[Turn("Watch.", [clip])])
     engine.forget("video")
