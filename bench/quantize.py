@@ -96,7 +96,9 @@ def load(variant: str, path: str):
             quantize_dynamic(engine.model.model.language_model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
             engine.model.lm_head = quantize_dynamic(torch.nn.Sequential(engine.model.lm_head), {torch.nn.Linear}, dtype=torch.qint8)[0]
         return engine
-    local.INT8_VISION = variant == "int8"
+    import demo.engines.precision as precision
+
+    precision.INT8_VISION = variant == "int8"
     return local.TransformersEngine(path, device="cpu", dtype="float32", quantize="int8")
 
 

@@ -204,7 +204,7 @@ def test_torch_quantize_dynamic_would_not_keep_reuse_exact(tiny_checkpoint):
 
 
 def test_resolve_quantize():
-    from demo.engines.local import resolve_quantize
+    from demo.engines.precision import resolve_quantize
 
     assert resolve_quantize("auto", "cpu") == "int8"
     assert resolve_quantize("auto", "cuda") == "none"
