@@ -1,6 +1,6 @@
 """The app's engine against raw transformers, on one model loaded once: latency, decode speed, memory.
 
-    python -m bench.engine [--shape tiny|2b] [--family F] [--quick] [--repeats N] [--max-new-tokens N] [--json out.json]
+    python -m bench.engine [--shape tiny|2b] [--family F] [--quick] [--image-side N] [--repeats N] [--max-new-tokens N] [--json out.json]
 
 `--family` picks the generation (`bench.models`, `bench.shapes`: Qwen2-VL-2B, Qwen2.5-VL-3B,
 Qwen3-VL-2B, Qwen3.5-0.8B shapes at `--shape 2b`, their tiny checkpoints at `--shape tiny`).
@@ -8,7 +8,8 @@ Qwen3-VL-2B, Qwen3.5-0.8B shapes at `--shape 2b`, their tiny checkpoints at `--s
 The model is loaded once, by `TransformersEngine(path, device="cpu", dtype=...)`; the raw
 baseline runs on that same `engine.model` (with its own `AutoProcessor`), so memory figures
 are comparable. Every run uses the same greedy settings with `min_new_tokens == max_new_tokens`
-(random weights would otherwise stop at different points) and the same 448×448 photos.
+(random weights would otherwise stop at different points) and the same 448×448 photos (`--image-side`:
+another square size; the engine sizes them as the app does, within its default of 1280 visual tokens).
 
 What is measured (one process, one run; each figure is the median over `--repeats`, raw and
 engine runs interleaved; one untimed warm-up of each comes first, and it also makes the lazily
@@ -231,6 +232,7 @@ def run(
     log: Callable[[str], None] = print,
     family: str = DEFAULT_FAMILY,
     quick: bool = False,
+    image_side: int = IMAGE_SIDE,
 ) -> dict:
     """Measure everything once for `shape` of `family` (`quick`: the follow-up only); return the results."""
     from transformers import AutoProcessor
@@ -248,7 +250,7 @@ def run(
     load_seconds = time.perf_counter() - started
     rss_after_load = rss_bytes()
     settings = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, temperature=0.0)
-    photos = {name: square_photo(name) for _, names in TURNS for name in names}
+    photos = {name: square_photo(name, image_side) for _, names in TURNS for name in names}
     first_turn = Conversation(
         turns=[Turn(TURNS[0][0], [Attachment(f"bench/{n}", photos[n], n) for n in TURNS[0][1]], status="streaming")]
     )
@@ -270,8 +272,8 @@ def run(
         "build_seconds": checkpoint.build_seconds,
         "built_now": checkpoint.built_now,
         "load_seconds": load_seconds,
-        "image_side": IMAGE_SIDE,
-        "visual_tokens_per_image": engine.vision_cost((IMAGE_SIDE, IMAGE_SIDE), settings).tokens,
+        "image_side": image_side,
+        "visual_tokens_per_image": engine.vision_cost((image_side, image_side), settings).tokens,
         "turns": [{"text": text, "images": names} for text, names in (TURNS[:2] if quick else TURNS)],
         "rss_method": "peak of /proc/self/statm RSS sampled every 10 ms per phase, after malloc_trim(0)",
     }
@@ -361,6 +363,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--quick", action="store_true", help="only turn 1 and the follow-up (re-prefilled and with the session)"
     )
+    parser.add_argument(
+        "--image-side", type=int, default=IMAGE_SIDE, help=f"the photos' side in pixels (default: {IMAGE_SIDE})"
+    )
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up runs")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
@@ -368,6 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--repeats must be >= 1 and --max-new-tokens >= 2")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
+    if args.image_side < 28:
+        parser.error("--image-side must be >= 28")
     if args.threads is not None:
         import torch
 
@@ -381,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
         log=lambda s: print(s, file=sys.stderr, flush=True),
         family=args.family,
         quick=args.quick,
+        image_side=args.image_side,
     )
     publish(report(results), results, args.json)
     return results
