@@ -39,7 +39,9 @@ def main() -> None:
         desktop.locator("#message textarea").fill("Find the cat's face in Picture 1, the cup and the spoon in Picture 2.")
         with forced_answer(engine, ANSWER):
             desktop.locator("#message textarea").press("Enter")
-            desktop.locator("#chatbot img").nth(3).wait_for(timeout=90_000)
+            # The answer's message first (the empty chat's examples are pictures too, and until the
+            # event starts, Stop is hidden as well), then the end of the answer.
+            desktop.locator("#chatbot [data-testid='bot']").first.wait_for(timeout=90_000)
             desktop.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
         desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "rocket-launch.mp4")])
         desktop.wait_for_function("() => document.querySelector('#message .qvc-label')?.textContent === 'Video 1'", timeout=90_000)

@@ -72,9 +72,13 @@ def ask(page, text: str, files=(), wait: bool = True) -> None:
     if files:
         page.set_input_files("#message input[type=file]", [str(f) for f in files])
         page.locator("#message .thumbnail-item").nth(len(files) - 1).wait_for(timeout=10_000)
+    before = page.locator("#chatbot [data-testid='bot']").count()
     page.locator("#message textarea").fill(text)
     page.keyboard.press("Enter")
-    if wait:
+    if wait:  # the answer's message first: until the event starts, Stop is hidden too
+        page.wait_for_function(
+            "n => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length > n", arg=before, timeout=20_000
+        )
         page.locator("#message button.stop-button").wait_for(state="hidden", timeout=30_000)
         page.locator("#message button.submit-button").wait_for(timeout=5_000)
 
