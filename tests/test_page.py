@@ -62,7 +62,6 @@ def test_page_events_gather_the_settings_into_one_object():
     assert updates[-1][shown.chatbot][-1]["content"] == "fine"
 
 
-
 def _copy_config_as_on_a_page_load(engine) -> tuple[ChatHandlers, dict, list]:
     """`/config` deep-copies the page's config on every page load (`gradio.utils.safe_deepcopy`, which falls back
     to copying item by item when the deep copy fails). Returns the handlers, the copy, and what a collection then

@@ -92,8 +92,8 @@ def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
 
 
 def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
-    from demo.model_input import attach
     from demo.media.video import VideoSettings
+    from demo.model_input import attach
 
     clip = attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4), engine, GenerationSettings())
     settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)
