@@ -20,8 +20,6 @@ def question(text: str = "Describe Picture 1.", image: Image.Image | None = None
     return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
 
 
-
-
 def test_streams_more_than_one_piece(engine, photos):
     image = Image.open(photos["chelsea"]).convert("RGB")
     settings = GenerationSettings(max_new_tokens=30, min_new_tokens=30)

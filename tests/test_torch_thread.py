@@ -116,12 +116,18 @@ def test_two_answers_at_once_are_computed_one_after_the_other_and_both_are_right
     def ask(q: str) -> None:
         together[q] = "".join(engine.stream(question(q), settings, threading.Event()))
 
+    computed_in: set[str] = set()  # one thread computes both, so one answer's forwards wait for the other's
+    hook = engine.model.model.language_model.register_forward_pre_hook(lambda *_: computed_in.add(threading.current_thread().name))
     askers = [threading.Thread(target=ask, args=(q,)) for q in ("Hello", "Goodbye")]
-    for t in askers:
-        t.start()
-    for t in askers:
-        t.join(timeout=60)
+    try:
+        for t in askers:
+            t.start()
+        for t in askers:
+            t.join(timeout=60)
+    finally:
+        hook.remove()
     assert [together.get("Hello"), together.get("Goodbye")] == alone
+    assert computed_in == {"torch"}
     assert wait_until(lambda: not generating(), timeout=5)
 
 

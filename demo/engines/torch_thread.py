@@ -15,6 +15,10 @@ and the other threads (Gradio's handlers, the main thread) hand it work and wait
 stream it fills. It is started on first use, and again in a forked child (which has none of
 its parent's threads: ZeroGPU's worker is one).
 
+Why not a `ThreadPoolExecutor(max_workers=1)`: its worker is joined when the interpreter exits,
+so an answer being generated would hold a stopped app until its last token, and in a forked child
+it still counts its parent's thread as its own and never starts one.
+
 What it does not know: which work needs it. The engine decides (on the CPU only); a job may
 call `call` again from the thread itself, which then runs inline.
 """
