@@ -167,8 +167,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quantize",
         choices=["none", "int8", "auto"],
         default="none",
-        help="int8: the local model's linear layers in int8 on the CPU (about 3x faster to decode and half the "
-        "memory of float32; see the README's Hardware section); auto: int8 on the CPU, none on a GPU. Default: none",
+        help="int8: the local model's linear layers in int8 on the CPU (measured with the 2B model on a 2-core Intel "
+        "Xeon: 2.4x float32's decoding speed, 0.44x its time to the first token and 0.44x its peak memory; other CPUs "
+        "differ, see the README's Hardware section); auto: int8 on the CPU, none on a GPU. Default: none",
     )
     parser.add_argument(
         "--attn-implementation",

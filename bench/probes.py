@@ -80,14 +80,14 @@ class TokenClock:
 
     def _language(self, module, args, kwargs) -> None:
         if self.cached_at_start is None:
-            cache = kwargs.get("past_key_values")
+            cache = kwargs.get("cache")
             self.cached_at_start = 0 if cache is None else int(cache.get_seq_length())
 
     def _before(self, module, args, kwargs) -> None:
         ids = kwargs.get("input_ids")
         if ids is None:
             ids = kwargs.get("inputs_embeds")
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         self._pending = (0 if ids is None else int(ids.shape[1]), 0 if cache is None else int(cache.get_seq_length()))
 
     def _after(self, module, args, output) -> None:

@@ -31,6 +31,19 @@ def test_help_lists_every_flag():
         assert flag in result.stdout
 
 
+def test_the_quantize_help_gives_the_measured_figures():
+    """Every figure --help states is the one bench.quantize measured (its JSON beside the README's table)."""
+    import json
+
+    measured = json.loads((ROOT / "bench" / "results" / "quantize-2b-thread.json").read_text())
+    ratios = {t["figure"]: t["ratio"] for t in measured["targets"] if t["variant"] == "int8"}
+    help_text = " ".join(run_app("--help", timeout=30).stdout.split())
+    assert f"{ratios['decode_tok_s']:.1f}x float32's decoding speed" in help_text
+    assert f"{ratios['first_token_s']:.2f}x its time to the first token" in help_text
+    assert f"{ratios['peak_rss_bytes']:.2f}x its peak memory" in help_text
+    assert "3x" not in help_text  # the old, unmeasured claim
+
+
 @pytest.mark.parametrize(
     "argv, complaint",
     [

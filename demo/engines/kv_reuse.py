@@ -75,6 +75,11 @@ class Snapshot:
 
     def restore(self, kv) -> None:
         for layer, (conv, recurrent) in zip(_linear_layers(kv), self.states, strict=True):
+            # transformers 5.25 counts a linear layer's tokens itself, and a hybrid cache's
+            # `get_seq_length` (the next token's position) reads its first layer, a linear one
+            counted = getattr(layer, "cumulative_length_linear", None)
+            if counted is not None:
+                counted.fill_(self.length)
             for i, state in conv.items():
                 layer.conv_states[i].copy_(state)
                 layer.has_previous_state[i] = True
@@ -157,6 +162,14 @@ def _crop_attention(kv, length: int) -> None:
     for layer in kv.layers:
         if getattr(layer, "keys", None) is not None and layer.get_seq_length() > length:
             layer.crop(length - layer.get_seq_length())  # a negative count: the tokens to drop
+        # Qwen4-Exp's QSA layers also keep their indexer's keys and (the first) every token's positions,
+        # both appended before the layer's own keys: a stop between them leaves them longer
+        indexer_keys = getattr(layer, "indexer_keys", None)
+        if indexer_keys is not None and indexer_keys.ndim == 3 and indexer_keys.shape[1] > length:
+            layer.indexer_keys = indexer_keys[:, :length]
+        positions = getattr(layer, "indexer_position_ids", None)
+        if positions is not None and positions.shape[-1] > length:
+            layer.indexer_position_ids = positions[..., :length]
 
 
 class CacheStore:

@@ -304,7 +304,7 @@ class TransformersEngine(Engine):
                     input_ids=ids,
                     attention_mask=inputs.get("attention_mask"),
                     position_ids=plan.position_ids,
-                    past_key_values=entry.kv,
+                    cache=entry.kv,
                     mm_encoder_outputs=last_chunk,
                     **kwargs,
                 )

@@ -148,7 +148,7 @@ def prefill(
         model.model(
             input_ids=chunk,
             position_ids=position_ids[..., a:b],
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             mm_encoder_outputs=encoder_outputs(chunk, encoded, placeholder_ids, used) or None,
         )
