@@ -187,7 +187,10 @@ GENERATIONS: tuple[Generation, ...] = (
         family="qwen3.5",
         title="Qwen3.5",
         model_types=("qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"),
-        name_pattern=r"qwen3[-_.]?5(?![-_.]?omni)",
+        # Qwen3.5 and every later Qwen3.x (3.6, 3.8...) are natively multimodal: no "VL" in their names.
+        # The minor version is one digit of 5-9 not followed by a size ("Qwen3-8B" is a text Qwen3),
+        # and an Omni name is not this app's format.
+        name_pattern=r"qwen3[-_.]?[5-9](?![\d.]*b)(?!\d)(?!.*omni)",
         patch_size=16,
         merge_size=2,
         relative=True,
@@ -195,6 +198,24 @@ GENERATIONS: tuple[Generation, ...] = (
         video_timing="timestamps",
         thinking="switch",
         tiny_checkpoints=("tiny-random-qwen3.5",),
+    ),
+    # transformers' `qwen4_exp` (models/qwen4_exp/), published as Qwen3.8-Flash-Next: Qwen3.5-MoE's
+    # classes with hyper-connections, QSA sparse attention, Per-Layer n-gram Embeddings. Its vision
+    # tower, processor (`Qwen3VLProcessor`) and tokenizer (`Qwen3_5Tokenizer`) are Qwen3.5's, so are
+    # its patch geometry, video timestamps and vision token ids; its boxes are taken to be Qwen3.5's
+    # 0-1000 (no source says otherwise), its thinking the `enable_thinking` switch of its template.
+    Generation(
+        family="qwen4-exp",
+        title="Qwen4-Exp",
+        model_types=("qwen4_exp", "qwen4_exp_text"),
+        name_pattern=r"qwen4[-_.]?exp|qwen3[-_.]?8[-_.]?flash[-_.]?next",
+        patch_size=16,
+        merge_size=2,
+        relative=True,
+        keep_tokens=REASONING_TAGS + TOOL_CALL_TAGS,
+        video_timing="timestamps",
+        thinking="switch",
+        tiny_checkpoints=("tiny-random-qwen4-exp",),
     ),
 )
 

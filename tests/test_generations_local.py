@@ -26,7 +26,7 @@ from grounding.generations import GENERATIONS, TINY_CHECKPOINTS, generation, tin
 from tests.fakes import forced_answer
 from tests.helpers import generating, shown, wait_until
 
-LOCAL = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
+LOCAL = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5", "tiny-random-qwen4-exp"]
 ALL = LOCAL + ["tiny-random-qwen3-vl-thinking"]
 CLIP = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
 
@@ -37,6 +37,7 @@ STRUCTURE = {
     "tiny-random-qwen3-vl": ("qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", 16),
     "tiny-random-qwen3-vl-thinking": ("qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen3VLProcessor", 16),
     "tiny-random-qwen3.5": ("qwen3_5", "Qwen3_5ForConditionalGeneration", "Qwen3VLProcessor", 16),
+    "tiny-random-qwen4-exp": ("qwen4_exp", "Qwen4ExpForConditionalGeneration", "Qwen3VLProcessor", 16),
 }
 
 
@@ -129,7 +130,7 @@ SECOND = "Picture 2: <|vision_start|><|image_pad|><|vision_end|>And?"
 # [image, "And?"], with add_generation_prompt and add_vision_id (pictures and videos counted over
 # the conversation). Thinking templates open the answer with <think>; Qwen2-VL's adds a default
 # system prompt when there is none; Qwen3-VL's and Qwen3.5's do not.
-OPEN = {"tiny-random-qwen3-vl-thinking": "<think>\n", "tiny-random-qwen3.5": "<think>\n"}
+OPEN = {"tiny-random-qwen3-vl-thinking": "<think>\n", "tiny-random-qwen3.5": "<think>\n", "tiny-random-qwen4-exp": "<think>\n"}
 DEFAULT_SYSTEM = {"tiny-random": True, "tiny-random-qwen2.5-vl": True}
 
 
@@ -154,6 +155,32 @@ def test_prompts_follow_each_official_template_with_picture_and_video_labels(tin
     assert engine.render_prompt(question("What?", IMAGE, VIDEO)) == (
         f"{system}<|im_start|>user\n{LABELLED}<|im_end|>\n<|im_start|>assistant\n{opening}"
     )
+
+
+@pytest.mark.parametrize("name", LOCAL)
+def test_the_model_reads_each_video_right_after_its_label_in_its_generations_layout(tiny_checkpoints, name):
+    """What the processor makes of the template's video (transformers 5.25): Qwen2-VL's and Qwen2.5-VL's
+    pads in the template's one pair of markers; Qwen3-VL's and Qwen3.5's `<t seconds>` and markers per
+    pair of frames, nothing around them, t the mean of the pair's real times."""
+    from demo.media.video import VideoSettings
+    from demo.media.video_decode import sample_video
+    from tests.test_video_generations import layout
+
+    engine = tiny_checkpoints.engine(name)
+    settings = GenerationSettings()
+    video = sample_video(str(CLIP), VideoSettings(factor=engine.resize_factor, fps=1.0))
+    assert video.timestamps == pytest.approx((0.5, 1.5, 2.5, 3.5))
+    inputs = engine.prepare_inputs(question("What?", IMAGE, {"type": "video", "video": video}), settings)
+    text = engine.tokenizer.decode(inputs["input_ids"][0])
+    picture = "<|image_pad|>" * engine.vision_cost(IMAGE["image"].size, settings).tokens
+    written = layout(engine.family, video)
+    assert f"<|im_start|>user\nPicture 1: <|vision_start|>{picture}<|vision_end|>Video 1: {written}What?<|im_end|>" in text
+    pads = "<|video_pad|>" * (video.visual_tokens // 2)
+    if generation(engine.family).video_timing == "timestamps":
+        blocks = [f"<{t} seconds><|vision_start|>{pads}<|vision_end|>" for t in ("1.0", "3.0")]
+    else:
+        blocks = [f"<|vision_start|>{pads * 2}<|vision_end|>"]
+    assert written == "".join(blocks)
 
 
 @pytest.mark.parametrize("name", LOCAL)

@@ -24,7 +24,8 @@ from demo.engines.kv_reuse import MAX_SNAPSHOTS, CacheStore, SessionCache
 from demo.engines.prefill import Encoded
 from tests.helpers import noise_picture, restored
 
-FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
+FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5", "tiny-random-qwen4-exp"]
+HYBRID = ("qwen3.5", "qwen4-exp")  # linear-attention layers (snapshots) and Qwen3.5's template (it drops reasoning)
 NEW_TOKENS = 6
 GREEDY = GenerationSettings(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
 CLIP = Path(__file__).resolve().parent.parent / "demo" / "examples" / "rocket-launch.mp4"
@@ -145,7 +146,7 @@ def test_a_conversation_reuses_its_cache_exactly_and_reads_only_new_tokens(engin
         tokens, _, prompt = reused
         assert recorder.encoded == len(turn.attachments)  # only the new pictures and videos are encoded
         shared = common_prefix(prompt, held)
-        if engine.family == "qwen3.5" and held:
+        if engine.family in HYBRID and held:
             # Its template re-renders the earlier answer without the reasoning the cache read after `<think>`:
             # reading resumes at the snapshot taken where the last generation prompt began.
             assert last_turn_start < shared < len(held)
@@ -166,7 +167,7 @@ def test_regenerate_and_an_edited_first_question_reuse_what_they_can_and_stay_ex
     recorder.reset()
     recorder.encoded = 0
     assert answer(engine, conversation, session="edit")[0] == tokens  # regenerate: the same prompt
-    if engine.family == "qwen3.5":  # only the generation prompt, from the snapshot taken where it begins
+    if engine.family in HYBRID:  # only the generation prompt, from the snapshot taken where it begins
         assert recorder.prefilled() == len(old_prompt) - turn_start(engine, old_prompt)
     else:
         assert recorder.prefilled() == 1  # only its last token: the cache holds the rest
@@ -181,7 +182,7 @@ def test_regenerate_and_an_edited_first_question_reuse_what_they_can_and_stay_ex
     reused = answer(engine, conversation, session="edit")
     assert recorder.encoded == 0  # the picture's encoding is kept
     prompt = reused[2]
-    if engine.family == "qwen3.5":  # no snapshot inside the first question: read afresh
+    if engine.family in HYBRID:  # no snapshot inside the first question: read afresh
         assert recorder.prefilled() == len(prompt)
     else:
         assert recorder.prefilled() == len(prompt) - common_prefix(prompt, old_prompt)
@@ -201,7 +202,7 @@ def test_an_undone_question_rereads_only_its_replacement(engine, recorder):
     recorder.reset()
     reused = answer(engine, conversation, session="undo")
     prompt = reused[2]
-    if engine.family == "qwen3.5":  # from the second turn's generation prompt: its answer and the new question
+    if engine.family in HYBRID:  # from the second turn's generation prompt: its answer and the new question
         assert recorder.prefilled() == len(prompt) - turn_start(engine, second_prompt)
     else:  # everything the undone question's prompt shared with it
         assert recorder.prefilled() < len(prompt) - len(second_prompt)

@@ -21,6 +21,7 @@ from demo.media.video_decode import sample_video
 from demo.settings import Settings
 from tests.fakes import ScriptedEngine
 from tests.helpers import generating, shown
+from tests.test_generations_local import LOCAL
 from tests.test_video import write_video
 
 
@@ -39,18 +40,26 @@ def clip(tmp_path_factory):
     return sample_video(str(path), VideoSettings(fps=2, max_frames=8))
 
 
-def test_the_local_engine_counts_exactly_what_it_would_prefill(engine, photos, clip):
-    settings = GenerationSettings()
+@pytest.mark.parametrize("name", LOCAL)
+@pytest.mark.parametrize("thinking", [None, False])
+def test_the_local_engine_counts_exactly_what_it_would_prefill(tiny_checkpoints, name, thinking, photos, clip):
+    """Every generation's layout of pictures and videos (Qwen3-VL's and Qwen3.5's `<t seconds>` blocks without
+    the template's outer vision markers, transformers 5.25), and a thinking switch's closed block."""
+    engine = tiny_checkpoints.engine(name)
+    settings = GenerationSettings(thinking=thinking)
     picture = Image.open(photos["chelsea"]).convert("RGB")
     picture = picture.resize(engine.vision_cost(picture.size, settings).input_wh)  # as the handlers hand it over
-    messages = messages_with(picture, clip)
+    video = clip.for_factor(engine.resize_factor)  # as the engine takes it
+    messages = messages_with(picture, video)
     counted = engine.count_tokens(messages, settings)
     assert counted == engine.prepare_inputs(messages, settings)["input_ids"].shape[1]
 
 
 def test_qwen3_vl_video_timestamps_are_counted_as_its_processor_writes_them(engine, clip):
     """Qwen3-VL writes '<t seconds>' and vision markers per frame pair: the count asks the processor for
-    that text (from the grid alone) and must match what the processor makes from the pixels."""
+    that text (from the grid alone) and must match what the processor makes from the pixels. Since
+    transformers 5.25 those blocks replace the template's whole <|vision_start|><|video_pad|><|vision_end|>
+    (`Qwen3VLProcessor.get_text_with_replacements`): no outer pair of markers is left around them."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
     from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
@@ -65,8 +74,14 @@ def test_qwen3_vl_video_timestamps_are_counted_as_its_processor_writes_them(engi
     qwen3 = types.SimpleNamespace(processor=processor, tokenizer=engine.tokenizer, patch_size=16)
     placeholder = TransformersEngine._video_placeholder(qwen3, clip32)
     assert placeholder.count("seconds>") == len(clip32.frames) // 2
+    t, w, h = clip32.timestamps, *clip32.frame_wh
+    pads = "<|video_pad|>" * (w // 32 * (h // 32))  # one pair of frames
+    assert placeholder == "".join(
+        f"<{(t[i] + t[i + 1]) / 2:.1f} seconds><|vision_start|>{pads}<|vision_end|>" for i in range(0, len(t), 2)
+    )
     made = processor(text=["<|vision_start|><|video_pad|><|vision_end|>"], return_tensors="pt", **processor_video_kwargs(clip32))
-    assert made["input_ids"].shape[1] == 2 + len(engine.tokenizer(placeholder, add_special_tokens=False)["input_ids"])
+    assert engine.tokenizer.decode(made["input_ids"][0]) == placeholder
+    assert made["input_ids"].shape[1] == len(engine.tokenizer(placeholder, add_special_tokens=False)["input_ids"])
 
 
 def sample_video_at(video, factor: int):

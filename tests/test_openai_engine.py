@@ -2,8 +2,9 @@
 
 The server runs in its own process group on a free local port, offline, on the CPU. It is
 pinned to the checkpoint directory (`transformers serve DIR`), so the model id of every
-request is that directory path, exactly as given. It reports `usage.prompt_tokens` in the last
-chunk of every streamed answer, which is how the tests see what the server made of the images.
+request is that directory path, exactly as given. Asked with `stream_options={"include_usage":
+True}` (OpenAI's contract, which transformers serve follows since 5.25), it ends a streamed answer
+with a usage chunk, whose `prompt_tokens` is how the tests see what the server made of the images.
 Failures a real server cannot be made to show on demand (a silent server, a stream cut short
 cleanly, a read blocked while Stop is pressed) are played by a small socket server here.
 """
@@ -151,8 +152,14 @@ def question(text: str, *images: Image.Image) -> list[dict]:
 
 
 def prompt_tokens(engine: OpenAIEngine, request: dict) -> int:
-    """The prompt length the server reports for `request` (in the last chunk of the stream)."""
-    stream = engine.client.chat.completions.create(**{**request, "max_tokens": 1}, stream=True)
+    """The prompt length the server reports for `request` (in the usage chunk that ends the stream).
+
+    transformers 5.25.0 sends that chunk only when asked (cli/serving/chat_completion.py:140, `_streaming`:
+    `include_usage = bool(stream_options and stream_options.get("include_usage"))`); 5.23 always did.
+    """
+    stream = engine.client.chat.completions.create(
+        **{**request, "max_tokens": 1}, stream=True, stream_options={"include_usage": True}
+    )
     usage = [chunk.usage for chunk in stream if chunk.usage is not None]
     assert usage, "the server reported no usage"
     return usage[-1].prompt_tokens
@@ -181,6 +188,8 @@ def finished_within(pieces: Iterator[str], seconds: float) -> bool:
         ("/models/qwen2-vl-cache/Qwen2.5-VL-3B", "qwen2.5-vl"),  # the last path part decides
         ("/tmp/x/tiny-random-qwen2-vl-bc20aba47d6c/", "qwen2-vl"),  # the tiny checkpoint's directory
         ("QWEN2-VL-72B-INSTRUCT-AWQ", "qwen2-vl"),  # case does not matter
+        ("Qwen/Qwen3.6-35B-A3B", "qwen3.5"),  # Qwen3.6 is model_type qwen3_5: no -VL in its name
+        ("unsloth/Qwen3.8-27B-GGUF", "qwen3.5"),  # a later Qwen3.x re-upload
     ],
 )
 def test_infer_family(name, family):
@@ -191,6 +200,24 @@ def test_infer_family(name, family):
 def test_infer_family_refuses_names_it_cannot_read(name):
     with pytest.raises(ValueError, match="--family"):
         infer_family(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("Qwen/Qwen3-VL-8B-Thinking", ("always", True)),  # Qwen3-VL's Thinking checkpoint
+        ("Qwen/Qwen3-VL-8B-Instruct", ("none", False)),  # its Instruct checkpoint never thinks
+        ("Qwen/Qwen3.5-35B-A3B", ("switch", True)),  # the template's enable_thinking switch, on by default
+        ("Qwen/Qwen3.6-35B-A3B", ("switch", True)),  # a later Qwen3.x: the same generation, the same switch
+        ("Qwen/Qwen3.6-35B-A3B-Thinking", ("always", True)),  # a Thinking checkpoint reasons whatever the switch says
+        ("Qwen/Qwen2.5-VL-7B-Instruct", ("none", False)),  # no thinking in this generation
+        ("someone/Qwen2-VL-2B-Thinking-LoRA", ("none", False)),  # a name cannot add thinking to a generation without it
+    ],
+)
+def test_thinking_mode_from_the_registry_and_the_name(name, mode):
+    from demo.engines.server import thinking_mode
+
+    assert thinking_mode(infer_family(name), name) == mode
 
 
 def test_defaults_and_vision_cost():
@@ -522,10 +549,18 @@ def test_http_errors_are_one_sentence_and_the_engine_stays_usable(server, engine
         )
     assert_one_sentence(failed.value, server.url)
 
-    # A request the server fails on: transformers serve does not catch a malformed
-    # `generation_config` and answers 500.
-    broken = OpenAIEngine(server.url, server.model, extra_body={"generation_config": "{not json"})
-    with pytest.raises(EngineError, match="500") as failed:
+    # A request the server cannot read: transformers 5.25 answers every ValueError with 400 and its
+    # message as `detail` (5.25.0 cli/serving/server.py:74-76), here json.loads' error on a malformed
+    # `generation_config` (cli/serving/utils.py:1328, `_build_generation_kwargs`). 5.23 answered 500.
+    malformed = OpenAIEngine(server.url, server.model, extra_body={"generation_config": "{not json"})
+    with pytest.raises(EngineError, match=r"answered 400: Expecting property name enclosed in double quotes") as failed:
+        list(malformed.stream(question("Hi"), SMALL, threading.Event()))
+    assert_one_sentence(failed.value, server.url)
+
+    # A request the server fails on: valid JSON that is not an object makes its
+    # `"trust_remote_code" in requested` (cli/serving/utils.py:1330) raise a TypeError, which nothing catches: 500.
+    broken = OpenAIEngine(server.url, server.model, extra_body={"generation_config": "1"})
+    with pytest.raises(EngineError, match="answered 500") as failed:
         list(broken.stream(question("Hi"), SMALL, threading.Event()))
     assert_one_sentence(failed.value, server.url)
 

@@ -24,7 +24,7 @@ from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
 from tests.helpers import generating, noise_picture, restored, wait_until
 
-FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5"]
+FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5", "tiny-random-qwen4-exp"]
 GREEDY = GenerationSettings(max_new_tokens=6, min_new_tokens=6)
 LAYER_SECONDS = 0.1  # each decoder layer's forward, slowed
 CHUNK = 32
@@ -167,3 +167,46 @@ def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoin
     finally:
         engine.prefill_chunk_tokens = chunk
         engine.forget("tab-prefill")
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "positions",  # in the first layer: Qwen4-Exp's QSA layers have recorded the chunk's positions, no keys yet
+        "indexer",  # inside a QSA layer, after its indexer's keys, before the layer's own
+    ],
+)
+@pytest.mark.parametrize("engine", ["tiny-random-qwen4-exp"], indirect=True)
+def test_a_stop_inside_a_qsa_layer_leaves_a_cache_that_reuses_exactly(engine, where):
+    """A Stop between what a QSA layer appends (its indexer's keys, every token's positions) and its
+    own keys must not leave the next answer reading a longer indexer than keys."""
+    engine.prefill_chunk_tokens = 16
+
+    def answer(conversation, session=None, stops=()):
+        inputs = engine.prepare_inputs(to_model_messages(conversation, ""), GREEDY)
+        out = engine.generate(inputs, GREEDY, session, stops=stops, output_logits=True, return_dict_in_generate=True)
+        return inputs, out
+
+    conversation = Conversation(turns=[Turn("Look at this.", [noise_picture(1, (120, 80))])])
+    inputs, out = answer(conversation, "s")
+    turn = conversation.turns[-1]
+    turn.answer = engine.clean(engine.tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False))
+    turn.status = "done"
+    conversation.turns.append(Turn(LONG_TEXT))
+
+    layers = engine.model.model.language_model.layers
+    qsa = next(i for i, kind in enumerate(engine.model.config.text_config.layer_types) if kind != "linear_attention")
+    target = layers[0] if where == "positions" else layers[qsa].self_attn.indexer.k_layernorm
+    stop, chunks = threading.Event(), [0]
+    count = engine.model.model.language_model.register_forward_pre_hook(lambda *_: chunks.__setitem__(0, chunks[0] + 1))
+    press = target.register_forward_pre_hook(lambda *_: stop.set() if chunks[0] >= 3 else None)
+    try:
+        answer(conversation, "s", stops=(stop,))
+    finally:
+        count.remove()
+        press.remove()
+    assert stop.is_set()
+    _, reused = answer(conversation, "s")
+    _, fresh = answer(conversation)
+    assert reused.sequences.tolist() == fresh.sequences.tolist()
+    torch.testing.assert_close(torch.stack(reused.logits), torch.stack(fresh.logits), atol=1e-4, rtol=1e-4)

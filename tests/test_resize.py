@@ -68,6 +68,7 @@ def test_family_geometry():
         "qwen2.5-vl": 28,
         "qwen3-vl": 32,  # patch 16, merge 2
         "qwen3.5": 32,  # patch 16, merge 2, like Qwen3-VL
+        "qwen4-exp": 32,  # patch 16, merge 2, Qwen3.5's vision tower
     }
 
 

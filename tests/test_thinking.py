@@ -331,12 +331,16 @@ def test_a_real_generation_streams_into_the_reasoning_and_a_forced_one_splits(ti
     with forced_answer(engine, f"Not {SMALL_DRAFT}\n</think>\n\n{FINAL}"):
         *_, last = handlers.chat(message, None)
     turn = last.conversation.turns[0]
+    assert turn.status == "done", turn.error
     assert (turn.reasoning, turn.answer) == (f"Not {SMALL_DRAFT}", FINAL)
     assert [d.label for d in turn_detections(last.conversation, 0, engine.family)] == ["cat"]
     if engine.thinking == "switch":  # thinking off: the template closed the block, all of it is the answer
         with forced_answer(engine, "Red."):
             *_, last = handlers.chat(message, None, Settings(thinking=False))
         turn = last.conversation.turns[0]
+        # A failed answer streams nothing: say so, not only that the text is empty (transformers 5.25 at
+        # first failed here in the session cache's linear-attention snapshot, `demo/engines/kv_reuse.py`)
+        assert turn.status == "done", turn.error
         assert (turn.reasoning, turn.answer, "".join(recorded.pieces)) == ("", "Red.", "Red.")  # no <think> opened
 
 

@@ -517,6 +517,11 @@ def test_processor_takes_the_frames_as_sampled(tmp_path, engine):
         assert (t, h * 14, w * 14) == (len(video.frames) // 2, video.frame_wh[1], video.frame_wh[0])
     assert int((inputs["input_ids"] == pad).sum()) == sum(t * h * w // 4 for t, h, w in grids)
     assert sum(t * h * w // 4 for t, h, w in grids) == first.visual_tokens + second.visual_tokens
+    # Qwen2-VL: each video's pads stay in the template's one pair of markers, right after its label
+    # (Qwen3-VL's per-pair layout: tests/test_video_generations.py).
+    text = processor.tokenizer.decode(inputs["input_ids"][0])
+    assert f"Video 1: <|vision_start|>{'<|video_pad|>' * first.visual_tokens}<|vision_end|>Picture 1: " in text
+    assert f"Video 2: <|vision_start|>{'<|video_pad|>' * second.visual_tokens}<|vision_end|>What happens?" in text
     # The model takes them too.
     import torch
 

@@ -39,6 +39,9 @@ def test_an_image_and_a_video_in_one_turn_stream_an_answer(handlers, engine, pho
     pads = int((inputs["input_ids"][0] == engine.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum())
     video = conversation.turns[0].attachments[1].video
     assert pads == t * h * w // 4 == video.visual_tokens
+    # What the model reads (Qwen2-VL): the label, then the video's pads in one pair of vision markers.
+    text = engine.tokenizer.decode(inputs["input_ids"][0])
+    assert f"Video 1: <|vision_start|>{'<|video_pad|>' * pads}<|vision_end|>What happens?" in text
     assert t == len(video.frames) // 2
     captions = [m["content"] for m in chatbot if m["role"] == "user" and isinstance(m["content"], str)]
     assert captions[0].startswith("**Picture 1** · chelsea.png")

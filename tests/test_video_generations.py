@@ -1,6 +1,6 @@
 """Each generation's own video conventions, through its tiny checkpoint's real processor and model.
 
-What transformers 5.23 does with the frames the app samples (`processor_video_kwargs`):
+What transformers 5.25 does with the frames the app samples (`processor_video_kwargs`):
 
 - every generation: the frames reach the vision encoder as they are (no second resize, no
   resampling, not even for the Qwen3-VL video processor's own `min_frames` 4, `fps` 2 and
@@ -8,7 +8,8 @@ What transformers 5.23 does with the frames the app samples (`processor_video_kw
 - Qwen2-VL: no time at all;
 - Qwen2.5-VL: `second_per_grid_ts` = 2 / our sample fps, which spaces the video's temporal
   M-RoPE positions by tokens_per_second × seconds;
-- Qwen3-VL and Qwen3.5: `<t seconds>` before each pair of frames, t the mean of the pair's real times.
+- Qwen3-VL and Qwen3.5: `<t seconds>` before each pair of frames, t the mean of the pair's real times,
+  each pair in its own vision markers and nothing around them (`layout`: 5.23 kept the template's outer pair).
 
 Then the app's whole path per generation: a picture and a video in one turn, a second video in
 a follow-up, videos sent while the model loads, and a conversation saved with another generation.
@@ -68,6 +69,21 @@ def pair_times(video: SampledVideo) -> list[str]:
     """Our frames' real times, as Qwen3-VL's processor writes them: the mean of each pair, 0.1 s."""
     t = video.timestamps
     return [f"{(t[i] + t[i + 1]) / 2:.1f}" for i in range(0, len(t), 2)]
+
+
+def layout(family: str, video: SampledVideo) -> str:
+    """The text a video becomes in the model's prompt, after its label, as transformers 5.25 writes it.
+
+    Qwen2-VL and Qwen2.5-VL: the template's `<|vision_start|><|video_pad|><|vision_end|>`, the pad
+    repeated once per visual token. Qwen3-VL and Qwen3.5 (`Qwen3VLProcessor.replace_video_token`): per
+    pair of frames, its time then its own markers around its pads; `get_text_with_replacements` folds the
+    template's outer markers away, so the label is directly followed by the first pair's time.
+    """
+    pairs = len(video.frames) // 2
+    pads = "<|video_pad|>" * (video.visual_tokens // pairs)
+    if generation(family).video_timing == "timestamps":
+        return "".join(f"<{t} seconds><|vision_start|>{pads}<|vision_end|>" for t in pair_times(video))
+    return f"<|vision_start|>{pads * pairs}<|vision_end|>"
 
 
 # -- the frames as sampled, the tokens as shown ------------------------------------------------------
@@ -141,6 +157,8 @@ def test_each_generation_gets_time_its_own_way(engine_of):
             re.findall(r"<\d+\.\d seconds><\|vision_start\|>((?:<\|video_pad\|>)+)<\|vision_end\|>", text)
             == ["<|video_pad|>" * per_pair] * 2
         )
+    # The whole video, exactly, right after its label.
+    assert f"Video 1: {layout(engine.family, video)}What happens?<|im_end|>" in text
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +272,8 @@ def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
     assert conversation.turns[0].status == "done" and conversation.turns[0].answer
     video = conversation.turns[0].attachments[1].video
     inputs, text = seen[-1]
-    assert "Picture 1: <|vision_start|><|image_pad|>" in text and "Video 1: <|vision_start|>" in text
+    picture = "<|image_pad|>" * (int(inputs["image_grid_thw"].prod()) // generation(engine.family).merge_size**2)
+    assert f"Picture 1: <|vision_start|>{picture}<|vision_end|>Video 1: {layout(engine.family, video)}What happens?" in text
     assert video_pads(engine, inputs) == video.visual_tokens
     w, h = video.frame_wh
     assert w % f == 0 and h % f == 0
@@ -270,6 +289,8 @@ def test_a_picture_and_a_video_then_another_video(app_of, tmp_path):
     inputs, text = seen[-1]
     assert text.index("Picture 1: ") < text.index("Video 1: ") < text.index("Video 2: ")
     videos = [a.video for a in conversation.attachments() if a.is_video]
+    assert f"Video 1: {layout(engine.family, videos[0])}What happens?" in text
+    assert f"Video 2: {layout(engine.family, videos[1])}And this one?" in text
     assert video_pads(engine, inputs) == sum(v.visual_tokens for v in videos)
     assert captions(chatbot)[2].startswith("**Video 2** · second.mp4 · ")
     if generation(engine.family).video_timing == "timestamps":

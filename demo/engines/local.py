@@ -230,12 +230,17 @@ class TransformersEngine(Engine):
         video's placeholder token expanded as the processor expands it (pictures at their size in
         `messages`; videos with their frame markers and, for Qwen3-VL, timestamps)."""
         parts = [part for m in messages for part in m["content"]]
-        count = len(self.tokenizer(self.render_prompt(messages), add_special_tokens=False)["input_ids"])
+        videos = [self._video_placeholder(part["video"]) for part in parts if part.get("type") == "video"]
+        # The processor's own substitution, not ours: since transformers 5.25 Qwen3VLProcessor also folds
+        # the template's <|vision_start|><|video_pad|><|vision_end|> into the per-frame-pair blocks it
+        # writes (`get_text_with_replacements`), two tokens fewer per video. Images stay one token here.
+        (text,), _ = self.processor.get_text_with_replacements(
+            [self.render_prompt(messages, settings.thinking)], videos_replacements=videos
+        )
+        count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         for part in parts:
             if part.get("type") == "image":
                 count += self.vision_cost(part["image"].size, settings).tokens - 1
-            elif part.get("type") == "video":
-                count += len(self.tokenizer(self._video_placeholder(part["video"]), add_special_tokens=False)["input_ids"]) - 1
         return count
 
     def _video_placeholder(self, video) -> str:

@@ -15,8 +15,8 @@ unless asked (`extra_body={"skip_special_tokens": False}`); other Qwen special t
 removed here, as the local engine does. `min_new_tokens` has no portable field and is not sent;
 `extra_body` passes server-specific fields (vLLM: `{"min_tokens": 8}`).
 
-Thinking models: whether a model thinks is read from the registry and its name (Qwen3-VL
-"…-Thinking" always does; Qwen3.5 has the template's `enable_thinking` switch, sent as
+Thinking models: whether a model thinks is read from the registry and its name (a "…-Thinking"
+checkpoint always does, Qwen3-VL's and later; otherwise Qwen3.5 and Qwen4-Exp have the template's `enable_thinking` switch, sent as
 `chat_template_kwargs`, which vLLM, SGLang and `transformers serve` pass to the template).
 A server returns the reasoning either inline in `content` (after the `<think>` the template put
 in the prompt, so only `</think>` shows) or, with a reasoning parser, in a separate delta field:
@@ -68,10 +68,10 @@ _DROPPED_SPECIALS = re.compile(
 def thinking_mode(family: str, model_name: str) -> tuple[ThinkingMode, bool]:
     """(mode, whether it thinks when not told) of a served model, from the registry and its name."""
     kind = generation(family).thinking
+    if kind != "none" and "thinking" in model_name.lower():  # Qwen/Qwen3-VL-8B-Thinking, Qwen3.6-35B-A3B-Thinking
+        return "always", True  # a Thinking checkpoint reasons whatever the switch says
     if kind == "switch":
         return "switch", True
-    if kind == "checkpoint" and "thinking" in model_name.lower():  # Qwen/Qwen3-VL-8B-Thinking
-        return "always", True
     return "none", False
 
 

@@ -106,7 +106,8 @@ class SampledVideo:
 
     @property
     def visual_tokens(self) -> int:
-        """Tokens in the prompt: frame pairs × (w/factor) × (h/factor) (temporal patch 2, merge 2×2)."""
+        """Its `<|video_pad|>` tokens in the prompt: frame pairs × (w/factor) × (h/factor) (temporal patch 2,
+        merge 2×2). The vision markers and Qwen3-VL's `<t seconds>` around them are counted with the text."""
         w, h = self.frame_wh
         return len(self.frames) // 2 * (w // self.factor) * (h // self.factor)
 
@@ -182,8 +183,10 @@ def processor_video_kwargs(*videos: SampledVideo) -> dict:
     stay unused); `cap_pixels_per_frame=False` silences transformers' warning about a budget
     that only applies when it resizes; `video_metadata` (see `video_metadata`) gives each
     generation its timing: Qwen2-VL ignores it, Qwen2.5-VL takes its seconds per temporal grid
-    from it, Qwen3-VL and Qwen3.5 the `<t seconds>` before each pair of frames. No `fps`:
-    transformers 5.23 rejects qwen-vl-utils' list of fps for Qwen2-VL.
+    from it, Qwen3-VL and Qwen3.5 the `<t seconds>` before each pair of frames (since transformers
+    5.25 those per-pair blocks replace the template's whole `<|vision_start|><|video_pad|><|vision_end|>`,
+    two tokens fewer than 5.23 wrote; the pads, `SampledVideo.visual_tokens`, are the same). No
+    `fps`: transformers 5.23 and 5.25 reject qwen-vl-utils' list of fps for Qwen2-VL.
     """
     if not videos:
         return {}
@@ -201,7 +204,7 @@ def processor_video_kwargs(*videos: SampledVideo) -> dict:
 def video_metadata(video: SampledVideo) -> dict:
     """transformers' `VideoMetadata` fields for `video`, such that the processors read its real timing.
 
-    transformers 5.23 reads two things from it (`video_utils.VideoMetadata`):
+    transformers (5.23, 5.25) reads two things from it (`video_utils.VideoMetadata`):
     `sampled_fps` = len(frames_indices) / total_num_frames × fps, from which Qwen2.5-VL's
     processor makes `second_per_grid_ts` = temporal_patch_size / sampled_fps; and the frame
     times frames_indices / fps, which Qwen3-VL's processor averages over each pair of frames

@@ -1,12 +1,13 @@
 """Tiny, randomly initialised checkpoints of every local Qwen VL generation, built offline.
 
 `--model tiny-random` (Qwen2-VL), `tiny-random-qwen2.5-vl`, `tiny-random-qwen3-vl`,
-`tiny-random-qwen3-vl-thinking` and `tiny-random-qwen3.5`: each has its generation's real model
-and processor classes, its real added tokens in the real order, its official chat template byte
-for byte, and a config with the real architecture's structure (window attention, DeepStack,
-linear-attention layers...), only small, so it answers with random text. Each is written with
-`save_pretrained` and loaded back by the same `AutoProcessor` / `AutoModelForImageTextToText`
-code as a real checkpoint. One module per generation holds its recipe; `common` the tokenizer
+`tiny-random-qwen3-vl-thinking`, `tiny-random-qwen3.5` and `tiny-random-qwen4-exp`: each has its
+generation's real model and processor classes, its real added tokens in the real order, its
+official chat template byte for byte (Qwen4-Exp, which has none to read, Qwen3.5's: see its
+recipe), and a config with the real architecture's structure (window attention, DeepStack,
+linear-attention layers, QSA, hyper-connections...), only small, so it answers with random text.
+Each is written with `save_pretrained` and loaded back by the same `AutoProcessor` /
+`AutoModelForImageTextToText` code as a real checkpoint. One module per generation holds its recipe; `common` the tokenizer
 training and the templates they share.
 
 Building one takes about 0.1 s once transformers' model classes are imported (the first build in
@@ -37,6 +38,7 @@ RECIPES: dict[str, tuple[str, str | None]] = {
     "tiny-random-qwen3-vl": ("qwen3_vl", "instruct"),
     "tiny-random-qwen3-vl-thinking": ("qwen3_vl", "thinking"),
     "tiny-random-qwen3.5": ("qwen3_5", None),
+    "tiny-random-qwen4-exp": ("qwen4_exp", None),
 }
 TINY_NAMES: tuple[str, ...] = tuple(RECIPES)
 
