@@ -133,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         (Path(tmp) / "test.txt").write_text("\n".join(test_only) + "\n")
         run([str(python), "-m", "pip", "install", "-q", "-r", str(Path(tmp) / "test.txt"), "-c", str(constraints)])
 
-        old = pins(text)
-        print("\npackage: pinned -> newest")
-        for key in sorted(set(old) | {canonical(r.name) for r in direct(text)}):
-            if frozen.get(key) != old.get(key):
-                print(f"  {names.get(key, key)}: {old.get(key, '-')} -> {frozen.get(key, 'not installed')}")
+        old = pins(text) | {canonical(r.name): str(r.specifier) for r in direct(text) if canonical(r.name) not in pins(text)}
+        print("\npackage: pinned (or range) -> newest")
+        for key in sorted(old):
+            if frozen.get(key) != old[key]:
+                print(f"  {names.get(key, key)}: {old[key]} -> {frozen.get(key, 'not installed')}")
+        for key in sorted(set(frozen) - set(old) - {k for k in frozen if UNLOCKED.match(k)}):
+            print(f"  {names[key]}: new -> {frozen[key]}")
         suite = subprocess.run([str(python), "-m", "pytest", *args.pytest_args.split()], cwd=ROOT)
         print(f"\nthe suite on the newest releases: {'passed' if suite.returncode == 0 else 'FAILED'}")
         if args.adopt and suite.returncode == 0:
