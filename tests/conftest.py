@@ -83,6 +83,7 @@ def serve_app(engine, name: str, min_new_tokens: int = 150, max_new_tokens: int 
     from demo.handlers import ChatHandlers
     from demo.ui import CSS, build_ui
     from demo.web import serve
+    from demo.web.clients import SessionLimits
     from demo.web.guard import GuardSettings
     from tests.fakes import AtLeast
 
@@ -94,7 +95,9 @@ def serve_app(engine, name: str, min_new_tokens: int = 150, max_new_tokens: int 
     # Served as app.py serves it: behind the guard (demo/web), the queue the only way in. Every
     # client of the tests comes from 127.0.0.1, so the per-client cap is set high here (the cap
     # itself is tried in tests/test_guard.py, with clients at different addresses).
-    guard = GuardSettings(max_pending=64)
+    # The suite's clients all come from 127.0.0.1 and open many sessions a minute: the per-client
+    # session caps are lifted here; tests/test_flood.py and tests/test_shares.py test them on apps of their own.
+    guard = GuardSettings(max_pending=64, sessions=SessionLimits(per_client=None, per_minute=None, invalid_per_minute=100_000))
     _, url, _ = serve.launch(
         demo, guard, max_queue=None, prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", server_port=None, quiet=True
     )

@@ -60,7 +60,8 @@ def launched_app() -> LaunchedApp:
     }
     log = open(temp / "app.log", "w")  # noqa: SIM115 - closed at exit
     server = subprocess.Popen(
-        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port), "--max-new-tokens", "4"],
+        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port), "--max-new-tokens", "4",
+         "--max-sessions-per-client", "100000", "--new-sessions-per-minute", "100000"],  # the suite's clients share one address
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
 

@@ -18,33 +18,25 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
 
-from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
 from demo.web import policy
-from demo.web.guard import NO_SUCH_FILE, NOT_YOURS, QUEUED_ONLY, GuardSettings
+from demo.web.clients import SessionLimits
+from demo.web.guard import NO_SUCH_FILE, NOT_YOURS, QUEUED_ONLY
 from demo.web.owners import Owners, identity
+from tests import guarded
 from tests.conftest import EXAMPLES
-from tests.fakes import ScriptedEngine
+from tests.guarded import SLOW, chat_data, events_of, join
 from tests.helpers import wait_until
 
-SLOW = ["word "] * 150  # 150 pieces, 0.02 s apart: 3 s
+#: Most tests here are many clients on one machine: a share of sessions they never reach.
+ROOMY = SessionLimits(per_client=10_000, per_minute=10_000, invalid_per_minute=10_000)
 
 
-def launch(*, max_pending: int = 2, max_answer_tokens: int = 64, auth=None) -> dict:
-    from demo.ui import build_ui
-    from demo.web import serve
-
-    engine = ScriptedEngine([], delay=0.02)
-    slot = EngineSlot("scripted")
-    slot.fill(engine)
-    handlers = ChatHandlers(slot, min_update_interval=0.0)
-    demo = build_ui(handlers, concurrency=1, max_new_tokens=32, max_answer_tokens=max_answer_tokens)
-    _, url, _ = serve.launch(
-        demo, GuardSettings(max_pending=max_pending), max_queue=None, prevent_thread_lock=True,
-        server_name="127.0.0.1", server_port=None, quiet=True, auth=auth,
-    )
-    fns = {fn.api_name: index for index, fn in demo.fns.items()}
-    return {"url": url, "demo": demo, "engine": engine, "handlers": handlers, "fns": fns}
+def launch(*, max_pending: int = 2, max_answer_tokens: int = 64, auth=None, sessions: SessionLimits = ROOMY,
+           trusted_proxies: tuple[str, ...] = ("127.0.0.1",), **launch_kwargs) -> dict:
+    """The app on a scripted engine; `trusted_proxies` 127.0.0.1, so that the tests' `X-Forwarded-For`
+    headers stand for other clients."""
+    guard = {"max_pending": max_pending, "sessions": sessions, "trusted_proxies": trusted_proxies}
+    return guarded.launch(guard=guard, max_answer_tokens=max_answer_tokens, auth=auth, **launch_kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +44,6 @@ def scripted():
     app = launch()
     yield app
     app["demo"].close()
-
-
-def chat_data(text: str, max_new_tokens: int = 32) -> list:
-    return [{"text": text, "files": []}, None, max_new_tokens, 0.0, 0.9, "", None, None, 2.0, 64]
-
-
-def join(http: httpx.Client, app: dict, api: str, data: list, session: str, **kwargs) -> httpx.Response:
-    body = {"data": data, "fn_index": app["fns"][api], "session_hash": session, "event_data": None, "trigger_id": None}
-    return http.post(app["url"] + "gradio_api/queue/join", json=body, **kwargs)
-
-
-def events_of(app: dict, session: str) -> list[str]:
-    queue = app["demo"]._queue
-    return [event_id for event_id, event in list(queue.event_ids_to_events.items()) if event.session_hash == session]
 
 
 def test_a_stranger_with_the_session_hash_is_refused_everywhere(scripted):
@@ -257,14 +235,15 @@ def test_sharing_flags_from_the_environment(monkeypatch):
     assert (args.max_answer_tokens, args.auth, args.trusted_proxies) == (1024, ("ann", "pw:with:colons"), "10.0.0.0/8,127.0.0.1")
 
 
-def test_owners_bind_on_first_sight_and_forget_the_oldest():
-    owners = Owners(capacity=2)
+def test_owners_bind_on_first_sight_and_forget_nobody_for_others_traffic():
+    owners = Owners()
     me, you = identity("a" * 43, "1.2.3.4"), identity(None, "1.2.3.4")
-    assert owners.claim("s1", me) and owners.claim("s1", me) and not owners.claim("s1", you)
-    assert owners.claim("s2", you)
-    owners.claim("s1", me)  # s1 used again: s2 is now the oldest
-    owners.claim("s3", me)
-    assert owners.owner("s2") is None and owners.owner("s1") == me and len(owners) == 2
+    owners.bind("s1", me, "1.2.3.4", now=0.0)
+    for n in range(1000):  # others' sessions: no capacity to push s1 out
+        owners.bind(f"other-{n}", you, "5.6.7.8", now=1.0)
+    assert owners.owner("s1") == me and len(owners) == 1001
+    owners.seen("other-0", now=2.0)
+    assert owners.unseen_since(1.5)[0] == "s1" and "other-0" not in owners.unseen_since(1.5)
 
 
 @pytest.mark.parametrize(

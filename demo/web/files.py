@@ -40,6 +40,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from demo.sessions import folder_of, session_of_file, upload_folder
+from demo.uploads import UPLOADS, is_gradios_upload
 from demo.web.owners import Owners
 
 PREFIXES = ("/gradio_api/file=", "/gradio_api/file/")
@@ -92,10 +93,13 @@ class Uploads:
         self._lock = threading.Lock()
 
     def add(self, path: str | Path, who: str) -> None:
-        """`who` uploaded the file Gradio put at `path`."""
+        """`who` uploaded the file Gradio put at `path` (counted too: `demo.uploads.UPLOADS` deletes
+        Gradio's copy only once every upload of it has been sent)."""
         key = resolved(str(path))
         if key is None:
             return
+        if is_gradios_upload(key):
+            UPLOADS.uploaded(key)
         with self._lock:
             self._by.setdefault(str(key), set()).add(who)
             self._by.move_to_end(str(key))

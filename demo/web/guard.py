@@ -19,37 +19,46 @@ calls), `call/…` (the REST API, and its `call/{api}/{event}` reads), `stream/�
   shows as an error notice (the message stays in the textbox);
 - sets the owner cookie on the page and on `/config` (gradio_client keeps cookies from there),
   the page's Content-Security-Policy with a fresh nonce written into its scripts, a policy
-  that runs nothing on served files, `nosniff` and `Referrer-Policy` on everything.
+  that runs nothing on served files, `nosniff` and `Referrer-Policy` on everything;
+- gives each client a share of sessions: one that may open a session (a heartbeat, a join, a
+  direct or REST call naming a new one) is refused 429 with one sentence when its client has
+  too many open, opens them too fast, or the app is full (`clients.py`); a request naming a
+  session that does not exist, is not the sender's, or an event that does not exist opens
+  nothing and costs its client (past a budget: 429); a closed session's Gradio state is dropped;
+- with `--auth`, refuses every route but the login page and static files without a login, and
+  slows password guessing (`auth.py`).
 
-A client is its address as uvicorn reports it: `X-Forwarded-For` counts only from the
-proxies in uvicorn's `FORWARDED_ALLOW_IPS` (app.py `--trusted-proxies`), as for Gradio's own
-`request.client`. What it reads of Gradio: the queue's events (`blocks._queue`) and the
-functions' `queue` and `concurrency_id`.
+A client is its address as uvicorn reports it: `X-Forwarded-For` counts only from the proxies
+named in `GuardSettings.trusted_proxies` (`serve.launch` gives them to uvicorn as
+`FORWARDED_ALLOW_IPS`; none by default, on a Space its proxy's networks: `proxies.py`), as for
+Gradio's own `request.client`. What it reads of Gradio: the queue's events (`blocks._queue`),
+the functions' `queue` and `concurrency_id`, the login's tokens (`app.tokens`), and its session
+store (`app.state_holder`), from which it drops closed sessions.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from demo.web import files, policy
-from demo.web.owners import Owners, identity
+from demo.web import asgi, auth, calls, files, gradio_view, policy, proxies
+from demo.web.asgi import Message, Receive, Scope, Send
+from demo.web.clients import MINE, REFUSED, THEIRS, TOO_MANY_INVALID, Ledger, SessionLimits, client_key
+from demo.web.owners import identity
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-MAX_BODY = 8 * 2**20  # a join's JSON: the message text and settings, never file contents
 NOT_YOURS = "This conversation belongs to another browser: reload the page to start your own."
+NO_SUCH_SESSION = "This conversation does not exist (any more): reload the page to start one."
+NO_SUCH_EVENT = "This app has no such event."
+MALFORMED = "This request is not one the app understands."
 NO_SUCH_ROUTE = "This app does not serve that route."
 QUEUED_ONLY = "This event only runs through the queue: use /gradio_api/queue/join or /gradio_api/call."
 NO_SUCH_FILE = "A file this request names is not here: attach it again."
@@ -61,8 +70,6 @@ _HEARTBEAT = re.compile(r"/gradio_api/heartbeat/(?P<session>[^/]+)/?")
 _STREAM_OUT = re.compile(r"/gradio_api/stream/(?P<session>[^/]+)/[^/]+/[^/]+/[^/]+")
 _STREAM_IN = re.compile(r"/gradio_api/stream/(?P<event>[^/]+)(?:/close)?/?")
 _CALL_READ = re.compile(r"/gradio_api/call/(?:v2/)?[^/]+/(?P<event>[^/]+)/?")
-_DIRECT = re.compile(r"/gradio_api/(?:run|api)/(?P<api>[^/]+)/?")
-_CALL = re.compile(r"/gradio_api/call/(?:v2/)?(?P<api>[^/]+)/?")
 _FILE = re.compile(r"/gradio_api/file[=/]")
 _UPLOAD = "/gradio_api/upload"
 MAX_UPLOAD_ANSWER = 4 * 2**20  # the JSON list of paths Gradio's upload route answers with (at most 1000 files)
@@ -70,12 +77,17 @@ MAX_UPLOAD_ANSWER = 4 * 2**20  # the JSON list of paths Gradio's upload route an
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """`max_pending` requests per client in the `capped` concurrency groups; `share_cdn` for --share."""
+    """`max_pending` requests per client in the `capped` concurrency groups; `sessions`: each client's
+    share of sessions; `trusted_proxies`: whose X-Forwarded-For names the client; `framed_by`: who may
+    frame the page; `share_cdn` for --share; `uploads_capacity`: uploads whose uploader is remembered."""
 
     max_pending: int = 4
     capped: frozenset[str] = frozenset({"model", "files"})
     share_cdn: str | None = None
-    owners_capacity: int = 100_000
+    uploads_capacity: int = 100_000
+    sessions: SessionLimits = SessionLimits()
+    trusted_proxies: tuple[str, ...] = field(default_factory=proxies.default_trusted)
+    framed_by: tuple[str, ...] = field(default_factory=policy.frame_ancestors)
 
     def __post_init__(self) -> None:
         if self.max_pending < 1:
@@ -88,8 +100,8 @@ class _Asking:
 
     method: str
     path: str
-    client: str
-    who: str
+    client: str  # what the caps count: the address, an IPv6 one by its /64
+    who: str  # whose sessions it may use: the owner cookie, else the address
     token: str | None
     https: bool
     headers: dict[str, str] = field(default_factory=dict)
@@ -101,8 +113,10 @@ class Guard:
     def __init__(self, app: Callable, settings: GuardSettings | None = None) -> None:
         self.app = app
         self.settings = settings or GuardSettings()
-        self.owners = Owners(self.settings.owners_capacity)
-        self.files = files.FileRules(self.owners, files.Uploads(self.settings.owners_capacity))
+        self.ledger = Ledger(self.settings.sessions)
+        self.owners = self.ledger.owners
+        self.files = files.FileRules(self.owners, files.Uploads(self.settings.uploads_capacity))
+        self.logins = auth.Logins()
         self._joining: Counter[str] = Counter()  # joins between the cap's check and Gradio's answer
         self._warned_proxy = False
 
@@ -112,20 +126,30 @@ class Guard:
             return
         asking = self._asking(scope)
         path, method = asking.path, asking.method
+        gradio = scope.get("app")
+        if hooks := gradio_view.store_hooks(gradio):
+            self.ledger.sweep(*hooks)
+        if auth.asks_password(gradio):
+            if method == "POST" and path.rstrip("/") == "/login":
+                return await self._login(scope, receive, send, asking)
+            if not auth.public(method, path) and not auth.logged_in(gradio, asking.headers.get("cookie")):
+                return await asgi.refuse(send, 401, auth.LOG_IN_FIRST)
         if _CLOSED.fullmatch(path):
-            return await _refuse(send, 404, NO_SUCH_ROUTE)
+            return await asgi.refuse(send, 404, NO_SUCH_ROUTE)
         if method in ("GET", "HEAD") and _PAGE.fullmatch(path):
             return await self._page(scope, receive, send, asking)
         if _FILE.match(path):
             return await self._file(scope, receive, send, asking)
         if method == "POST" and path.rstrip("/") == _UPLOAD:
             return await self.app(scope, receive, self._recording_uploads(send, asking))
-        if method == "POST" and (_DIRECT.fullmatch(path) or _CALL.fullmatch(path) or path.rstrip("/") in ("/gradio_api/queue/join", "/gradio_api/cancel")):
-            return await self._with_body(scope, receive, send, asking)
+        if route := calls.route_of(method, path):
+            return await self._with_body(scope, receive, send, asking, route)
+        if m := _HEARTBEAT.fullmatch(path):
+            return await self._heartbeat(scope, receive, send, asking, m["session"])
         session = self._session_of_path(asking, scope)
-        if session is not None and not self._claim(session, asking):
-            return await _refuse(send, 403, NOT_YOURS)
-        await self.app(scope, receive, _with_headers(send))
+        if session is not None and not await self._claim(send, session, asking, opens=False):
+            return
+        await self.app(scope, receive, asgi.with_headers(send))
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -133,81 +157,122 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         root = scope.get("root_path", "") or ""
         path = scope["path"][len(root) :] if root and scope["path"].startswith(root) else scope["path"]
-        client = (scope.get("client") or ("unknown", 0))[0]
+        address = (scope.get("client") or ("unknown", 0))[0]
         if "x-forwarded-for" in headers and not self._warned_proxy and not _was_forwarded(scope, headers):
             self._warned_proxy = True
             log.warning(
                 "requests come through a proxy at %s that is not trusted, so every client behind it counts as one "
-                "(per-client limits and owner addresses): pass --trusted-proxies %s if it is yours", client, client,
+                "(per-client limits and owner addresses): pass --trusted-proxies %s if it is yours", address, address,
             )
         token = policy.owner_token(headers.get("cookie"))
         https = scope.get("scheme") == "https" or headers.get("x-forwarded-proto", "").split(",")[0].strip() == "https"
-        return _Asking(scope["method"], path or "/", client, identity(token, client), token, https, headers)
+        return _Asking(scope["method"], path or "/", client_key(address), identity(token, address), token, https, headers)
 
     def _session_of_path(self, asking: _Asking, scope: Scope) -> str | None:
         """The session a GET-style request names (in its path, its query, or through its event)."""
         path = asking.path
-        if m := _HEARTBEAT.fullmatch(path):
-            return m["session"]
         if path.rstrip("/") == "/gradio_api/queue/data":
             values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_hash", [])
             return values[0] if values else ""
         if asking.method == "GET" and (m := _STREAM_OUT.fullmatch(path)):
             return m["session"]
         if asking.method == "POST" and (m := _STREAM_IN.fullmatch(path)):
-            return self._event_session(scope, m["event"]) or m["event"]
+            return gradio_view.event_session(scope.get("app"), m["event"]) or m["event"]
         if asking.method == "GET" and (m := _CALL_READ.fullmatch(path)):
-            return self._event_session(scope, m["event"]) or m["event"]
+            return gradio_view.event_session(scope.get("app"), m["event"]) or m["event"]
         return None
 
-    def _claim(self, session: str, asking: _Asking) -> bool:
-        if not session or len(session) > 256:
-            return False
-        return self.owners.claim(session, asking.who)
+    async def _claim(self, send: Send, session: object, asking: _Asking, *, opens: bool) -> bool:
+        """Whether the request may go on for `session`; if not, the refusal is sent."""
+        outcome, why = "unknown", None
+        if isinstance(session, str) and 0 < len(session) <= 256:
+            outcome, why = self.ledger.claim(session, asking.who, asking.client, opens=opens)
+        if outcome == MINE:
+            return True
+        if outcome == REFUSED:
+            await asgi.refuse(send, 429, why or TOO_MANY_INVALID)
+        else:
+            await self._invalid(send, asking, 403 if outcome == THEIRS else 404, NOT_YOURS if outcome == THEIRS else NO_SUCH_SESSION)
+        return False
 
-    async def _with_body(self, scope: Scope, receive: Receive, send: Send, asking: _Asking) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            return await _refuse(send, 413, "The request is too large.")
+    async def _invalid(self, send: Send, asking: _Asking, status: int, sentence: str) -> None:
+        """Refuse an invalid call: it costs its client, and past the budget it is 429."""
+        if self.ledger.invalid(asking.client):
+            await asgi.refuse(send, status, sentence)
+        else:
+            await asgi.refuse(send, 429, TOO_MANY_INVALID)
+
+    async def _heartbeat(self, scope: Scope, receive: Receive, send: Send, asking: _Asking, session: str) -> None:
+        """A page's (or gradio_client's) heartbeat: it may open its session; when the last one ends, the session closes."""
+        if not await self._claim(send, session, asking, opens=True):
+            return
+        self.ledger.heartbeat(session, opened=True)
         try:
-            data = json.loads(body) if body.strip() else {}
-        except ValueError:
-            data = {}
-        data = data if isinstance(data, dict) else {}
-        session = data.get("session_hash")
-        path = asking.path
-        fn = self._fn(scope, data.get("fn_index"), _api_name(path))
-        if _DIRECT.fullmatch(path) and fn is not None and getattr(fn, "queue", False):
-            return await _refuse(send, 404, QUEUED_ONLY)
-        if session is not None:
-            if not isinstance(session, str) or not self._claim(session, asking):
-                return await _refuse(send, 403, NOT_YOURS)
-        if path.rstrip("/") == "/gradio_api/cancel":
-            owner = self._event_session(scope, data.get("event_id"))
-            if owner is not None and owner != session:
-                return await _refuse(send, 403, NOT_YOURS)
-        context = self._file_context(scope)
-        if not all(self.files.may_fetch(files.resolved(p), asking.who, **context) for p in files.named_paths(data)):
-            return await _refuse(send, 404, NO_SUCH_FILE)
-        replay = _replay(body, receive)
-        is_join = path.rstrip("/") == "/gradio_api/queue/join" or bool(_CALL.fullmatch(path))
-        if not (is_join and fn is not None and getattr(fn, "concurrency_id", None) in self.settings.capped):
-            return await self.app(scope, replay, self._binding_call(send, asking) if session is None else _with_headers(send))
-        pending = self._pending(scope, asking.client) + self._joining[asking.client]
-        if pending >= self.settings.max_pending:
-            return await _refuse(send, 429, TOO_MANY.format(n=pending))
-        self._joining[asking.client] += 1
-        try:
-            await self.app(scope, replay, self._binding_call(send, asking) if session is None else _with_headers(send))
+            await self.app(scope, receive, asgi.with_headers(send))
         finally:
-            self._joining[asking.client] -= 1
+            self.ledger.heartbeat(session, opened=False)  # closed: its Gradio state is dropped a few seconds on (`Ledger.sweep`)
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send, asking: _Asking) -> None:
+        wait = self.logins.attempt(asking.client)
+        if wait:
+            return await asgi.refuse(send, 429, auth.SLOW_DOWN.format(s=math.ceil(wait)))
+        inner = asgi.with_headers(send)
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self.logins.succeeded(asking.client)
+            await inner(message)
+
+        await self.app(scope, receive, sending)
+
+    async def _with_body(self, scope: Scope, receive: Receive, send: Send, asking: _Asking, route: str) -> None:
+        body = await asgi.read_body(receive)
+        if body is None:
+            return await asgi.refuse(send, 413, "The request is too large.")
+        blocks = gradio_view.blocks_of(scope.get("app"))
+        call = calls.read(route, asking.path, body, blocks.fns if blocks is not None else {})
+        if call.malformed:
+            return await self._invalid(send, asking, 422, MALFORMED)
+        if call.fn is None and route != calls.CANCEL:
+            return await self._invalid(send, asking, 404, NO_SUCH_EVENT)
+        if route == calls.DIRECT and getattr(call.fn, "queue", False):
+            return await asgi.refuse(send, 404, QUEUED_ONLY)
+        context = self._file_context(scope)
+        if not all(self.files.may_fetch(files.resolved(p), asking.who, **context) for p in files.named_paths(call.data)):
+            return await asgi.refuse(send, 404, NO_SUCH_FILE)
+        capped = call.route in (calls.JOIN, calls.CALL, calls.CALL_V2) and getattr(call.fn, "concurrency_id", None) in self.settings.capped
+        if capped and (pending := gradio_view.pending(scope.get("app"), asking.client, self.settings.capped) + self._joining[asking.client]) >= self.settings.max_pending:
+            return await asgi.refuse(send, 429, TOO_MANY.format(n=pending))
+        if route == calls.CANCEL:
+            if not await self._claim(send, call.session, asking, opens=False):
+                return
+            owner = gradio_view.event_session(scope.get("app"), call.event_id)
+            if owner is not None and owner != call.session:
+                return await self._invalid(send, asking, 403, NOT_YOURS)
+            if owner is None and not self.ledger.invalid(asking.client):  # an event that has ended, or never was
+                return await asgi.refuse(send, 429, TOO_MANY_INVALID)
+        elif call.session is not None and not await self._claim(send, call.session, asking, opens=True):
+            return
+        reserved = None
+        if call.opens_own_session:
+            reserved, why = self.ledger.reserve(asking.who, asking.client)
+            if reserved is None:
+                return await asgi.refuse(send, 429, why)
+        sending = self._binding_call(send, reserved) if reserved is not None else asgi.with_headers(send)
+        self._joining[asking.client] += capped  # between the cap's check and Gradio's answer
+        try:
+            await self.app(scope, asgi.replay(body, receive), sending)
+        finally:
+            if reserved is not None:
+                self.ledger.named(reserved, None)  # no-op once the answer named it
+            self._joining[asking.client] -= capped
             if self._joining[asking.client] <= 0:
                 del self._joining[asking.client]
 
-    def _binding_call(self, send: Send, asking: _Asking) -> Send:
-        """For a REST `call/…` with no session: bind the event id it answers with (its session)."""
+    def _binding_call(self, send: Send, reserved: str) -> Send:
+        """For a REST `call/…` that opens its own session: the event id it answers with names the reserved place."""
         chunks: list[bytes] = []
-        inner = _with_headers(send)
+        inner = asgi.with_headers(send)
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.body":
@@ -217,8 +282,7 @@ class Guard:
                         event = json.loads(b"".join(chunks)).get("event_id")
                     except (ValueError, AttributeError):
                         event = None
-                    if isinstance(event, str):
-                        self.owners.claim(event, asking.who)
+                    self.ledger.named(reserved, event if isinstance(event, str) and event else None)
             await inner(message)
 
         return sending
@@ -227,18 +291,18 @@ class Guard:
 
     async def _file(self, scope: Scope, receive: Receive, send: Send, asking: _Asking) -> None:
         if not self.files.may_fetch(files.requested(asking.path), asking.who, **self._file_context(scope)):
-            return await _not_found(send)
-        await self.app(scope, receive, _with_headers(send, policy.FILE_POLICY))
+            return await asgi.not_found(send)
+        await self.app(scope, receive, asgi.with_headers(send, policy.FILE_POLICY))
 
     def _file_context(self, scope: Scope) -> dict[str, Any]:
         """What the file rules read of Gradio: the Blocks' config (the examples) and the upload folder."""
-        return {"config": getattr(self._blocks(scope), "config", None), "upload_dir": getattr(scope.get("app"), "uploaded_file_dir", None)}
+        return {"config": getattr(gradio_view.blocks_of(scope.get("app")), "config", None), "upload_dir": getattr(scope.get("app"), "uploaded_file_dir", None)}
 
     def _recording_uploads(self, send: Send, asking: _Asking) -> Send:
         """Record who uploaded the files Gradio's upload route answers with, before the answer ends."""
         chunks: list[bytes] = []
         status, size = 0, 0
-        inner = _with_headers(send)
+        inner = asgi.with_headers(send)
 
         async def sending(message: Message) -> None:
             nonlocal status, size
@@ -285,8 +349,9 @@ class Guard:
             body = b"".join(chunks)
             if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
                 body = policy.add_nonce(body, nonce)
-                headers.append((b"content-security-policy", policy.page_policy(nonce, share_cdn=self.settings.share_cdn).encode()))
-            headers += extra + _common()
+                csp = policy.page_policy(nonce, share_cdn=self.settings.share_cdn, framed_by=self.settings.framed_by)
+                headers.append((b"content-security-policy", csp.encode()))
+            headers += extra + asgi.common()
             if asking.method != "HEAD" or body:
                 headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})
@@ -294,113 +359,8 @@ class Guard:
 
         await self.app(scope, receive, sending)
 
-    # -- Gradio's queue --------------------------------------------------------------------------
-
-    @staticmethod
-    def _blocks(scope: Scope):
-        app = scope.get("app")
-        return app.get_blocks() if app is not None and hasattr(app, "get_blocks") else None
-
-    def _fn(self, scope: Scope, fn_index: object, api_name: str | None):
-        blocks = self._blocks(scope)
-        if blocks is None:
-            return None
-        if isinstance(fn_index, int) and not isinstance(fn_index, bool):
-            return blocks.fns.get(fn_index)
-        if api_name:
-            return next((fn for fn in blocks.fns.values() if fn.api_name == api_name), None)
-        return None
-
-    def _event_session(self, scope: Scope, event_id: object) -> str | None:
-        """The session of a queued or running event (None once it has ended)."""
-        blocks = self._blocks(scope)
-        if blocks is None or not isinstance(event_id, str) or getattr(blocks, "_queue", None) is None:
-            return None
-        queue = blocks._queue
-        event = queue.event_ids_to_events.get(event_id)
-        if event is not None:
-            return event.session_hash
-        return next((s for s, ids in list(queue.pending_event_ids_session.items()) if event_id in ids), None)
-
-    def _pending(self, scope: Scope, client: str) -> int:
-        """Events of `client` waiting or running in the capped concurrency groups."""
-        blocks = self._blocks(scope)
-        if blocks is None or getattr(blocks, "_queue", None) is None:
-            return 0
-        events = list(blocks._queue.event_ids_to_events.values())
-        return sum(1 for e in events if e.fn.concurrency_id in self.settings.capped and _client_of(e.request) == client)
-
-
-def _client_of(request: object) -> str | None:
-    client = getattr(request, "client", None)
-    return getattr(client, "host", None)
-
 
 def _was_forwarded(scope: Scope, headers: dict[str, str]) -> bool:
     """Whether uvicorn took the client from X-Forwarded-For (it trusted the proxy)."""
     client = (scope.get("client") or ("",))[0]
     return client in [h.strip().split(":")[0].strip("[]") for h in headers.get("x-forwarded-for", "").split(",")]
-
-
-def _api_name(path: str) -> str | None:
-    m = _DIRECT.fullmatch(path) or _CALL.fullmatch(path)
-    return m["api"] if m else None
-
-
-def _common() -> list[tuple[bytes, bytes]]:
-    return [(k.encode(), v.encode()) for k, v in policy.COMMON_HEADERS.items()]
-
-
-def _with_headers(send: Send, csp: str | None = None) -> Send:
-    extra = _common() + ([(b"content-security-policy", csp.encode())] if csp else [])
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *extra]}
-        await send(message)
-
-    return sending
-
-
-async def _refuse(send: Send, status: int, sentence: str) -> None:
-    body = json.dumps({"detail": sentence, "error": sentence}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *_common()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _not_found(send: Send) -> None:
-    """The answer of a route that does not exist (FastAPI's own), so a refused file is not told from a missing one."""
-    body = b'{"detail":"Not Found"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *_common()]
-    await send({"type": "http.response.start", "status": 404, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when it is over MAX_BODY."""
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b""
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replaying() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replaying

@@ -4,7 +4,9 @@ Pure: strings and small parsers, no ASGI and no Gradio. `demo/web/guard.py` appl
 
 The page policy lets the browser load scripts, styles, fonts, images, media and connections
 from the app's own origin only (plus `data:`/`blob:` images and media, which Gradio's upload
-previews use), and no frame, object or form target anywhere. Gradio 6.31's page needs inline
+previews use), and no frame, object or form target anywhere; only the app itself (and, on a
+Space, the Space's page on huggingface.co) may show it in a frame (`frame-ancestors`), so no
+other site can frame it to trick a click. Gradio 6.31's page needs inline
 styles (Svelte sets them) and four inline scripts (its config): scripts run only with the
 nonce the guard writes into the page's own `<script>` tags, and what those load
 (`'strict-dynamic'`). `'unsafe-eval'` is there because Gradio compiles the page's own code from
@@ -18,18 +20,29 @@ nothing, so an uploaded SVG or HTML opened in a tab is inert too.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 
 COOKIE = "qwen_chat_owner"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
+#: Where a Space's page is: https://huggingface.co/spaces/<user>/<app> embeds the app (https://*.hf.space)
+#: in an iframe (hub-docs: docs/hub/spaces-handle-url-parameters.md, spaces-cookie-limitations.md).
+SPACES_EMBEDDER = "https://huggingface.co"
+
 #: With `--share` the page loads Gradio's frontend from this CDN (gradio/templates/frontend/share.html).
 SHARE_CDN = "https://gradio.s3-us-west-2.amazonaws.com"
 
 
-def page_policy(nonce: str, *, share_cdn: str | None = None) -> str:
-    """The Content-Security-Policy of the HTML page (`nonce` is this response's)."""
+def frame_ancestors(environ: dict | None = None) -> tuple[str, ...]:
+    """Who may show the page in a frame: the app itself, and on a Space (`SPACE_ID` set) the Space's page."""
+    environ = os.environ if environ is None else environ
+    return ("'self'", SPACES_EMBEDDER) if environ.get("SPACE_ID") else ("'self'",)
+
+
+def page_policy(nonce: str, *, share_cdn: str | None = None, framed_by: tuple[str, ...] = ("'self'",)) -> str:
+    """The Content-Security-Policy of the HTML page (`nonce` is this response's; `framed_by`: `frame_ancestors`)."""
     cdn = f" {share_cdn}" if share_cdn else ""
     return "; ".join(
         [
@@ -45,6 +58,7 @@ def page_policy(nonce: str, *, share_cdn: str | None = None) -> str:
             "object-src 'none'",
             "base-uri 'self'",
             "form-action 'self'",
+            f"frame-ancestors {' '.join(framed_by)}",
         ]
     )
 
