@@ -9,9 +9,13 @@ COCO crowd regions (`iscrowd: 1`) too. From an export, each picture's boxes are 
 latest turn that has boxes on it.
 
 The file is untrusted input: anything off refuses the whole file with one sentence
-(`ReferenceFileError`): too big, not JSON, nested too deeply, numbers that are not finite,
-too many images or boxes, a box that is not four numbers, a category or image that does not
-exist. Knows nothing of Gradio.
+(`ReferenceFileError`): too big, not JSON, nested too deeply, numbers that are not finite or
+beyond any picture (`MAX_COORDINATE` pixels; an image size under one pixel), too many images,
+boxes (100,000 in all, loaded in a few seconds) or boxes on one picture (`MAX_BOXES_PER_IMAGE`:
+more than any detection dataset gives one image, and as many as a picture's view, its table and
+the matching stay quick with), a box that is not four numbers, a category or image that does not
+exist. The sentence quotes what the file says: it is shown inert (`demo.markup`), toasts
+included. Knows nothing of Gradio.
 
 `scores` compares, per turn and picture, the turn's boxes with the picture's references
 (`grounding.match`): a turn with no box at all is not scored (it may not have been asked to
@@ -34,6 +38,8 @@ from grounding.match import Box, Matching, match
 
 MAX_IMAGES = 10_000
 MAX_BOXES = 100_000
+MAX_BOXES_PER_IMAGE = 1_000
+MAX_COORDINATE = 1_000_000  # pixels: a 64-megapixel picture at the 200:1 the app allows is 113,000 px long
 MAX_LABEL_CHARS = 200
 
 
@@ -207,7 +213,9 @@ def _from_coco(data: dict, name: str) -> References:
         x, y, w, h = _numbers(annotation.get("bbox"), f"annotation {i + 1}")
         if w < 0 or h < 0:
             raise _Bad(f"annotation {i + 1} has a negative width or height")
-        boxes[files[image_id]].append(Reference(category_names.get(category, ""), (x, y, x + w, y + h)))
+        on_image = boxes[files[image_id]]
+        on_image.append(Reference(category_names.get(category, ""), (x, y, x + w, y + h)))
+        _per_image(len(on_image), files[image_id])
     return _references(name, "COCO", boxes, sizes)
 
 
@@ -243,6 +251,7 @@ def _from_export(data: dict, name: str) -> References:
             latest[file] = (turn, [])
         if turn == latest[file][0]:
             latest[file][1].append(Reference(label[:MAX_LABEL_CHARS], (x1, y1, x2, y2)))
+            _per_image(len(latest[file][1]), file)
     boxes = {file: latest.get(file, (0, []))[1] for file in files.values()}
     return _references(name, "export", boxes, sizes)
 
@@ -263,6 +272,11 @@ def _count(n: int, limit: int, what: str) -> None:
         raise _Bad(f"it has {n:,} {what}, more than the {limit:,} allowed")
 
 
+def _per_image(count: int, file: str) -> None:
+    if count > MAX_BOXES_PER_IMAGE:
+        raise _Bad(f"{file[:80]!r} has more than the {MAX_BOXES_PER_IMAGE:,} boxes allowed on one picture")
+
+
 def _is_id(value) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and len(value) <= 200)
 
@@ -274,6 +288,8 @@ def _numbers(value, where: str) -> tuple[float, float, float, float]:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
     ):
         raise _Bad(f"{where} has no box of four finite numbers")
+    if not all(abs(v) <= MAX_COORDINATE for v in value):
+        raise _Bad(f"{where} has a coordinate beyond {MAX_COORDINATE:,} pixels, which no picture has")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
@@ -283,6 +299,8 @@ def _size(image: dict, where: str) -> tuple[float, float] | None:
         return None
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in (width, height)):
         raise _Bad(f"{where} has a width or height that is not a positive number")
+    if not all(1 <= v <= MAX_COORDINATE for v in (width, height)):
+        raise _Bad(f"{where} has a width or height outside 1 to {MAX_COORDINATE:,} pixels")
     return (float(width), float(height))
 
 

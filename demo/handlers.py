@@ -8,7 +8,7 @@ by `ChatPage.render` in `demo/ui.py` (through `demo/views.py`), so no handler kn
 What an answer sends the model (uploads decoded and checked, their costs, the messages) is built by
 the plain functions of `demo/model_input.py`.
 A session ends (its files deleted, its pictures and engine cache freed) when its tab closes, on
-Clear and Load, and when Gradio drops its state after `session_ttl` idle seconds (`expire`).
+Clear and a successful Load, and when Gradio drops its state after `session_ttl` idle seconds (`expire`).
 Streaming handlers are generators: Gradio closes them when the person presses Stop or closes
 the tab, and their `finally:` stops the generation. The only Gradio things used here are
 `gr.Request` (to know the session), `gr.Error` and `gr.Warning`.
@@ -37,11 +37,13 @@ from demo.limits import LimitError, Limits
 from demo.markup import toast
 from demo.media.pictures import UploadError, refit
 from demo.media.video import is_video_file
-from demo.model_input import attach, check_request, model_messages, upload_size, vision_costs
+from demo.model_input import attach, check_request, model_messages, text_chars, upload_size, vision_costs
 from demo.reasoning import AnswerWriter
-from demo.session_file import dump_conversation, read_conversation, write_pictures
-from demo.sessions import Sessions, discard_upload
+from demo.session_file import dump_conversation, load_refusal, read_conversation, write_pictures
+from demo.sessions import Sessions
 from demo.settings import Settings
+from demo.uploads import discard_upload
+from demo.views import chatbot_messages
 from grounding.generations import generation as generation_of
 from grounding.generations import grounding_prompt
 
@@ -126,6 +128,7 @@ class ChatHandlers:
             generation = settings.generation()
             self.limits.check_system_prompt(generation.system_prompt)
             self.limits.check_turn(text, len(conversation.attachments()), len(files))
+            self.limits.check_conversation(len(conversation.turns), text_chars(conversation) + len(text))
             self.limits.check_files([upload_size(f) for f in files], [Path(f).name for f in files], [is_video_file(f) for f in files])
             engine = self.slot.wait(timeout=0)
             factor = engine.resize_factor if engine is not None else generation_of(self.slot.expected_family).resize_factor
@@ -324,25 +327,32 @@ class ChatHandlers:
         return str(path)
 
     def load(self, file: str | None, conversation: Conversation | None, request: gr.Request | None = None) -> Reply:
-        """Replace the conversation with one saved earlier; a bad file is refused with a sentence.
+        """Replace the conversation with one saved earlier; a file that cannot be loaded is refused
+        with a sentence, and everything stays as it was (the conversation, its files, what Clear set aside).
 
-        The file is read and every picture decoded and checked before anything is written; the
-        uploaded file is deleted once read, loaded or not. The old conversation's session ends.
+        The file is read and checked, its pictures written into a new folder and the chat it makes
+        drawn, all before the old conversation ends; the uploaded file is let go once read, loaded or not.
         """
         conversation = conversation if conversation is not None else Conversation()
         if not file:
             return Reply(conversation, self.family)
+        folder = self.sessions.new_folder()
         try:
-            loaded = read_conversation(file, self.limits)
-        except (UploadError, OSError) as e:
-            return self._refusal(conversation, str(e), "Not loaded")
+            loaded = write_pictures(read_conversation(file, self.limits), folder / "loaded")
+            chatbot_messages(loaded, self.family)  # what the page shows next: drawn now, so it cannot fail then
+        except Exception as e:  # noqa: BLE001 - whatever it is, the person gets a sentence and keeps the conversation
+            self.sessions.discard(folder)
+            if not isinstance(e, (UploadError, OSError)):
+                log.exception("loading %s failed", file)
+            return self._refusal(conversation, load_refusal(file, e), "Not loaded")
         finally:
             discard_upload(file)
         session = _session(request)
-        self._close(session)
-        conversation = write_pictures(loaded, self.sessions.folder(session) / "loaded")
-        self.sessions.track(session, conversation)
-        return Reply(conversation, self.family)
+        engine = self.slot.wait(timeout=0)
+        if engine is not None:
+            engine.forget(session)
+        self.sessions.replace(session, folder, loaded)
+        return Reply(loaded, self.family)
 
     @property
     def family(self) -> str:

@@ -27,7 +27,7 @@ from demo.conversation import Conversation
 from demo.ground_truth import ReferenceFileError, References, load_references
 from demo.handlers import ChatHandlers
 from demo.inspector import HEADERS, SCORE_HEADERS, Inspection, Picks, inspect
-from demo.markup import inert
+from demo.markup import inert, toast
 
 HERE = Path(__file__).parent
 TEMPLATE = """<div class="qi">
@@ -169,7 +169,7 @@ class InspectorPage:
         try:
             loaded = load_references(file, int(self.handlers.limits.max_image_mb * MB))
         except ReferenceFileError as e:
-            gr.Warning(str(e))
+            gr.Warning(toast(str(e)))  # a toast shows HTML: the sentence quotes the file
             return {self.status: f"⚠ Not loaded: {inert(str(e))}"}
         shown = self.show(conversation, picks, loaded)
         return {self.references: loaded, self.status: inert(loaded.describe(conversation)), **shown}

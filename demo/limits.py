@@ -1,7 +1,8 @@
 """Limits on what one person may send: file sizes (pictures and videos apart), images per turn and
-per conversation, message and system prompt length, visual tokens and prompt tokens per request.
-Each is a flag of app.py with a default that keeps a shared CPU or a small GPU usable; each refusal
-is one sentence saying which limit.
+per conversation, message and system prompt length, visual tokens and prompt tokens per request,
+turns and text per conversation. Most are flags of app.py, with defaults that keep a shared CPU or
+a small GPU usable; each refusal is one sentence saying which limit. A loaded conversation is held
+to the same limits (`demo.session_file`): what a live conversation can hold loads back.
 
 Pure: it counts what it is given and knows nothing of Gradio or of any engine.
 """
@@ -29,11 +30,27 @@ class Limits:
     max_system_prompt_chars: int = 4000
     max_visual_tokens: int = 16384  # all pictures and videos of a request together
     max_prompt_tokens: int = 24576  # the whole request: text, pictures and videos
+    # Turns in one conversation: its prompt reaches --max-prompt-tokens long before with any real
+    # answers; the bound keeps reading and showing a loaded conversation's text to a second or two.
+    max_turns: int = 1000
+    # Text in one conversation (questions, answers, reasoning, error texts): a new message is refused
+    # once it holds this much; a loaded one may hold one answer more (`loaded_text_chars`).
+    max_text_chars: int = 1_000_000
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+
+    @property
+    def max_answer_chars(self) -> int:
+        """The longest answer (and the longest reasoning) one turn of a loaded conversation may hold."""
+        return 100 * self.max_prompt_chars
+
+    @property
+    def loaded_text_chars(self) -> int:
+        """The most text a loaded conversation may hold: what a live one may, and the answer that followed."""
+        return self.max_text_chars + 2 * self.max_answer_chars
 
     @property
     def max_upload_mb(self) -> float:
@@ -62,6 +79,19 @@ class Limits:
         if images_before + new_images > self.max_images:
             raise LimitError(
                 f"This conversation would hold {images_before + new_images} images, more than the {self.max_images} "
+                "allowed: clear it or start a new one."
+            )
+
+    def check_conversation(self, turns: int, text_chars: int) -> None:
+        """Refuse a new message when the conversation already holds `turns` turns (the most allowed)
+        or `text_chars` characters of text (the most allowed, with the message)."""
+        if turns >= self.max_turns:
+            raise LimitError(
+                f"This conversation has {turns:,} turns, the most allowed ({self.max_turns:,}): clear it or start a new one."
+            )
+        if text_chars > self.max_text_chars:
+            raise LimitError(
+                f"This conversation would hold {text_chars:,} characters of text, more than the {self.max_text_chars:,} "
                 "allowed: clear it or start a new one."
             )
 

@@ -46,6 +46,11 @@ def attach(path: str, video_settings: VideoSettings, engine: Engine | None, sett
     return Attachment(path=path, image=image, name=name, original_wh=original)
 
 
+def text_chars(conversation: Conversation) -> int:
+    """The characters of text the conversation holds: questions, answers, reasoning and error texts."""
+    return sum(len(t.text) + len(t.answer) + len(t.reasoning) + len(t.error) for t in conversation.turns)
+
+
 def vision_costs(engine: Engine, uploads: list[Attachment], settings: GenerationSettings, limits: Limits) -> list[VisionCost]:
     """What each upload costs the model; EngineError or LimitError when it cannot take them."""
     costs = [

@@ -3,12 +3,16 @@
 A loaded file is untrusted: its structure is checked strictly, its texts and images are held
 to the same limits as typed messages and uploads, its images are decoded by `demo.media.pictures` from
 bytes (never from a path or URL the file names), and anything off refuses the whole file with
-one sentence (`UploadError`). Pixels are budgeted before any is decoded: every picture's and
-video frame's size is read from its header first, each picture must be no larger than the model
-can be asked to see, each video within a live video's budget, and all of them together within
-what a live conversation can keep (`pixel_budget`). Nothing is written until the whole file has
-been decoded and checked (`read_conversation`, then `write_pictures`). Knows nothing of Gradio
-or of any engine.
+one sentence (`UploadError`). A live conversation's limits hold: its turns (`Limits.max_turns`)
+and its text (`Limits.loaded_text_chars`) are counted before anything else, so a file of 60,000
+turns is refused in a fraction of a second; numbers must be finite (no NaN, no Infinity, no 1e999)
+and in range. Pixels are budgeted before any is decoded: every picture's and video frame's size is
+read from its header first, each picture must be no larger than the model can be asked to see,
+each video within a live video's budget, the videos together within one request's visual tokens
+(as a live conversation's are), and all of them together within what a live conversation can keep
+(`pixel_budget`). The file itself may be no larger than such a conversation saved (`max_file_bytes`).
+Nothing is written until the whole file has been decoded and checked (`read_conversation`, then
+`write_pictures`). Knows nothing of Gradio or of any engine.
 
 A thinking model's reasoning is kept beside its answer (`reasoning`, `thought_seconds`), fields
 added to version 1 without changing it: files written before have neither, and an answer of
@@ -22,6 +26,7 @@ import binascii
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +58,13 @@ def pixel_budget(limits: Limits) -> int:
     one can keep (the request's visual tokens' worth, twice for videos' frame pairs, plus a
     display-size picture for each image allowed)."""
     return 2 * limits.max_visual_tokens * _LARGEST_FACTOR**2 + limits.max_images * DISPLAY_SIDE**2
+
+
+def max_file_bytes(limits: Limits) -> int:
+    """The largest conversation file read: every pixel of the budget as an incompressible PNG (3
+    bytes, plus PNG's framing) in base64, every character of text escaped (6 bytes), and room for
+    each turn's and image's fields."""
+    return pixel_budget(limits) * 4 * 4 // 3 + 6 * limits.loaded_text_chars + 4096 * limits.max_turns + 256 * 4096 * limits.max_images
 
 
 def dump_conversation(conversation: Conversation) -> str:
@@ -120,11 +132,10 @@ def read_conversation(path: str, limits: Limits) -> Loaded:
     one sentence for anything that is not such a file, or that is over the limits.
     """
     name = Path(path).name
-    max_bytes = limits.max_image_mb * MB * (1 + limits.max_images)
-    if Path(path).stat().st_size > max_bytes:
+    if Path(path).stat().st_size > max_file_bytes(limits):
         raise UploadError(f"{name} is too large to be a conversation this app saved.")
     try:
-        data = json.loads(Path(path).read_text("utf-8"))
+        data = json.loads(Path(path).read_text("utf-8"), parse_constant=_not_a_number)
         loaded = Loaded(Conversation())
         loaded.conversation = _conversation(data, limits, loaded.files)
         return loaded
@@ -132,6 +143,20 @@ def read_conversation(path: str, limits: Limits) -> Loaded:
         raise UploadError(f"{name} was not loaded: {e}") from None
     except (ValueError, RecursionError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise UploadError(f"{name} is not a conversation this app saved ({type(e).__name__}).") from None
+
+
+def load_refusal(path: str, error: BaseException) -> str:
+    """The sentence for a conversation file that could not be loaded (the conversation stays as it was)."""
+    if isinstance(error, UploadError):
+        return str(error)
+    name = Path(path).name
+    if isinstance(error, OSError):  # its text may name the server's paths: only what went wrong
+        return f"{name} was not loaded: the server could not read or write it ({error.strerror or type(error).__name__})."
+    return f"{name} was not loaded: something in it could not be shown ({type(error).__name__})."
+
+
+def _not_a_number(constant: str):
+    raise UploadError(f"it holds {constant}, which is not a number")
 
 
 def write_pictures(loaded: Loaded, image_dir: Path) -> Conversation:
@@ -144,7 +169,7 @@ def write_pictures(loaded: Loaded, image_dir: Path) -> Conversation:
             path.write_bytes(content)
         else:
             path = image_dir / f"strip-{hashlib.sha256(content.tobytes()).hexdigest()[:24]}.png"
-            content.save(path)
+            content.save(path, compress_level=1)  # a preview: quick to write beats small
         attachment.path = str(path)
     loaded.files.clear()
     return loaded.conversation
@@ -155,22 +180,24 @@ def _conversation(data: object, limits: Limits, files: list) -> Conversation:
     _expect(data.get("version") == VERSION, f"it is version {data.get('version')!r}, this app reads version {VERSION}")
     raw_turns = data.get("turns")
     _expect(isinstance(raw_turns, list), "it has no list of turns")
+    _check_size(raw_turns, limits)
     _check_pixels(raw_turns, limits)
-    turns, images = [], 0
+    turns, images, pictures = [], 0, 0
     for number, raw in enumerate(raw_turns, 1):
         _expect(isinstance(raw, dict), f"turn {number} is not an object")
         text, answer, status, error = (raw.get(k) for k in ("text", "answer", "status", "error"))
         _expect(all(isinstance(v, str) for v in (text, answer, error)), f"turn {number} has a text that is not a string")
         _expect(status in _STATUSES, f"turn {number} has an unknown status")
         _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
-        _expect(len(answer) <= 100 * limits.max_prompt_chars, f"turn {number}'s answer is too long")
+        _expect(len(answer) <= limits.max_answer_chars, f"turn {number}'s answer is too long")
         reasoning, answer, thought_seconds = _reasoning(raw, answer, limits, number)
         raw_images = raw.get("images")
         _expect(isinstance(raw_images, list), f"turn {number} has no list of images")
         images += len(raw_images)
         _expect(images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
         attachments = [_attachment(item, limits, number, files) for item in raw_images]
-        input_sizes = _sizes(raw.get("input_sizes", []), images, number)
+        pictures += sum(not a.is_video for a in attachments)
+        input_sizes = _sizes(raw.get("input_sizes", []), pictures, number)
         turns.append(
             Turn(
                 text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
@@ -180,9 +207,18 @@ def _conversation(data: object, limits: Limits, files: list) -> Conversation:
     return Conversation(turns=turns)
 
 
+def _check_size(raw_turns: list, limits: Limits) -> None:
+    """Refuse a file of more turns, or more text, than a live conversation may hold (before anything else)."""
+    _expect(len(raw_turns) <= limits.max_turns, f"it has {len(raw_turns):,} turns, more than the {limits.max_turns:,} a conversation may have")
+    fields = ("text", "answer", "reasoning", "error")
+    chars = sum(len(v) for raw in raw_turns if isinstance(raw, dict) for v in map(raw.get, fields) if isinstance(v, str))
+    _expect(chars <= limits.loaded_text_chars, f"it holds {chars:,} characters of text, more than the {limits.loaded_text_chars:,} a conversation may hold")
+
+
 def _check_pixels(raw_turns: list, limits: Limits) -> None:
-    """Refuse a file whose pictures and frames, by their headers, are over the pixel budget (nothing decoded)."""
-    total = 0
+    """Refuse a file whose pictures and frames, by their headers, are over the pixel budget, or whose
+    videos together cost more visual tokens than a request may have (nothing decoded)."""
+    total, video_tokens = 0, 0
     for number, raw in enumerate(raw_turns, 1):
         items = raw.get("images") if isinstance(raw, dict) else None
         for item in items if isinstance(items, list) else []:
@@ -194,6 +230,12 @@ def _check_pixels(raw_turns: list, limits: Limits) -> None:
                 sizes = [_probe(f, number) for f in frames]
                 pixels = sum(w * h for w, h in sizes)
                 _expect(pixels <= VIDEO_SETTINGS.total_pixels, f"a video of turn {number} has more pixels than a video may have")
+                factor = item.get("factor") if item.get("factor") in _FACTORS else min(_FACTORS)
+                video_tokens += pixels // (2 * factor * factor)  # a frame pair's tokens: its pixels over factor²
+                _expect(
+                    video_tokens <= limits.max_visual_tokens,
+                    f"its videos cost more than the {limits.max_visual_tokens:,} visual tokens a request may have",
+                )
             else:
                 w, h = _probe(item.get("png_base64"), number)
                 pixels = w * h
@@ -211,9 +253,8 @@ def _reasoning(raw: dict, answer: str, limits: Limits, turn: int) -> tuple[str, 
         return split.reasoning, split.answer, None
     reasoning, seconds = raw["reasoning"], raw.get("thought_seconds")
     _expect(isinstance(reasoning, str), f"turn {turn} has a reasoning that is not a string")
-    _expect(len(reasoning) <= 100 * limits.max_prompt_chars, f"turn {turn}'s reasoning is too long")
-    number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 0 <= seconds < 10**7
-    _expect(seconds is None or number, f"turn {turn} has a malformed thinking time")
+    _expect(len(reasoning) <= limits.max_answer_chars, f"turn {turn}'s reasoning is too long")
+    _expect(seconds is None or _number(seconds), f"turn {turn} has a malformed thinking time")
     return reasoning, answer, None if seconds is None else float(seconds)
 
 
@@ -267,16 +308,18 @@ def _video(item: dict, limits: Limits, turn: int, files: list) -> Attachment:
     numbers = [item.get(k) for k in ("source_fps", "duration", "sample_fps")]
     _expect(isinstance(name, str) and isinstance(frames64, list) and isinstance(timestamps, list), f"a video of turn {turn} is malformed")
     _expect(2 <= len(frames64) <= 256 and len(frames64) % 2 == 0 and len(timestamps) == len(frames64), f"a video of turn {turn} has a wrong frame count")
-    _expect(all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in numbers + timestamps), f"a video of turn {turn} is malformed")
+    _expect(all(_number(v) for v in numbers + timestamps), f"a video of turn {turn} is malformed")
+    _expect(numbers[2] > 0, f"a video of turn {turn} has a sampling rate of {numbers[2]} frames per second")
     factor = item.get("factor")
     _expect(factor in _FACTORS and _is_size(item.get("source_wh")), f"a video of turn {turn} is malformed")
     _expect(all(isinstance(f, str) for f in frames64), f"a video of turn {turn} is malformed")
     frames = [_decode(_png_bytes(f, turn), turn, keep_all=True) for f in frames64]
     _expect(len({f.size for f in frames}) == 1, f"a video of turn {turn} has frames of different sizes")
     _expect(frames[0].width % factor == 0 and frames[0].height % factor == 0, f"a video of turn {turn} has frames of a size the model cannot take")
-    strip = Image.new("RGB", (frames[0].width * min(8, len(frames)), frames[0].height))
+    shown = _strip_frame(frames[0].size)
+    strip = Image.new("RGB", (shown[0] * min(8, len(frames)), shown[1]))
     for i, frame in enumerate(frames[:8]):
-        strip.paste(frame, (i * frame.width, 0))
+        strip.paste(frame if frame.size == shown else frame.resize(shown, Image.Resampling.BILINEAR), (i * shown[0], 0))
     video = SampledVideo(
         frames=tuple(frames), timestamps=tuple(float(t) for t in timestamps), frame_wh=frames[0].size,
         source_wh=tuple(item["source_wh"]), source_fps=float(numbers[0]), duration=float(numbers[1]),
@@ -288,13 +331,24 @@ def _video(item: dict, limits: Limits, turn: int, files: list) -> Attachment:
     return attachment
 
 
+def _strip_frame(size: tuple[int, int], height: int = 256) -> tuple[int, int]:
+    """A frame's size in the strip that shows a loaded video: at most `height` pixels high."""
+    w, h = size
+    return (w, h) if h <= height else (max(1, round(w * height / h)), height)
+
+
+def _number(value: object) -> bool:
+    """A finite number of seconds, frames per second or the like: 0 <= value < 10**7."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 10**7
+
+
 def _is_size(value: object) -> bool:
     return isinstance(value, list) and len(value) == 2 and all(type(v) is int and 0 < v < 100_000 for v in value)
 
 
-def _sizes(raw: object, images_so_far: int, turn: int) -> list[tuple[int, int]]:
-    """A turn's input sizes: none, or one positive (width, height) per image seen so far."""
-    _expect(isinstance(raw, list) and len(raw) in (0, images_so_far), f"turn {turn} has malformed input sizes")
+def _sizes(raw: object, pictures_so_far: int, turn: int) -> list[tuple[int, int]]:
+    """A turn's input sizes: none, or one positive (width, height) per picture seen so far (videos have none)."""
+    _expect(isinstance(raw, list) and len(raw) in (0, pictures_so_far), f"turn {turn} has malformed input sizes")
     sizes = []
     for size in raw:
         ok = isinstance(size, list) and len(size) == 2 and all(type(v) is int and 0 < v < 100_000 for v in size)

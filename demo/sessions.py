@@ -1,11 +1,17 @@
 """Each session's files, and the end of a session: what frees its memory and its disk.
 
 The app writes everything it writes for a session into one folder of that session: the uploads
-it accepted (moved there from Gradio's upload folder once they are decoded and checked), the
-pictures of a loaded conversation, annotated pictures, the export and the one save file. When the
-session ends (the tab is closed, Clear or Load replaces the conversation, or it was idle past
-its time-to-live) `Sessions.end` deletes the folder and empties the conversation, so its pictures
-are freed at once rather than when Gradio drops the state (an hour after a tab closes).
+it accepted (hard-linked there from Gradio's upload folder once they are decoded and checked: one
+copy on disk, two names), the pictures of a loaded conversation, annotated pictures, the export and
+the one save file. When the session ends (the tab is closed, Clear or Load replaces the
+conversation, or it was idle past its time-to-live) `Sessions.end` deletes the folder and empties
+the conversation, so its pictures are freed at once rather than when Gradio drops the state (an
+hour after a tab closes).
+
+Gradio stores an upload by its content: the same bytes under the same name are one path, whoever
+sent them (four people sending the same meme at once share one file). So a session never moves or
+deletes Gradio's copy: it tells `demo.uploads.UPLOADS` it used one upload of it, and that deletes
+the file once every upload of it has been used.
 
 Folders are named by random tokens (a file's URL cannot be guessed from a session id), and live
 inside Gradio's upload folder, so the page serves them as they are (no copy, no hashing per update).
@@ -29,9 +35,11 @@ import shutil
 import tempfile
 import threading
 import weakref
+from collections import Counter
 from pathlib import Path
 
 from demo.conversation import Conversation
+from demo.uploads import UPLOADS, PendingUploads, is_gradios_upload, link_or_copy, upload_folder
 
 _ROOTS: list[Path] = []  # every session root of this process (annotated pictures find their folder by it)
 _ALL: weakref.WeakSet[Sessions] = weakref.WeakSet()  # every Sessions of this process (files find their session by it)
@@ -47,11 +55,6 @@ def prepare_temp_dir() -> Path:
     atexit.register(shutil.rmtree, own, True)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(own / "gradio"))
     return own
-
-
-def upload_folder() -> Path:
-    """Gradio's upload folder, by Gradio's own rule (`gradio.utils.get_upload_folder`)."""
-    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
 
 
 def default_root() -> Path:
@@ -89,8 +92,9 @@ def release_memory() -> None:
 class Sessions:
     """The live sessions' folders and conversations; one instance serves every session. Thread-safe."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, uploads: PendingUploads = UPLOADS) -> None:
         self.root = (root or default_root()).resolve()
+        self.uploads = uploads  # what tells when Gradio's copy of an upload may go
         _ROOTS.append(self.root)
         self._folders: dict[str, Path] = {}
         self._sessions: dict[Path, str] = {}  # folder -> session: the reverse of _folders
@@ -130,42 +134,41 @@ class Sessions:
             return sorted(set(self._folders) | set(self._conversations.keys()) | set(self._aside))
 
     def protect(self, paths: list[str | Path]) -> None:
-        """Files whose content must never be moved away (Gradio's cached examples have the same bytes)."""
+        """Files whose content must never be deleted from Gradio's folder (its cached examples have the same bytes)."""
         for path in paths:
             data = Path(path).read_bytes()
             self._protected.setdefault(len(data), set()).add(hashlib.sha256(data).hexdigest())
 
     def adopt(self, session: str, paths: list[str]) -> dict[str, str]:
-        """Move accepted uploads into the session's folder; {old path: new path}.
+        """Take accepted uploads into the session's folder; {old path: new path}.
 
-        A file already in the folder stays. Only a file of Gradio's upload folder is moved; copied,
-        never moved: a file anywhere else, an example's bytes, a file of another session's folder
-        (its URL may have been shared; the owner keeps it), and across file systems (Gradio's sweep
-        deletes its copy).
+        A file already in the folder stays. A file of Gradio's upload folder (or of another
+        session's folder) is hard-linked (copied across file systems), never moved: others may
+        have sent the same bytes, and Gradio's copy is deleted by `UPLOADS` once no one else can
+        still send it; an example's bytes never are. A file anywhere else is copied.
         """
         moved: dict[str, str] = {}
         folder = self.folder(session)
-        for path in dict.fromkeys(paths):
+        for path, times in Counter(paths).items():
             source = Path(path)
-            if source.resolve().is_relative_to(folder):
+            resolved = source.resolve()
+            if resolved.is_relative_to(folder):
                 moved[path] = path
                 continue
             target = folder / "uploads" / secrets.token_hex(6) / source.name
-            movable = source.resolve().is_relative_to(upload_folder()) and folder_of(source) is None
             try:
                 target.parent.mkdir(parents=True)
-                if movable and not self._is_protected(source):
-                    try:
-                        os.replace(source, target)
-                        _remove_empty(source.parent)
-                    except OSError:  # another file system
-                        shutil.copyfile(source, target)
+                if resolved.is_relative_to(upload_folder()):
+                    link_or_copy(resolved, target)
                 else:
                     shutil.copyfile(source, target)
-            except OSError:  # a full disk: the upload stays where Gradio put it (its sweep deletes it)
+            except OSError:  # a full disk, a file gone: the upload stays where Gradio put it (its sweep deletes it)
                 moved[path] = path
                 continue
             moved[path] = str(target)
+            if is_gradios_upload(resolved) and not self._is_protected(target):
+                for _ in range(times):
+                    self.uploads.used(resolved)
         return moved
 
     def touch(self, session: str) -> None:
@@ -228,10 +231,42 @@ class Sessions:
     def end(self, session: str) -> None:
         """The session is over: empty its conversation and delete its folder (and what Clear set aside)."""
         with self._lock:
-            folder = self._folders.pop(session, None)
-            self._sessions.pop(folder, None)
-            conversation = self._conversations.pop(session, None)
-            aside = self._aside.pop(session, None)
+            ended = self._release(session)
+        self._finish(*ended)
+
+    def new_folder(self) -> Path:
+        """A folder for a conversation that is no session's yet (a Load being checked): its files are
+        served to no one until `replace` makes it a session's; `discard` deletes it."""
+        folder = self.root / secrets.token_urlsafe(16)
+        folder.mkdir(parents=True)
+        return folder
+
+    def discard(self, folder: Path) -> None:
+        """Delete a folder `new_folder` made that did not become a session's (and hand back the memory
+        the conversation being checked took)."""
+        with self._lock:
+            if folder in self._sessions:
+                raise ValueError("a session's folder is deleted by ending the session")
+        shutil.rmtree(folder, ignore_errors=True)
+        release_memory()
+
+    def replace(self, session: str, folder: Path, conversation: Conversation) -> None:
+        """Load: `conversation`, with its files in `folder` (from `new_folder`), is now the session's;
+        the session's old conversation ends, with its folder and what Clear set aside."""
+        with self._lock:
+            ended = self._release(session)
+            self._folders[session] = folder
+            self._sessions[folder] = session
+            self._conversations[session] = conversation
+        self._finish(*ended)
+
+    def _release(self, session: str) -> tuple:
+        """Forget the session's folder, conversation and what is aside (under the lock); what to finish."""
+        folder = self._folders.pop(session, None)
+        self._sessions.pop(folder, None)
+        return folder, self._conversations.pop(session, None), self._aside.pop(session, None)
+
+    def _finish(self, folder: Path | None, conversation: Conversation | None, aside) -> None:
         if aside is not None:
             self._delete(aside)
         if conversation is not None:
@@ -243,23 +278,3 @@ class Sessions:
     def _is_protected(self, path: Path) -> bool:
         digests = self._protected.get(path.stat().st_size)
         return bool(digests) and hashlib.sha256(path.read_bytes()).hexdigest() in digests
-
-
-def discard_upload(path: str | Path) -> None:
-    """Delete a file of Gradio's upload folder once the app has read it (a session's files are left alone)."""
-    resolved = Path(path).resolve()
-    if resolved.is_relative_to(upload_folder()) and folder_of(resolved) is None:
-        try:
-            resolved.unlink()
-        except OSError:
-            return
-        _remove_empty(resolved.parent)
-
-
-def _remove_empty(folder: Path) -> None:
-    """Remove Gradio's per-upload folder once its file has been moved out (if nothing else is in it)."""
-    try:
-        if folder.resolve().is_relative_to(upload_folder()) and folder.resolve() != upload_folder():
-            folder.rmdir()
-    except OSError:
-        pass

@@ -198,8 +198,10 @@ class ChatPage:
         return {self.textbox: _textbox_busy(), **self._undo_clear(None)}
 
     def load(self, file: str | None, conversation: Any, request: gr.Request | None = None) -> dict:
-        """A saved conversation replaces this one (and a cleared one can no longer come back)."""
-        return {**self.render(self.handlers.load(file, conversation, request)), **self._undo_clear(None)}
+        """A saved conversation replaces this one (and a cleared one can no longer come back); a refused
+        file changes nothing, the Undo of a Clear included."""
+        reply = self.handlers.load(file, conversation, request)
+        return {**self.render(reply), **({} if reply.notice else self._undo_clear(None))}
 
     def status(self) -> tuple[str, gr.Timer, gr.Checkbox]:
         """The model status line, its refresh timer, and the thinking switch for the model."""

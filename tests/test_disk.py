@@ -2,13 +2,15 @@
 when the session ends (tab closed, Clear, Load, idle past its time-to-live); refused files leave
 nothing; one save file per session; Gradio's cache is swept on a schedule.
 
-The app runs in this process (launched as a person's browser would reach it, driven by
-gradio_client) with a scripted engine that answers with a box, so annotated pictures get drawn.
+The app runs in this process, behind its guard as app.py serves it (launched as a person's browser
+would reach it, driven by gradio_client), with a scripted engine that answers with a box, so
+annotated pictures get drawn.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -21,8 +23,9 @@ from PIL import Image
 
 from demo.engines.slot import EngineSlot
 from demo.handlers import ChatHandlers
-from demo.sessions import Sessions, upload_folder
+from demo.sessions import Sessions
 from demo.ui import build_ui
+from demo.uploads import PendingUploads, upload_folder
 from tests.fakes import ScriptedEngine
 from tests.helpers import wait_until
 
@@ -42,12 +45,15 @@ def heartbeat_every_second():
 
 
 def launch(session_ttl: float):
+    from demo.web import serve
+    from demo.web.guard import GuardSettings
+
     slot = EngineSlot("scripted")
     slot.fill(ScriptedEngine([BOX] * 1000))
     handlers = ChatHandlers(slot, session_ttl=session_ttl)
     demo = build_ui(handlers)
-    demo.queue()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    guard = GuardSettings(max_pending=64)  # every client here is 127.0.0.1
+    _, url, _ = serve.launch(demo, guard, max_queue=None, prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
     return demo, url, handlers
 
 
@@ -108,7 +114,7 @@ def test_clear_deletes_the_files_and_load_refusal_leaves_nothing(site, photos, t
     evil.write_text(json.dumps(saved))
     history, _ = chat.predict(handle_file(str(evil)), api_name="/load")
     assert history[-1]["content"][0]["text"].startswith("⚠ Not loaded: evil.json was not loaded: a picture of turn 1 is 8000×8000")
-    assert not list(upload_folder().glob("*/evil.json"))  # the refused upload is gone
+    assert wait_until(lambda: not list(upload_folder().glob("*/evil.json")), timeout=20)  # the refused upload goes
     assert not [p for p in handlers.sessions.root.iterdir() if p.is_dir()]  # and nothing was written
     chat.close()
 
@@ -166,27 +172,37 @@ def test_uploads_never_sent_are_swept_from_gradios_cache(short_lived, tmp_path):
     assert wait_until(lambda: not Path(uploaded).exists(), timeout=15)
 
 
-def test_adopting_uploads_moves_only_gradios_own(tmp_path, monkeypatch):
+def gradio_upload(folder: Path, name: str, color: str) -> Path:
+    """A file where Gradio's upload route puts one: <upload folder>/<64 hex digits>/<name>."""
+    path = folder / hashlib.sha256(color.encode()).hexdigest() / name
+    path.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8), color).save(path)
+    return path
+
+
+def test_adopting_uploads_links_them_and_lets_gradios_copy_go_once_used(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
-    sessions = Sessions(tmp_path / "gradio" / "sessions")
-    upload = tmp_path / "gradio" / "abc123" / "photo.png"
-    upload.parent.mkdir(parents=True)
-    Image.new("RGB", (8, 8), "red").save(upload)
+    uploads = PendingUploads(grace=0)
+    sessions = Sessions(tmp_path / "gradio" / "sessions", uploads=uploads)
+    upload = gradio_upload(tmp_path / "gradio", "photo.png", "red")
+    uploads.uploaded(upload)  # as the guard notes Gradio's upload answer
     elsewhere = tmp_path / "mine.png"
     Image.new("RGB", (8, 8), "blue").save(elsewhere)
-    example = tmp_path / "gradio" / "def456" / "example.png"
-    example.parent.mkdir()
-    Image.new("RGB", (8, 8), "green").save(example)
+    example = gradio_upload(tmp_path / "gradio", "example.png", "green")
+    uploads.uploaded(example)  # someone uploaded an example's bytes: they stay all the same
     sessions.protect([example])
 
+    inode = upload.stat().st_ino
     moved = sessions.adopt("alice", [str(upload), str(elsewhere), str(example)])
-    assert not upload.exists() and not upload.parent.exists()  # Gradio's upload moved into Alice's folder
-    assert elsewhere.exists() and example.exists()  # a file elsewhere and an example are copied
     assert all(Path(p).is_relative_to(sessions.folder("alice")) for p in moved.values())
+    assert Path(moved[str(upload)]).stat().st_ino == inode  # one file on disk, two names
+    assert wait_until(lambda: not upload.exists())  # its one upload was sent: Gradio's copy goes
+    assert elsewhere.exists() and example.exists()  # a file elsewhere (copied) and an example stay
 
     stolen = sessions.adopt("mallory", [moved[str(upload)]])  # a path of Alice's folder, learnt from a URL
     assert Path(moved[str(upload)]).exists() and Path(stolen[moved[str(upload)]]).is_relative_to(sessions.folder("mallory"))
     sessions.end("alice")
+    assert Path(stolen[moved[str(upload)]]).exists()  # Alice's end takes nothing of Mallory's
     sessions.end("mallory")
     assert list(sessions.root.iterdir()) == []
 

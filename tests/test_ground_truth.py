@@ -9,7 +9,7 @@ from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
 from demo.export import detections_record
-from demo.ground_truth import MAX_BOXES, ReferenceFileError, load_references, scores
+from demo.ground_truth import MAX_BOXES, MAX_BOXES_PER_IMAGE, ReferenceFileError, load_references, scores
 
 MB = 1_000_000
 
@@ -97,6 +97,11 @@ def test_scores_cover_the_turns_with_boxes_on_their_pictures_and_the_pictures_se
         ('{"annotations": [], "images": NaN}', "NaN, which is not a finite number"),  # NaN
         ('{"annotations": [{"image_id": 1, "bbox": [0, 0, Infinity, 1]}], "images": []}', "Infinity"),  # Infinity
         (json.dumps(coco([{"image_id": 1, "bbox": [0, 0, 1e999, 1]}])).replace("Infinity", "1e999"), "four finite numbers"),  # overflows to inf
+        (json.dumps(coco([{"image_id": 1, "bbox": [1e308, 0, 1e308, 10]}])), "a coordinate beyond 1,000,000 pixels"),  # x + w overflowed: crashed the scores
+        (json.dumps(coco([{"image_id": 1, "bbox": [0, -2e6, 1, 1]}])), "a coordinate beyond 1,000,000 pixels"),
+        (json.dumps(coco([], images=[{"id": 1, "file_name": "a.png", "width": 1e-300, "height": 5}])), "outside 1 to 1,000,000 pixels"),  # scales boxes to infinity
+        (json.dumps({"detections": [{"picture": 1, "turn": 1, "label": "x", "bbox_xyxy": [0, 0, 1e308, 1]}], "images": [{"picture": 1, "file_name": "a.png"}]}), "beyond 1,000,000 pixels"),  # export
+        (json.dumps(coco([{"image_id": 1, "bbox": [1, 1, 1, 1]}] * (MAX_BOXES_PER_IMAGE + 1))), "'cat.png' has more than the 1,000 boxes allowed on one picture"),
         ('{"images": []}', "neither COCO `annotations` nor this app's `detections`"),  # no boxes at all
         ('[1, 2, 3]', "neither COCO"),  # not an object
         (json.dumps(coco([{"image_id": 9, "bbox": [0, 0, 1, 1]}])), "on image 9, which `images` does not list"),  # dangling image
@@ -145,3 +150,40 @@ def test_the_export_carries_the_comparison(tmp_path):
     matches = [d.get("reference_match") for d in record["detections"]]
     assert matches == [{"status": "matched", "reference": 0, "iou": 1.0}, {"status": "extra"}, None]  # a point is not compared
     assert "ground_truth" not in detections_record(conversation, "qwen3-vl")  # none loaded, none written
+
+
+def test_100000_boxes_load_score_and_show_within_seconds(tmp_path):
+    """The most a file may hold (100,000 boxes, 1,000 on each of 100 pictures) through what the page does
+    with it: loaded, scored, the picture's view and its table (a Dataframe). Before, a picture with more
+    boxes than pandas' Styler renders (262,144 cells) made the table's update crash."""
+    import time
+
+    import gradio as gr
+
+    from demo.inspector import Picks, inspect
+    from demo.inspector_ui import _table
+
+    images = [{"id": i, "file_name": f"photo{i}.png", "width": 400, "height": 200} for i in range(100)]
+    annotations = [{"image_id": i // 1000, "category_id": 1, "bbox": [i % 390, (i // 7) % 190, 10, 10]} for i in range(MAX_BOXES)]
+    path = write(tmp_path, coco(annotations, images=images))
+    answer = "".join(f'{{"bbox_2d": [{k}, {k}, {k + 40}, {k + 40}], "label": "cat"}}, ' for k in range(0, 900, 9))
+    conversation = Conversation([Turn("find", [picture("photo3.png"), picture("photo7.png")], answer=f"[{answer[:-2]}]", status="done", input_sizes=[(56, 28)] * 2)])
+    start = time.perf_counter()
+    references = load_references(path, 20 * MB)
+    shown = inspect(conversation, "qwen3-vl", Picks(), references)
+    table = _table(shown.rows, shown.headers, shown.view.get("selected"))
+    gr.Dataframe(headers=shown.headers).postprocess(table)
+    took = time.perf_counter() - start
+    assert references.count == MAX_BOXES and len(shown.rows) >= MAX_BOXES_PER_IMAGE  # its references are listed
+    assert took < 15, f"{took:.1f} s"  # 3-4 s here (the file alone: 1.5-3 s)
+
+
+def test_a_picture_with_more_boxes_than_allowed_is_refused_at_once(tmp_path):
+    import time
+
+    annotations = [{"image_id": 1, "category_id": 1, "bbox": [i % 390, i % 190, 10, 10]} for i in range(MAX_BOXES)]
+    path = write(tmp_path, coco(annotations))
+    start = time.perf_counter()
+    with pytest.raises(ReferenceFileError, match="'cat.png' has more than the 1,000 boxes allowed on one picture"):
+        load_references(path, 20 * MB)
+    assert time.perf_counter() - start < 3

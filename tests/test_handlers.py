@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -302,3 +303,88 @@ def test_loading_a_bad_file_keeps_the_current_conversation(tmp_path):
     assert shown(reply)[-1]["content"].startswith("⚠ Not loaded: bad.json is not a conversation")
     with pytest.raises(gr.Error):
         handlers.save(Conversation())
+
+
+def saved_video_file(tmp_path: Path, **changes) -> Path:
+    """The app's own save of a conversation with a video, with `changes` made to the video's fields."""
+    from tests.test_video import write_video
+
+    handlers, _ = make([["a video"]])
+    clip = write_video(tmp_path / "clip.mp4", frames=8)
+    conversation = run(handlers.chat({"text": "What happens?", "files": [str(clip)]}, None, request=Request("maker"))).conversation
+    data = json.loads(Path(handlers.save(conversation, Request("maker"))).read_text())
+    data["turns"][0]["images"][0].update(changes)
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def overflowing(path: Path) -> Path:
+    """The file with its video's rate written as 1e999 (JSON's parser reads it as infinity)."""
+    path.write_text(path.read_text().replace('"sample_fps": 123.25', '"sample_fps": 1e999'))
+    return path
+
+
+def _break_drawing(monkeypatch):
+    def crash(*args, **kwargs):
+        raise RuntimeError("cannot draw this")
+
+    monkeypatch.setattr("demo.handlers.chatbot_messages", crash)
+
+
+def _fill_the_disk(monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", "/srv/secret/loaded/x.png")
+
+    monkeypatch.setattr("demo.handlers.write_pictures", full)
+
+
+UNLOADABLE = {
+    # (how the file is made or the server breaks, words of the one sentence)
+    "sample_fps 0": (lambda tmp_path, mp: saved_video_file(tmp_path, sample_fps=0), "a sampling rate of 0 frames per second"),
+    "NaN": (lambda tmp_path, mp: saved_video_file(tmp_path, duration=float("nan")), "holds NaN, which is not a number"),
+    "1e999": (lambda tmp_path, mp: overflowing(saved_video_file(tmp_path, sample_fps=123.25)), "a video of turn 1 is malformed"),
+    "the chat cannot be drawn": (lambda tmp_path, mp: _break_drawing(mp) or saved_video_file(tmp_path), "could not be shown (RuntimeError)"),
+    "the disk is full": (lambda tmp_path, mp: _fill_the_disk(mp) or saved_video_file(tmp_path), "could not read or write it (No space left on device)"),
+}
+
+
+@pytest.mark.parametrize("case", UNLOADABLE, ids=list(UNLOADABLE))
+def test_a_file_that_cannot_be_loaded_leaves_everything_as_it_was(photos, tmp_path, monkeypatch, case):
+    make_file, words = UNLOADABLE[case]
+    handlers, _ = make([["first answer"], ["second answer"]])
+    tab = Request("keeper")
+    conversation = run(handlers.chat({"text": "Keep me", "files": [str(photos["coffee"])]}, None, request=tab)).conversation
+    picture = Path(conversation.turns[0].attachments[0].path)
+    bad = make_file(tmp_path, monkeypatch)  # (made by handlers of its own)
+    folders = sorted(handlers.sessions.root.iterdir())
+
+    reply = handlers.load(str(bad), conversation, tab)
+    notice = shown(reply)[-1]["content"]
+    assert notice.startswith("⚠ Not loaded: ") and words in notice and "\n" not in notice and "/srv/" not in notice
+    assert reply.conversation is conversation and [t.text for t in conversation.turns] == ["Keep me"]
+    assert conversation.turns[0].attachments[0].image is not None and picture.is_file()
+    assert sorted(handlers.sessions.root.iterdir()) == folders  # no folder left behind, none deleted
+
+    # What Clear set aside stays too: Undo brings it back after a refused Load.
+    handlers.clear(tab, conversation)
+    reply = handlers.load(str(bad), Conversation(), tab)
+    assert reply.notice.startswith("Not loaded: ")
+    assert handlers.restore(None, tab).conversation is conversation and picture.is_file()
+    handlers.end_session(tab)
+
+
+def test_a_conversation_stops_at_its_turns_and_its_text_as_a_loaded_one_does():
+    from demo.limits import Limits
+
+    engine = ScriptedEngine([["ok"]] * 10)
+    slot = EngineSlot("scripted")
+    slot.fill(engine)
+    handlers = ChatHandlers(slot, min_update_interval=0.0, limits=Limits(max_turns=2, max_text_chars=40))
+    conversation = run(handlers.chat("one", None)).conversation
+    conversation = run(handlers.chat("two", conversation)).conversation
+    assert "This conversation has 2 turns, the most allowed (2): clear it or start a new one." in refused(list(handlers.chat("three", conversation)))
+    handlers = ChatHandlers(slot, min_update_interval=0.0, limits=Limits(max_text_chars=40))
+    conversation = run(handlers.chat("x" * 30, None)).conversation  # 32 characters with its answer
+    assert "would hold 43 characters of text, more than the 40 allowed" in refused(list(handlers.chat("y" * 11, conversation)))
+    assert len(conversation.turns) == 1

@@ -157,3 +157,42 @@ def test_nothing_inside_a_block_can_close_it(raw):
             fence = None
         else:
             assert "`" * len(fence) not in line  # no run as long as the fence inside (tildes never close it)
+
+
+def _notice_calls(tree):
+    """Every gr.Warning / gr.Info / gr.Success / gr.Error call: (line, its message argument)."""
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("Warning", "Info", "Success", "Error"):
+            if isinstance(node.func.value, ast.Name) and node.func.value.id == "gr":
+                message = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "message"), None)
+                yield node.lineno, message
+
+
+def _is_inert(message) -> bool:
+    """A literal the app wrote, or text passed through `toast` (HTML-escaped)."""
+    import ast
+
+    if message is None or (isinstance(message, ast.Constant) and isinstance(message.value, str)):
+        return True
+    if isinstance(message, ast.JoinedStr):  # an f-string: only if it interpolates nothing
+        return all(isinstance(part, ast.Constant) for part in message.values)
+    return isinstance(message, ast.Call) and isinstance(message.func, ast.Name) and message.func.id == "toast"
+
+
+def test_every_toast_the_app_raises_is_a_literal_or_escaped():
+    """Gradio 6.31 shows a toast's message as HTML (gr.Warning: "Can be HTML, which will be rendered"):
+    anything from a file or a person must go through `toast`. Before, a refused reference file's
+    sentence (which quotes the file) went as it was: a planted link stayed clickable."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found, unsafe = 0, []
+    for path in [root / "app.py", *sorted((root / "demo").rglob("*.py"))]:
+        for line, said in _notice_calls(ast.parse(path.read_text("utf-8"))):
+            found += 1
+            if not _is_inert(said):
+                unsafe.append(f"{path.relative_to(root)}:{line}")
+    assert found >= 5 and unsafe == []

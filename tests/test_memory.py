@@ -164,3 +164,27 @@ def test_a_big_picture_is_kept_small_and_its_boxes_stay_in_its_own_pixels(tmp_pa
     record = detections_record(conversation, "qwen2-vl")
     assert record["images"][0]["width"] == 4000 and record["detections"][0]["bbox_xyxy"] == [400.0, 300.0, 2400.0, 2100.0]
     handlers.end_session()
+
+
+def frames_video(frames: int, size: tuple[int, int], factor: int = 32) -> dict:
+    frame = png_b64(Image.new("RGB", size, "gray"), optimize=True)
+    return {"name": "v.mp4", "kind": "video", "frames_png_base64": [frame] * frames, "timestamps": [i / 2 for i in range(frames)],
+            "source_wh": list(size), "source_fps": 30.0, "duration": frames / 2, "sample_fps": 2.0, "factor": factor}
+
+
+def test_loaded_videos_together_are_held_to_a_requests_visual_tokens_before_decoding(tmp_path, no_decoding):
+    """A live conversation's videos cost one request at most --max-visual-tokens (every request sends them
+    all); before, a 408 kB file of ten such videos held 62 megapixels of frames (+371 MB here)."""
+    video = frames_video(14, (768, 576))  # 3,024 visual tokens: within a video's own budget
+    path = conversation_file(tmp_path, [video] * 6)  # 18,144 tokens together
+    assert path.stat().st_size < 300_000
+    with pytest.raises(UploadError, match="its videos cost more than the 16,384 visual tokens a request may have"):
+        read_conversation(str(path), Limits())
+
+
+def test_a_loaded_videos_strip_is_a_small_preview(tmp_path):
+    path = conversation_file(tmp_path, [frames_video(14, (768, 576))])
+    loaded = session_file.load_conversation(str(path), Limits(), tmp_path / "images")
+    video = loaded.turns[0].attachments[0]
+    assert video.video.frame_wh == (768, 576) and len(video.video.frames) == 14  # what the model sees, whole
+    assert Image.open(video.path).size == (8 * 341, 256)  # the strip shown: eight frames, 256 px high

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +16,7 @@ from PIL import Image
 from demo.conversation import Attachment, Conversation, Turn
 from demo.limits import Limits
 from demo.media.pictures import UploadError
-from demo.session_file import dump_conversation, load_conversation
+from demo.session_file import dump_conversation, load_conversation, max_file_bytes, read_conversation
 
 
 def picture(color: str, size=(20, 10)) -> Attachment:
@@ -100,11 +102,101 @@ def test_a_name_with_a_path_is_only_a_name(tmp_path):
     assert attachment.name == "passwd" and attachment.path.startswith(str(tmp_path / "images"))
 
 
-def test_an_oversized_file_is_refused_before_reading(tmp_path):
+def test_an_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "huge.json"
-    path.write_bytes(b" " * (3 * 1024 * 1024))
+    with open(path, "wb") as f:
+        f.truncate(max_file_bytes(Limits()) + 1)  # sparse: nothing is written
+    monkeypatch.setattr(Path, "read_text", lambda *a, **k: pytest.fail("the file was read"))
     with pytest.raises(UploadError, match="too large"):
-        load_conversation(str(path), Limits(max_image_mb=0.1, max_images=2), tmp_path)
+        load_conversation(str(path), Limits(), tmp_path)
+
+
+def video_item(**changes) -> dict:
+    frame = png_b64(Image.new("RGB", (56, 28), "gray"))
+    item = {"name": "v.mp4", "kind": "video", "frames_png_base64": [frame, frame], "timestamps": [0.0, 0.5],
+            "source_wh": [56, 28], "source_fps": 30.0, "duration": 1.0, "sample_fps": 2.0, "factor": 28}
+    return {**item, **changes}
+
+
+UNREADABLE_NUMBERS = [
+    # (file content, words of the refusal): values JSON's parser takes but no saved file has
+    (json.dumps(base_file(images=[video_item(sample_fps=0)])), "a sampling rate of 0 frames per second"),  # crashed the chat's caption
+    (json.dumps(base_file(images=[video_item(sample_fps=float("inf"))])), "holds Infinity, which is not a number"),
+    (json.dumps(base_file(images=[video_item(duration=float("nan"))])), "holds NaN, which is not a number"),
+    (json.dumps(base_file(images=[video_item()])).replace('"duration": 1.0', '"duration": 1e999'), "a video of turn 1 is malformed"),  # parsed as inf
+    (json.dumps(base_file(images=[video_item(timestamps=[0.0, -1.0])])), "a video of turn 1 is malformed"),
+    (json.dumps(base_file(images=[video_item(source_fps=1e300)])), "a video of turn 1 is malformed"),
+    (json.dumps(base_file(thought_seconds=float("inf"), reasoning="r")), "holds Infinity"),
+    (json.dumps(base_file(input_sizes=[[5, 5]])), "malformed input sizes"),  # a size for a picture the turn does not have
+]
+
+
+@pytest.mark.parametrize("content, words", UNREADABLE_NUMBERS, ids=[str(i) for i in range(len(UNREADABLE_NUMBERS))])
+def test_numbers_no_saved_file_holds_are_refused_with_a_sentence(tmp_path, content, words):
+    path = tmp_path / "odd.json"
+    path.write_text(content)
+    with pytest.raises(UploadError) as refused:
+        load_conversation(str(path), Limits(), tmp_path / "images")
+    assert words in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_input_sizes_count_pictures_not_videos(tmp_path):
+    """A video turn, then a picture turn: the picture turn's input sizes hold one size (the app's own save)."""
+    turns = [
+        {"text": "video", "images": [video_item()], "answer": "a", "status": "done", "error": "", "input_sizes": []},
+        {"text": "picture", "images": [{"name": "p.png", "png_base64": png_b64(Image.new("RGB", (8, 8)))}],
+         "answer": "b", "status": "done", "error": "", "input_sizes": [[28, 28]]},
+    ]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"format": "qwen-vl-chat/conversation", "version": 1, "turns": turns}))
+    loaded = load_conversation(str(path), Limits(), tmp_path / "images")
+    assert [t.input_sizes for t in loaded.turns] == [[], [(28, 28)]]
+
+
+def many_turns(count: int, text: str = "question {i}?", answer: str = "answer {i}.") -> Conversation:
+    return Conversation([Turn(text.format(i=i), answer=answer.format(i=i), status="done") for i in range(count)])
+
+
+@pytest.mark.parametrize(
+    "conversation, words",
+    [
+        (many_turns(60_000), "it has 60,000 turns, more than the 1,000 a conversation may have"),  # 10 MB, took 71-88 s to load
+        (many_turns(50_000, "", ""), "it has 50,000 turns"),  # 50,000 empty messages in 4 MB: 118 s
+        (many_turns(900, "q" * 8000, "a" * 8000), "it holds 14,400,000 characters of text, more than the 2,600,000"),
+    ],
+    ids=["60,000 short turns", "50,000 empty turns", "too much text"],
+)
+def test_a_conversation_larger_than_a_live_one_is_refused_at_once(tmp_path, conversation, words):
+    path = tmp_path / "big.json"
+    path.write_text(dump_conversation(conversation))
+    start = time.perf_counter()
+    with pytest.raises(UploadError) as refused:
+        read_conversation(str(path), Limits())
+    assert words in str(refused.value)
+    assert time.perf_counter() - start < 3  # seconds; before: the whole file was read, checked and shown
+
+
+BOX = "<|object_ref_start|>cat<|object_ref_end|><|box_start|>({i},100),(600,700)<|box_end|> "
+
+
+@pytest.mark.parametrize("words", ["word ", BOX], ids=["prose", "boxes"])
+def test_a_conversation_at_the_limits_loads_within_seconds(tmp_path, words):
+    """As many turns and as much text as a loaded conversation may hold, read and shown (answers
+    full of boxes are the slowest text to show: each is parsed)."""
+    from demo.views import chatbot_messages
+
+    limits = Limits()
+    each = limits.loaded_text_chars // limits.max_turns // 2
+    answer = "{i} " + words * ((each - 6) // len(words.format(i=100)))
+    conversation = many_turns(limits.max_turns, "{i} " + "q" * (each - 6), answer)
+    path = tmp_path / "full.json"
+    path.write_text(dump_conversation(conversation))
+    start = time.perf_counter()
+    loaded = read_conversation(str(path), limits).conversation
+    chatbot_messages(loaded, "qwen2-vl")
+    took = time.perf_counter() - start
+    print(f"{limits.max_turns} turns, {path.stat().st_size / 1e6:.1f} MB: loaded and shown in {took:.1f} s")
+    assert len(loaded.turns) == limits.max_turns and took < 15  # 0.3 s (prose) and 2-3 s (boxes) here
 
 
 json_values = st.recursive(
