@@ -253,9 +253,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "refused with a sentence (default: %(default)s)",
     )
     sharing.add_argument(
+        "--max-sessions-per-client", type=positive_int, default=64,
+        help="conversations (tabs, API sessions) one client address may have open at once (default: %(default)s)",
+    )
+    sharing.add_argument(
+        "--new-sessions-per-minute", type=positive_int, default=30,
+        help="conversations one client address may open a minute, reloads included (default: %(default)s)",
+    )
+    sharing.add_argument(
+        "--max-sessions", type=positive_int, default=5000,
+        help="conversations open in all; Gradio keeps 1000 more, so an open one is never pushed out (default: %(default)s)",
+    )
+    sharing.add_argument(
         "--trusted-proxies", type=proxy_list, default=None, metavar="ADDRESSES",
         help="comma-separated addresses or networks of your proxies, whose X-Forwarded-For names the client "
-        "(default: uvicorn's FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1)",
+        "(default: none; on a Hugging Face Space, the private networks its proxy connects from)",
     )
     sharing.add_argument(
         "--auth", type=credentials, default=None, metavar="USER:PASSWORD",
@@ -272,6 +284,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--backend openai needs --base-url (for example http://127.0.0.1:8000/v1)")
     if args.extra_body is not None and args.backend != "openai":
         parser.error("--extra-body is for --backend openai (it is added to the server's requests)")
+    if args.extra_body is not None:  # no flag may lift a person's limit (max_tokens, n, ...)
+        from demo.engines.server import check_extra_body
+
+        try:
+            check_extra_body(args.extra_body)
+        except ValueError as e:
+            parser.error(str(e))
     if args.quantize == "int8" and args.backend != "local":
         parser.error("--quantize int8 is for --backend local (a server quantizes its own model)")
     if args.cache_mb < 0:
@@ -412,13 +431,19 @@ def serve(args: argparse.Namespace, slot, download) -> int:
         concurrency=args.concurrency,
         max_answer_tokens=args.max_answer_tokens,
     )
-    if args.trusted_proxies:
-        os.environ["FORWARDED_ALLOW_IPS"] = args.trusted_proxies  # read by uvicorn when Gradio starts it
     import gradio
 
+    from demo.web.clients import SessionLimits
+
+    sessions = SessionLimits(
+        per_client=args.max_sessions_per_client, per_minute=args.new_sessions_per_minute, total=args.max_sessions,
+        idle=args.session_idle_minutes * 60,
+    )
     guard = GuardSettings(
         max_pending=args.max_pending_per_client,
         share_cdn=f"{SHARE_CDN}/{gradio.__version__}/" if args.share else None,
+        sessions=sessions,
+        **({"trusted_proxies": tuple(args.trusted_proxies.split(","))} if args.trusted_proxies else {}),
     )
     try:
         serve.launch(

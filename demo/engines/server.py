@@ -13,7 +13,12 @@ local checkpoint directory with the marker file tells). Qwen2-VL's grounding mar
 only if the server keeps special tokens: `transformers serve` streams them, vLLM strips them
 unless asked (`extra_body={"skip_special_tokens": False}`); other Qwen special tokens are
 removed here, as the local engine does. `min_new_tokens` has no portable field and is not sent;
-`extra_body` passes server-specific fields (vLLM: `{"min_tokens": 8}`).
+`extra_body` passes server-specific fields (vLLM: `{"min_tokens": 8}`). It may not hold a field
+that the app sets itself or that multiplies what one answer costs (`max_tokens`, `n`, `best_of`,
+`logprobs`, a `generation_config` with `num_beams`, ... : `check_extra_body`): the OpenAI client
+sends `extra_body` over the request's own fields, so `{"max_tokens": 100000}` would lift every
+person's `--max-answer-tokens`. Such a body is refused when the engine is made (at start-up,
+with one sentence), and `build_request` leaves those fields out of it all the same.
 
 Thinking models: whether a model thinks is read from the registry and its name (a "…-Thinking"
 checkpoint always does, Qwen3-VL's and later; otherwise Qwen3.5 and Qwen4-Exp have the template's `enable_thinking` switch, sent as
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 import os
 import queue
@@ -57,6 +63,18 @@ from grounding.generations import FAMILIES, family_from_name, generation
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, as the local engine caps it
+# Request fields `build_request` sets itself: what the model reads and each person's settings and limits.
+OWN_FIELDS = ("model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p")
+# Fields that lift a person's limit or multiply what one answer costs, on vLLM, SGLang or transformers
+# serve: several answers at once (n, best_of, beam search), log-probabilities per token, the answer's
+# length under another name. (min_tokens and ignore_eos stay allowed: they make answers longer, never
+# longer than the person's max new tokens.)
+COSTLY_FIELDS = ("n", "best_of", "use_beam_search", "logprobs", "top_logprobs", "prompt_logprobs", "max_new_tokens")
+# transformers serve's `generation_config` (a JSON string of generate() arguments): the same, in its words.
+COSTLY_GENERATION = (
+    "max_new_tokens", "max_length", "num_beams", "num_return_sequences", "num_beam_groups",
+    "output_scores", "output_logits", "output_attentions", "output_hidden_states", "return_dict_in_generate",
+)  # fmt: skip
 POLL_SECONDS = 0.05  # how often the answer loop looks at the stop event
 
 # Special tokens a server may leave in the text; the grounding markers are kept.
@@ -73,6 +91,27 @@ def thinking_mode(family: str, model_name: str) -> tuple[ThinkingMode, bool]:
     if kind == "switch":
         return "switch", True
     return "none", False
+
+
+def check_extra_body(body: dict) -> None:
+    """ValueError (one sentence) when `body` would override a field the app sets, or lift a cost per answer."""
+    own = [key for key in body if key in OWN_FIELDS]
+    costly = [key for key in body if key in COSTLY_FIELDS]
+    config = body.get("generation_config")
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            config = None  # the server answers that it cannot read it, on the first request
+    if isinstance(config, dict):
+        costly += [f"generation_config.{key}" for key in config if key in COSTLY_GENERATION]
+    if own or costly:
+        keys = ", ".join(own + costly)
+        raise ValueError(
+            f"--extra-body may not set {keys}: the app sets each answer's length, sampling and model itself "
+            "(--max-answer-tokens, the settings), and fields that multiply an answer's cost would lift every "
+            "person's limits"
+        )
 
 
 def infer_family(model_name: str) -> str:
@@ -111,6 +150,7 @@ class OpenAIEngine(Engine):
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
         self.thinking, self.thinking_default = thinking_mode(self.family, model)
         self.timeout = timeout
+        check_extra_body(extra_body or {})
         self.extra_body = dict(extra_body or {})
         # No retries: a server that is down should be reported now, not after a back-off.
         self.client = openai.OpenAI(
@@ -191,7 +231,8 @@ class OpenAIEngine(Engine):
         request["temperature"] = settings.temperature
         if settings.temperature > 0:
             request["top_p"] = settings.top_p
-        extra_body = dict(self.extra_body)
+        # Never over the fields above, whatever `extra_body` became after it was checked.
+        extra_body = {k: v for k, v in self.extra_body.items() if k not in OWN_FIELDS and k not in COSTLY_FIELDS}
         if self.thinking == "switch":  # always said, so that the stream is read right; the setting wins
             kwargs = {**extra_body.get("chat_template_kwargs", {}), "enable_thinking": self._thinks(settings)}
             extra_body["chat_template_kwargs"] = kwargs

@@ -9,6 +9,13 @@ once decoded, not a quarter of a gigabyte. JPEGs are decoded straight at a reduc
 that is enough; other formats are decoded whole once, then reduced. The original size is kept
 beside the picture, so boxes stay in the original's pixels.
 
+Decoding takes memory for a moment, far more than what is kept (a 2.5 kB WebP of 7000×7000
+pixels takes about 800 MB while it is decoded and reduced): what a decode will take is estimated
+from the header (`decode_bytes`) and reserved from the process's decoding budget
+(`demo.media.budget`) before a pixel is decoded, so concurrent answers cannot add those moments up
+past it. Only the formats the app takes are opened (Pillow would otherwise try each of its
+plugins on any file).
+
 Errors come out as `UploadError`, whose text is one sentence for the chat. Knows nothing of
 Gradio or of any model.
 """
@@ -22,9 +29,13 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from demo.media import budget
+from demo.media.errors import UploadError  # raised here, and imported from here by the rest of the app
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (decompression bombs included)
 DISPLAY_SIDE = 1024  # a kept picture is at least this long on its longer side (unless the original is smaller)
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's names (a camera's MPO comes through JPEG)
 
 Size = tuple[int, int]  # (width, height)
 Source = str | Path | bytes
@@ -39,10 +50,6 @@ _TRANSPOSE = {  # EXIF orientation -> what turns the stored pixels the way the p
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-
-
-class UploadError(ValueError):
-    """An upload that cannot be used; the text says why, in one sentence."""
 
 
 def is_image_file(path: str) -> bool:
@@ -85,17 +92,19 @@ def load_picture(
     with _opened(source, name, max_pixels) as (opened, original, transpose):
         target = original if keep_all else kept_size(original, need(original) if need else None)
         stored = (target[1], target[0]) if transpose in _SWAPS else target  # in the file's own orientation
-        with _decoding(name or _name(source)):
+        label = name or _name(source)
+        with _decoding(label):
             if stored != opened.size:
                 opened.draft(None, stored)  # JPEG: decode at 1/2, 1/4 or 1/8 scale, never below `stored`
-            opened.load()
-            image = _resizable(opened)
-            if image.size != stored:
-                image = image.resize(stored, Image.Resampling.LANCZOS, reducing_gap=3.0)
-            if transpose is not None:
-                image = image.transpose(transpose)
-            image = _to_rgb(image)
-            return (image.copy() if image is opened else image), original  # `opened` is closed on the way out
+            with budget.reserve(decode_bytes(opened), label):  # waits its turn, or refuses, before decoding
+                opened.load()
+                image = _resizable(opened)
+                if image.size != stored:
+                    image = image.resize(stored, Image.Resampling.LANCZOS, reducing_gap=3.0)
+                if transpose is not None:
+                    image = image.transpose(transpose)
+                image = _to_rgb(image)
+                return (image.copy() if image is opened else image), original  # `opened` is closed on the way out
 
 
 def load_image(path: str, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
@@ -127,6 +136,29 @@ def refit(image: Image.Image, original_wh: Size, source: str | None, need_wh: Si
 
 # -- decoding ---------------------------------------------------------------------------------
 
+_DECODED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}  # per pixel, as Pillow holds it; others 4
+_WEBP_BYTES = 12  # libwebp's canvas and its copy of the previous frame (4 each), and the 4 it hands Pillow
+_FIXED_BYTES = 16 * 1024 * 1024  # the codec's own buffers
+
+
+def decode_bytes(opened: Image.Image) -> int:
+    """About the most memory `load_picture` holds at once while it decodes `opened` (opened, not
+    decoded; after `draft`): the decoded pixels, the copy a conversion makes, the premultiplied
+    copy Pillow resizes an image with transparency through, and WebP's own buffers, plus a byte a
+    pixel for the reduced result. Measured on 4000×4000 images, it is 1.05 to 2 times what a decode
+    took (an RGB PNG: 85 MB for an estimate of 92; a WebP: 245 for 275; a palette GIF: 161 for 169)."""
+    width, height = opened.size
+    mode = opened.mode
+    per_pixel = _DECODED_BYTES.get(mode, 4) + 1
+    if mode not in ("L", "LA", "RGB", "RGBA"):
+        per_pixel += 4 if mode != "1" else 1  # `_resizable` converts it
+    if mode in ("RGBA", "LA", "P", "PA") or "transparency" in opened.info:
+        per_pixel += 4  # resized through a premultiplied copy
+    if opened.format == "WEBP":
+        per_pixel += _WEBP_BYTES
+    return width * height * per_pixel + _FIXED_BYTES
+
+
 _SWAPS = (Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90)
 
 
@@ -140,7 +172,9 @@ class _opened:
         if (len(self.source) if isinstance(self.source, bytes) else Path(self.source).stat().st_size) == 0:
             raise UploadError(f"{self.name} is an empty file.")
         with _decoding(self.name):
-            self.image = Image.open(io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source)
+            self.image = Image.open(
+                io.BytesIO(self.source) if isinstance(self.source, bytes) else self.source, formats=FORMATS
+            )
             try:
                 width, height = self.image.size
                 if width * height > self.max_pixels:
@@ -176,6 +210,8 @@ class _decoding:
             return
         if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise UploadError(f"{self.name} decompresses to too many pixels to be used safely.") from None
+        if isinstance(error, MemoryError):
+            raise UploadError(f"{self.name} needs more memory to decode than this machine has free.") from None
         if isinstance(error, UnidentifiedImageError):
             raise UploadError(f"{self.name} is not an image this app can read.") from None
         if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):
