@@ -8,7 +8,6 @@ single keyframe, as the issue's 3 MB file, decoded from the start for every fram
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from fractions import Fraction
@@ -22,20 +21,7 @@ from gradio_client import handle_file
 from demo.media.pictures import UploadError
 from demo.media.video_decode import sample_video
 from tests.launched import launched_app
-
-
-class _Unseekable(io.RawIOBase):
-    """A write-only stream: Matroska written to it has neither duration nor cues (no index)."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:
-        self.data += bytes(b)
-        return len(b)
+from tests.test_video import _Unseekable  # Matroska written to it has neither duration nor cues (no index)
 
 
 def repeated_video(path: Path, frames: int, *, fps: int = 1000, keyframe_every: int | None = None, indexed: bool = True) -> Path:

@@ -188,3 +188,29 @@ def save(model_class, config, processor, out_dir: Path) -> None:
     (out_dir / RANDOM_WEIGHTS_MARKER).write_text(
         "The weights of this checkpoint are random: it answers with random text. Built by demo/engines/tiny/.\n"
     )
+
+
+def qwen3_5_rope() -> dict:
+    """Qwen3.5's text rotary settings (Qwen4-Exp's too): a quarter of a 64-wide head rotates, M-RoPE interleaved."""
+    return {
+        "rope_type": "default",
+        "rope_theta": 10000000.0,
+        "partial_rotary_factor": 0.25,
+        "mrope_section": [3, 3, 2],
+        "mrope_interleaved": True,
+    }
+
+
+def qwen3_5_vision() -> dict:
+    """Qwen3.5's vision tower, small (Qwen4-Exp has the same one): patch 16, merge 2, no DeepStack."""
+    return {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": HIDDEN,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "num_position_embeddings": 256,
+    }

@@ -86,27 +86,11 @@ def build(out_dir: Path) -> None:
             # Five times the real 0.02: at 0.02 the four mixed residual streams drown the linear layers'
             # states (zeroing one moved the logits by 1e-5, under the KV-reuse tests' tolerance); here each counts
             "initializer_range": 0.1,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 10000000.0,
-                "partial_rotary_factor": 0.25,
-                "mrope_section": [3, 3, 2],
-                "mrope_interleaved": True,
-            },
+            "rope_parameters": common.qwen3_5_rope(),
             "tie_word_embeddings": common.TIE_WORD_EMBEDDINGS,
             **common.text_ids(tokenizer),  # PLE needs the eos id: it pads n-grams with it
         },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": common.HIDDEN,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "num_position_embeddings": 256,
-        },
+        vision_config=common.qwen3_5_vision(),
         tie_word_embeddings=common.TIE_WORD_EMBEDDINGS,
         **common.token_ids(tokenizer),
     )
