@@ -265,6 +265,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="conversations open in all; Gradio keeps 1000 more, so an open one is never pushed out (default: %(default)s)",
     )
     sharing.add_argument(
+        "--max-unsent-upload-mb", type=positive_float, default=None,
+        help="MB of uploads one client may keep without sending them (8 times that for all clients; unsent "
+        "uploads are deleted after 30 minutes; default: the largest file and a message's worth of pictures)",
+    )
+    sharing.add_argument(
         "--trusted-proxies", type=proxy_list, default=None, metavar="ADDRESSES",
         help="comma-separated addresses or networks of your proxies, whose X-Forwarded-For names the client "
         "(default: none; on a Hugging Face Space, the private networks its proxy connects from)",
@@ -383,6 +388,11 @@ def _end(code: int, download) -> int:
     return code
 
 
+def _unsent_caps(per_client_mb: float) -> dict[str, int]:
+    per_client = int(per_client_mb * 1024 * 1024)
+    return {"unsent_per_client": per_client, "unsent_total": 8 * per_client}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -433,6 +443,7 @@ def serve(args: argparse.Namespace, slot, download) -> int:
     )
     import gradio
 
+    from demo.web import upload_bytes
     from demo.web.clients import SessionLimits
 
     sessions = SessionLimits(
@@ -443,6 +454,7 @@ def serve(args: argparse.Namespace, slot, download) -> int:
         max_pending=args.max_pending_per_client,
         share_cdn=f"{SHARE_CDN}/{gradio.__version__}/" if args.share else None,
         sessions=sessions,
+        **_unsent_caps(args.max_unsent_upload_mb or upload_bytes.default_per_client_mb(limits.max_upload_mb, limits.max_image_mb, limits.max_images_per_turn)),
         **({"trusted_proxies": tuple(args.trusted_proxies.split(","))} if args.trusted_proxies else {}),
     )
     try:

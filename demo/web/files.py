@@ -152,6 +152,10 @@ class FileRules:
             return True  # Gradio's own rules: allowed paths, static files, or refused
         return path in self._public_files(config) or self.uploads.uploaded(path, who)
 
+    def is_public(self, path: Path) -> bool:
+        """Whether `path` is one of the app's own files (an example), by the last configuration read."""
+        return path.resolve() in self._public[1]
+
     def _public_files(self, config: object) -> frozenset[Path]:
         if config is None:
             return frozenset()

@@ -14,6 +14,8 @@ calls), `call/â€¦` (the REST API, and its `call/{api}/{event}` reads), `stream/â
   not yet sent to whoever uploaded it (it records the paths Gradio's upload route answers with),
   the app's own files (the examples) to anyone, and answers anyone else 404 (`files.py`); a
   request that names as input a file its sender may not fetch is refused with 404 too;
+- bounds the bytes each client (and all) keep uploaded but not yet sent, by an upload's
+  Content-Length before Gradio reads it (413/429, 411 without one), and expires them (`upload_bytes.py`);
 - caps the requests each client may have waiting or running in the capped concurrency groups
   (the model's, the files'): one over is answered 429 with one sentence, which Gradio's page
   shows as an error notice (the message stays in the textbox);
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from demo.web import asgi, auth, calls, files, gradio_view, policy, proxies
+from demo.web import asgi, auth, calls, files, gradio_view, policy, proxies, upload_bytes
 from demo.web.asgi import Message, Receive, Scope, Send
 from demo.web.clients import MINE, REFUSED, THEIRS, TOO_MANY_INVALID, Ledger, SessionLimits, client_key
 from demo.web.owners import identity
@@ -85,6 +87,9 @@ class GuardSettings:
     capped: frozenset[str] = frozenset({"model", "files"})
     share_cdn: str | None = None
     uploads_capacity: int = 100_000
+    unsent_per_client: int = int(upload_bytes.DEFAULT_PER_CLIENT_MB * upload_bytes.MB)  # bytes uploaded, not yet sent
+    unsent_total: int = int(8 * upload_bytes.DEFAULT_PER_CLIENT_MB * upload_bytes.MB)  # the same, all clients
+    unsent_expiry: float = 1800.0  # seconds an unsent upload is kept: time to write a long question
     sessions: SessionLimits = SessionLimits()
     trusted_proxies: tuple[str, ...] = field(default_factory=proxies.default_trusted)
     framed_by: tuple[str, ...] = field(default_factory=policy.frame_ancestors)
@@ -116,6 +121,8 @@ class Guard:
         self.ledger = Ledger(self.settings.sessions)
         self.owners = self.ledger.owners
         self.files = files.FileRules(self.owners, files.Uploads(self.settings.uploads_capacity))
+        s = self.settings
+        self.unsent = upload_bytes.UnsentUploads(s.unsent_per_client, s.unsent_total, s.unsent_expiry, keep=self.files.is_public)
         self.logins = auth.Logins()
         self._joining: Counter[str] = Counter()  # joins between the cap's check and Gradio's answer
         self._warned_proxy = False
@@ -141,7 +148,7 @@ class Guard:
         if _FILE.match(path):
             return await self._file(scope, receive, send, asking)
         if method == "POST" and path.rstrip("/") == _UPLOAD:
-            return await self.app(scope, receive, self._recording_uploads(send, asking))
+            return await self._upload(scope, receive, send, asking)
         if route := calls.route_of(method, path):
             return await self._with_body(scope, receive, send, asking, route)
         if m := _HEARTBEAT.fullmatch(path):
@@ -258,6 +265,7 @@ class Guard:
             reserved, why = self.ledger.reserve(asking.who, asking.client)
             if reserved is None:
                 return await asgi.refuse(send, 429, why)
+        self.unsent.sent(asking.client, files.named_paths(call.data))  # no longer counted as unsent
         sending = self._binding_call(send, reserved) if reserved is not None else asgi.with_headers(send)
         self._joining[asking.client] += capped  # between the cap's check and Gradio's answer
         try:
@@ -298,7 +306,21 @@ class Guard:
         """What the file rules read of Gradio: the Blocks' config (the examples) and the upload folder."""
         return {"config": getattr(gradio_view.blocks_of(scope.get("app")), "config", None), "upload_dir": getattr(scope.get("app"), "uploaded_file_dir", None)}
 
-    def _recording_uploads(self, send: Send, asking: _Asking) -> Send:
+    async def _upload(self, scope: Scope, receive: Receive, send: Send, asking: _Asking) -> None:
+        """Gradio's upload route, within the client's (and everyone's) bytes not yet sent (`upload_bytes`)."""
+        length = upload_bytes.content_length(asking.headers)
+        if length is None:  # browsers and gradio_client (httpx) always send it
+            return await asgi.refuse(send, 411, upload_bytes.NO_LENGTH)
+        ticket, why = self.unsent.admit(asking.client, length)
+        if ticket is None:
+            return await asgi.refuse(send, 429 if why == upload_bytes.OVER_TOTAL else 413, why)
+        paths: list[str] = []
+        try:
+            await self.app(scope, receive, self._recording_uploads(send, asking, paths))
+        finally:
+            self.unsent.settle(ticket, paths)
+
+    def _recording_uploads(self, send: Send, asking: _Asking, recorded: list[str]) -> Send:
         """Record who uploaded the files Gradio's upload route answers with, before the answer ends."""
         chunks: list[bytes] = []
         status, size = 0, 0
@@ -320,6 +342,7 @@ class Guard:
                     for path in paths if isinstance(paths, list) else []:
                         if isinstance(path, str):
                             self.files.uploads.add(path, asking.who)
+                            recorded.append(path)
             await inner(message)
 
         return sending
