@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -38,41 +37,26 @@ if str(REPO) not in sys.path:  # run as a file
 
 from gradio_client import handle_file  # noqa: E402
 
-from tests.helpers import client_when_up, end_process, free_port  # noqa: E402
+from tests.helpers import client_when_up, end_process, free_port, ok_server  # noqa: E402
 
 MB = 2**20
 
 
-class _Answer(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers["Content-Length"]))
-        time.sleep(0.5)
-        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-        events = [
-            {**chunk, "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]},
-            {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        ]
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        self.wfile.write(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def run(clients: int, messages: int, side: int) -> dict:
+    with ok_server(delay=0.5) as (base_url, _):  # a server that takes half a second per answer
+        return _run(base_url, clients, messages, side)
+
+
+def _run(base_url: str, clients: int, messages: int, side: int) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="decode-budget-"))
     pictures = []
     for i in range(clients):
         pictures.append(folder / f"bomb-{i}.webp")
         Image.new("RGB", (side, side), (200, 30 + i, 30)).save(pictures[-1], "WEBP", lossless=True)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": "x", "GRADIO_HEARTBEAT_INTERVAL": "1", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "app.py", "--backend", "openai", "--model", "Qwen/Qwen2-VL-2B-Instruct",
-               "--base-url", f"http://127.0.0.1:{server.server_address[1]}/v1", "--port", str(port),
+               "--base-url", base_url, "--port", str(port),
                "--max-new-tokens", "4", "--max-pending-per-client", str(4 * clients)]  # fmt: skip
     app = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -111,7 +95,6 @@ def run(clients: int, messages: int, side: int) -> dict:
         ended = process.memory_info().rss
     finally:
         end_process(app)
-        server.shutdown()
     return {
         "clients": clients, "messages": messages, "side": side, "file_bytes": pictures[0].stat().st_size,
         "baseline_mb": round(baseline / MB), "peak_mb": round(peak / MB), "answered_mb": round(answered / MB),

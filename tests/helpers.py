@@ -87,3 +87,39 @@ def restored(engine) -> Iterator:
         engine.prefill_chunk_tokens = chunk
         for session in engine.caches.sessions():
             engine.forget(session)
+
+
+@contextmanager
+def ok_server(delay: float = 0.0) -> Iterator[tuple[str, list[dict]]]:
+    """An OpenAI-compatible server on a free port that streams "ok" to every chat request, after
+    `delay` seconds; yields its base URL and the list of request bodies it received."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[dict] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            time.sleep(delay)
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
+            events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]},
+                      {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", bodies
+    finally:
+        if thread.is_alive():  # shutdown() waits for a running serve_forever: never call it otherwise
+            server.shutdown()
+            thread.join(timeout=10)
+        server.server_close()

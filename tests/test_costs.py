@@ -14,7 +14,6 @@ import sys
 import textwrap
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -26,7 +25,7 @@ import app
 from demo.engines.base import GenerationSettings
 from demo.engines.server import OpenAIEngine
 from demo.media.pictures import UploadError, load_picture
-from tests.helpers import client_when_up, end_process, free_port
+from tests.helpers import client_when_up, end_process, free_port, ok_server
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -158,46 +157,21 @@ def test_an_animation_costs_its_first_frame_only(tmp_path, monkeypatch):
 # -- answers at once, on the launched app ---------------------------------------------------------------
 
 
-class _Scripted(BaseHTTPRequestHandler):
-    """An OpenAI-compatible server that answers "ok" at once and keeps each request's body."""
-
-    bodies: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).bodies.append(body)
-        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-        events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]},
-                  {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        self.wfile.write(b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n")
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def scripted_server():
-    _Scripted.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    if thread.is_alive():  # shutdown() waits for a serve_forever that is running: never call it otherwise
-        server.shutdown()
-        thread.join(timeout=10)
-    server.server_close()
+    """An OpenAI-compatible server that answers "ok" at once: (its URL, the request bodies it got)."""
+    with ok_server() as served:
+        yield served
 
 
 def test_answers_at_once_hold_at_most_the_budget(tmp_path, scripted_server):
     """Four people at once, two messages each, each with a 2 kB WebP of 6000×6000 (about 550 MB while
     decoded): the app grew by 2.2 GB or more when they were decoded side by side."""
+    base_url, _ = scripted_server
     pictures = [solid_webp(tmp_path / f"bomb-{i}.webp", 6000, i) for i in range(4)]
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": "x", "GRADIO_HEARTBEAT_INTERVAL": "1"}
-    command = [sys.executable, "app.py", "--backend", "openai", "--base-url", scripted_server, "--model",
+    command = [sys.executable, "app.py", "--backend", "openai", "--base-url", base_url, "--model",
                "Qwen/Qwen2-VL-2B-Instruct", "--port", str(port), "--max-pending-per-client", "16"]  # fmt: skip
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -258,12 +232,13 @@ def test_server_specific_fields_still_pass():
 
 
 def test_the_server_receives_each_persons_limit(scripted_server):
-    engine = OpenAIEngine(scripted_server, "Qwen2-VL-2B", extra_body={"skip_special_tokens": False, "min_tokens": 8})
+    base_url, bodies = scripted_server
+    engine = OpenAIEngine(base_url, "Qwen2-VL-2B", extra_body={"skip_special_tokens": False, "min_tokens": 8})
     settings = GenerationSettings(max_new_tokens=7)
     assert list(engine.stream([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}], settings, threading.Event())) == ["ok"]
     engine.extra_body.update(max_tokens=100_000, n=4)  # even changed after the check
     list(engine.stream([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}], settings, threading.Event()))
-    for body in _Scripted.bodies:
+    for body in bodies:
         assert body["max_tokens"] == 7 and "n" not in body and "max_completion_tokens" not in body
         assert body["skip_special_tokens"] is False and body["min_tokens"] == 8
-    assert len(_Scripted.bodies) == 2
+    assert len(bodies) == 2

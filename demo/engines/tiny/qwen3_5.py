@@ -28,19 +28,25 @@ LAYERS = 4
 FULL_ATTENTION_INTERVAL = 4
 
 
+def tokenizer_and_template():
+    """Qwen3.5's tokenizer (its own pre-tokenizer rule and added tokens) with its chat template (Qwen4-Exp's too)."""
+    from transformers import Qwen3_5Tokenizer
+    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX
+
+    chat_template = common.template(TEMPLATE)
+    return common.train_tokenizer(Qwen3_5Tokenizer, PRETOKENIZE_REGEX, ADDED, chat_template), chat_template
+
+
 def build(out_dir: Path) -> None:
     from transformers import (
         Qwen2VLImageProcessor,
         Qwen3_5Config,
         Qwen3_5ForConditionalGeneration,
-        Qwen3_5Tokenizer,
         Qwen3VLProcessor,
         Qwen3VLVideoProcessor,
     )
-    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX
 
-    chat_template = common.template(TEMPLATE)
-    tokenizer = common.train_tokenizer(Qwen3_5Tokenizer, PRETOKENIZE_REGEX, ADDED, chat_template)
+    tokenizer, chat_template = tokenizer_and_template()
     layer_types = [
         "full_attention" if (i + 1) % FULL_ATTENTION_INTERVAL == 0 else "linear_attention" for i in range(LAYERS)
     ]

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from demo.engines.tiny import common
-from demo.engines.tiny.qwen3_5 import ADDED
+from demo.engines.tiny import common, qwen3_5
 
-TEMPLATE = "qwen3.5.jinja"
+TEMPLATE = qwen3_5.TEMPLATE
+ADDED = qwen3_5.ADDED  # its tokenizer is Qwen3.5's
 LAYERS = 4
 FULL_ATTENTION_INTERVAL = 4
 
@@ -34,16 +34,13 @@ FULL_ATTENTION_INTERVAL = 4
 def build(out_dir: Path) -> None:
     from transformers import (
         Qwen2VLImageProcessor,
-        Qwen3_5Tokenizer,
         Qwen3VLProcessor,
         Qwen3VLVideoProcessor,
         Qwen4ExpConfig,
         Qwen4ExpForConditionalGeneration,
     )
-    from transformers.models.qwen3_5.tokenization_qwen3_5 import PRETOKENIZE_REGEX
 
-    chat_template = common.template(TEMPLATE)
-    tokenizer = common.train_tokenizer(Qwen3_5Tokenizer, PRETOKENIZE_REGEX, ADDED, chat_template)
+    tokenizer, chat_template = qwen3_5.tokenizer_and_template()
     # Written as the real checkpoint writes them: its config says "full_attention" for the layers
     # transformers runs as "indexed_attention" (configuration_qwen4_exp.py, Qwen4ExpTextConfig.__post_init__).
     layer_types = [
