@@ -12,7 +12,7 @@ issue's file); all clients run at once. The app's RSS is sampled every 20 ms: th
 and what the chat said (the reply, or the refusal).
 
 Before issue 26 the 8000² run took the app from 234 MB to a peak of 17.3 GB, 6.9 GB once all
-answers were in (6 uploads of 128 timed out); see the README for the figures after.
+answers were in (6 uploads of 128 timed out); see docs/safety.md for the figures after.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ class LimitError(ValueError):
 class Limits:
     max_image_mb: float = 20.0  # one picture file
     # One video file: 30 minutes of 720p from a phone is 1,200 MB (Apple's figure for 720p at 30 fps:
-    # 40 MB a minute), a screen recording less (OBS's 2.5 Mbit/s default: 560 MB). See README.
+    # 40 MB a minute), a screen recording less (OBS's 2.5 Mbit/s default: 560 MB). See docs/safety.md.
     max_video_mb: float = 1500.0
     max_images_per_turn: int = 8  # pictures and videos in one message
     max_images: int = 32  # pictures and videos in one conversation
