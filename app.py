@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="none",
         help="int8: the local model's linear layers in int8 on the CPU (measured with the 2B model on a 2-core Intel "
         "Xeon: 2.4x float32's decoding speed, 0.44x its time to the first token and 0.44x its peak memory; other CPUs "
-        "differ, see the README's Hardware section); auto: int8 on the CPU, none on a GPU. Default: none",
+        "differ, see docs/performance.md); auto: int8 on the CPU, none on a GPU. Default: none",
     )
     parser.add_argument(
         "--attn-implementation",
@@ -251,6 +251,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-pending-per-client", type=positive_int, default=4,
         help="answers and file events one client address may have waiting or running at once; one more is "
         "refused with a sentence (default: %(default)s)",
+    )
+    sharing.add_argument(
+        "--max-held-mb-per-client", type=positive_float, default=1024.0,
+        help="memory the open conversations of one client address may hold together (pictures, video frames, "
+        "text); a message or Load past it is refused with a sentence (default: %(default)s)",
+    )
+    sharing.add_argument(
+        "--max-held-mb", type=positive_float, default=8192.0,
+        help="memory all open conversations may hold together (default: %(default)s)",
     )
     sharing.add_argument(
         "--max-sessions-per-client", type=positive_int, default=64,
@@ -432,7 +441,10 @@ def serve(args: argparse.Namespace, slot, download) -> int:
 
     zerogpu.configure(max_seconds=args.zerogpu_max_seconds)
     limits = limits_from(args)
-    handlers = ChatHandlers(slot, limits=limits, session_ttl=args.session_idle_minutes * 60)
+    from demo.held import Held
+
+    held = Held(per_client_mb=args.max_held_mb_per_client, total_mb=args.max_held_mb)
+    handlers = ChatHandlers(slot, limits=limits, session_ttl=args.session_idle_minutes * 60, held=held)
     demo = build_ui(
         handlers,
         max_new_tokens=args.max_new_tokens,

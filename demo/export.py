@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from demo.annotations import annotated_png, by_picture, turn_detections
+from demo.annotations import annotated_image, by_picture, turn_detections
 from demo.conversation import Conversation
 from demo.ground_truth import References, scores
 
@@ -141,6 +141,6 @@ def write_exports(
     for index in range(len(conversation.turns)):
         for number, on_picture in by_picture(turn_detections(conversation, index, family)).items():
             target = out_dir / f"turn{index + 1}-picture{number}.png"
-            shutil.copyfile(annotated_png(images[number - 1], on_picture), target)
+            shutil.copyfile(annotated_image(images[number - 1], on_picture), target)
             written.append(target)
     return written

@@ -32,6 +32,7 @@ from demo.conversation import Conversation, Turn
 from demo.engines.base import EngineError, GenerationSettings
 from demo.engines.slot import EngineSlot
 from demo.export import write_exports
+from demo.held import Held
 from demo.ground_truth import References
 from demo.limits import LimitError, Limits
 from demo.markup import toast
@@ -44,6 +45,7 @@ from demo.sessions import Sessions
 from demo.settings import Settings
 from demo.uploads import discard_upload
 from demo.views import chatbot_messages
+from demo.web.clients import client_key
 from grounding.generations import generation as generation_of
 from grounding.generations import grounding_prompt
 
@@ -68,6 +70,12 @@ class Reply:
     message: dict | None = None
 
 
+WAITING_FOR_TURN = "Waiting for the model: it is writing other answers; yours starts as soon as one ends."
+
+#: Events the page's "model" group admits beyond the answers written at once: messages being decoded and checked.
+PREPARING = 2
+
+
 class ChatHandlers:
     """Handlers for one app; one instance serves every session."""
 
@@ -79,6 +87,7 @@ class ChatHandlers:
         min_update_interval: float = 0.05,
         sessions: Sessions | None = None,
         session_ttl: float = 3600.0,
+        held: Held | None = None,
     ) -> None:
         self.slot = slot
         self.limits = limits or Limits()
@@ -86,9 +95,21 @@ class ChatHandlers:
         self.stop_wait = 10.0  # seconds Stop waits for the answer to wind down before showing it
         self.sessions = sessions or Sessions()
         self.session_ttl = session_ttl  # seconds a conversation is kept once its session is idle
+        self.held = held if held is not None else Held()  # what each client's conversations hold in memory, bounded
+        # Answers the engine writes at once (`answer_at_once`): the page's "model" group admits a few
+        # more events (`PREPARING`), so a message's pictures and videos are decoded and checked while
+        # other answers are written, not in a slot the engine could use; they wait here, in turn.
+        self.at_once = 1
+        self._writing = threading.Semaphore(1)
         self._running: dict[str, _Running] = {}  # session -> its answer being generated
         self._expired: OrderedDict[str, None] = OrderedDict()  # sessions whose conversation expired (newest last)
         self._lock = threading.Lock()
+
+    def answer_at_once(self, n: int) -> None:
+        """The engine writes `n` answers at once (the page's concurrency); set before serving."""
+        if n < 1:
+            raise ValueError(f"n must be positive, got {n}")
+        self.at_once, self._writing = n, threading.Semaphore(n)
 
     def __deepcopy__(self, memo: dict) -> ChatHandlers:
         """The handlers themselves: one instance serves every session, and it holds the engine.
@@ -136,6 +157,8 @@ class ChatHandlers:
             attachments = [attach(path, video_settings, engine, generation) for path in files]
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
                 check_request(engine, Conversation([*conversation.turns, Turn(text, attachments)]), generation, self.limits)
+            if refusal := self.held.hold(session, _client(request), Conversation([*conversation.turns, Turn(text, attachments)])):
+                raise LimitError(refusal)
         except (UploadError, EngineError, LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e))
             return
@@ -340,9 +363,11 @@ class ChatHandlers:
         try:
             loaded = write_pictures(read_conversation(file, self.limits), folder / "loaded")
             chatbot_messages(loaded, self.family)  # what the page shows next: drawn now, so it cannot fail then
+            if refusal := self.held.hold(_session(request), _client(request), loaded):
+                raise LimitError(refusal)
         except Exception as e:  # noqa: BLE001 - whatever it is, the person gets a sentence and keeps the conversation
             self.sessions.discard(folder)
-            if not isinstance(e, (UploadError, OSError)):
+            if not isinstance(e, (UploadError, OSError, LimitError)):
                 log.exception("loading %s failed", file)
             return self._refusal(conversation, load_refusal(file, e), "Not loaded")
         finally:
@@ -384,6 +409,16 @@ class ChatHandlers:
             return
         running = self._begin(session)
         stop = running.stop
+        try:
+            my_turn = yield from self._wait_for_turn(conversation, stop)
+        except GeneratorExit:  # the tab closed while waiting
+            self._end(session, running)
+            raise
+        if not my_turn:  # Stop, while waiting
+            turn.status = "stopped"
+            self._end(session, running)
+            yield Reply(conversation, self.family)
+            return
         self.sessions.touch(session)
         writer = AnswerWriter(turn)  # the stream into the turn: reasoning apart from the answer
         try:
@@ -419,6 +454,7 @@ class ChatHandlers:
             stop.set()  # closed by Stop or a closed tab: end the generation now
             if turn.status == "streaming":
                 turn.status = "stopped"
+            self._writing.release()
             self._end(session, running)
         yield Reply(conversation, self.family)
 
@@ -428,6 +464,7 @@ class ChatHandlers:
         if engine is not None:
             engine.forget(session)
         self.sessions.end(session)
+        self.held.release(session)
 
     def _was_expired(self, session: str) -> bool:
         with self._lock:
@@ -449,6 +486,14 @@ class ChatHandlers:
             yield Reply(conversation, self.family, waiting=note)
             engine = self.slot.wait(timeout=1.0)
         return engine
+
+    def _wait_for_turn(self, conversation: Conversation, stop: threading.Event) -> Iterator[Reply]:  # returns bool
+        """Yield 'waiting' views until the engine may write this answer (True), or Stop was pressed (False)."""
+        while not self._writing.acquire(timeout=0.2):
+            if stop.is_set():
+                return False
+            yield Reply(conversation, self.family, waiting=WAITING_FOR_TURN)
+        return True
 
     def _begin(self, session: str) -> _Running:
         running = _Running()
@@ -473,4 +518,9 @@ class _Running:
 
 def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
+
+
+def _client(request: gr.Request | None) -> str:
+    """Who the request's memory is charged to: its address, as the guard counts clients."""
+    return client_key(getattr(getattr(request, "client", None), "host", None) or "local")
 

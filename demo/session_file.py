@@ -33,7 +33,7 @@ from pathlib import Path
 from PIL import Image
 
 from demo.conversation import Attachment, Conversation, Turn
-from demo.limits import MB, Limits
+from demo.limits import MB, LimitError, Limits
 from demo.media.pictures import DISPLAY_SIDE, UploadError, load_picture, probe_image
 from demo.media.video import DEFAULT_SETTINGS as VIDEO_SETTINGS
 from demo.media.video import SampledVideo
@@ -147,7 +147,7 @@ def read_conversation(path: str, limits: Limits) -> Loaded:
 
 def load_refusal(path: str, error: BaseException) -> str:
     """The sentence for a conversation file that could not be loaded (the conversation stays as it was)."""
-    if isinstance(error, UploadError):
+    if isinstance(error, (UploadError, LimitError)):
         return str(error)
     name = Path(path).name
     if isinstance(error, OSError):  # its text may name the server's paths: only what went wrong

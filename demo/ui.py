@@ -3,9 +3,10 @@
 Nothing here computes anything. Handlers give a `Reply` (the conversation record and a
 notice); `ChatPage.render` is the one place that maps a Reply to the page's components, and
 `ChatPage`'s event methods only gather the settings components into one `Settings` and render
-what the handler replies. Model events share one concurrency group ("model"), so the engine
-serves `concurrency` answers at a time and later ones wait in Gradio's queue, which shows
-them their place.
+what the handler replies. Model events share one concurrency group ("model"): the engine
+writes `concurrency` answers at a time, a few more messages are decoded and checked meanwhile
+(`handlers.PREPARING`, then they wait for their turn), and later ones wait in Gradio's queue,
+which shows them their place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import gradio as gr
 from demo.conversation import Conversation
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers, Reply
+from demo.handlers import PREPARING, ChatHandlers, Reply
 from demo.inspector_ui import InspectorPage
 from demo.markup import CHATBOT_SETTINGS
 from demo.page import CSS, DOWNLOAD_JS, HERE, HINT, INTRO, ON_SPACES, TITLE, examples, preset_label
@@ -339,7 +340,10 @@ def build_ui(
         settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
         chat_outputs = page.outputs
         # The queue position shows on the chatbot; the textbox stays usable, so Stop can leave the queue.
-        model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency, "show_progress_on": [chatbot]}
+        # The engine writes `concurrency` answers at once (the handlers wait for their turn); a few more
+        # messages may be decoded and checked meanwhile (`PREPARING`), so a long video is not read in its slot.
+        handlers.answer_at_once(concurrency)
+        model_queue = {"concurrency_id": "model", "concurrency_limit": concurrency + PREPARING, "show_progress_on": [chatbot]}
         glue = {"queue": False, "api_visibility": "private"}  # page state only: no input (demo/web/serve.py checks)
         # Files are decoded or written through the queue, a few at a time (the per-client cap counts them).
         files_queue = {"concurrency_id": "files", "concurrency_limit": 2}

@@ -18,7 +18,7 @@ from functools import lru_cache
 from demo.annotations import (
     CACHED_TURNS,
     STILL_CHANGING,
-    annotated_png,
+    annotated_image,
     by_picture,
     detections_markdown,
     turn_detections,
@@ -183,7 +183,7 @@ def grounding_messages(conversation: Conversation, detections: list) -> list[dic
     for number, on_picture in by_picture(detections).items():
         count = len(on_picture)
         messages.append({"role": "assistant", "content": f"**Picture {number}** · {count} grounding{'s' * (count != 1)}"})
-        path = annotated_png(images[number - 1], on_picture, CHAT_FIT)
+        path = annotated_image(images[number - 1], on_picture, CHAT_FIT, lossless=False)
         messages.append({"role": "assistant", "content": {"path": path, "alt_text": f"Picture {number}, annotated"}})
     messages.append({"role": "assistant", "content": detections_markdown(tuple(detections))})
     return messages

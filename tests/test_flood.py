@@ -21,7 +21,7 @@ import pytest
 from gradio_client import Client
 
 from demo.web.clients import SessionLimits
-from tests.guarded import join, launch, store
+from tests.guarded import chat_data, events_of, join, launch, store
 from tests.helpers import wait_until
 
 LIMITS = SessionLimits(per_client=8, per_minute=8, invalid_per_minute=20)
@@ -217,6 +217,7 @@ def test_the_ledger_never_evicts_and_forgets_only_ended_sessions_gradio_no_longe
 
     book, clock = ledger(per_client=10, per_minute=10, total=10, idle=60.0)
     assert book.claim("mine", "cookie:me", "1.1.1.1", opens=True)[0] == MINE
+    book.owners.get("mine").attended = True  # a tab's (it had a heartbeat, whose end was never seen)
     assert book.claim("nobody", "cookie:x", "2.2.2.2", opens=False)[0] == UNKNOWN and "nobody" not in book.owners
     assert book.claim("mine", "cookie:x", "2.2.2.2", opens=True)[0] == THEIRS
     clock.now = 61.0
@@ -246,3 +247,56 @@ def test_a_busy_session_stays_open_and_a_reserved_place_takes_its_event_id():
     failed, _ = book.reserve("address:2.2.2.2", "2.2.2.2")
     book.named(failed, None)  # the call opened nothing
     assert book.open_of("2.2.2.2") == 0 and book.total == 1
+
+
+def test_a_session_without_a_heartbeat_ends_after_the_unattended_time_not_the_idle_one():
+    """Issue 26: sessions of REST calls and scripts (no heartbeat: nothing announces their end) lived
+    the whole idle time, an hour, holding their state and files; now `unattended` seconds."""
+    from demo.web.clients import MINE
+
+    book, clock = ledger(per_client=2, per_minute=10, total=10, idle=3600.0, unattended=600.0)
+    assert book.claim("script", "address:1.1.1.1", "1.1.1.1", opens=True)[0] == MINE
+    assert book.claim("tab", "cookie:t", "1.1.1.1", opens=True)[0] == MINE
+    book.heartbeat("tab", opened=True)
+    dropped = []
+    clock.now = 599.0
+    book.sweep(held=lambda s: True, busy=lambda s: False, drop=dropped.append)
+    assert dropped == [] and book.open_of("1.1.1.1") == 2
+    clock.now = 601.0
+    book.sweep(held=lambda s: True, busy=lambda s: s == "tab", drop=dropped.append)
+    assert dropped == ["script"] and "script" not in book.owners  # ended with its Gradio state
+    assert book.open_of("1.1.1.1") == 1 and book.total == 1  # its place is free at once
+    clock.now = 3000.0  # a tab keeps the full idle time
+    book.sweep(held=lambda s: True, busy=lambda s: False, drop=dropped.append)
+    assert dropped == ["script"] and book.owners.owner("tab") == "cookie:t"
+
+
+def test_an_unattended_session_is_ended_with_its_files_and_state(tmp_path):
+    """End to end: a conversation opened with plain HTTP (no heartbeat) and a picture; after the
+    unattended time its Gradio state and its files are gone, and its client's place is free."""
+    from PIL import Image
+
+    app = launch(guard={"sessions": SessionLimits(per_client=1, per_minute=10, unattended=2.0)})
+    try:
+        http = httpx.Client(timeout=30)
+        picture = tmp_path / "p.png"
+        Image.new("RGB", (64, 48), "red").save(picture)
+        uploaded = http.post(app["url"] + "gradio_api/upload", files={"files": picture.open("rb")}).json()[0]
+        data = chat_data("what is this?")
+        data[0] = {"text": "what is this?", "files": [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}]}
+        assert join(http, app, "chat", data, "script-1").status_code == 200
+        folders = app["handlers"].sessions
+        assert wait_until(lambda: "script-1" in folders.live() and not events_of(app, "script-1"), timeout=20)
+        folder = folders.folder("script-1")
+        assert any(folder.rglob("*.png"))
+        assert glue_call(http, app, "script-2").status_code == 429  # one session a client here
+
+        def ended() -> bool:
+            httpx.get(app["url"] + "config")  # the guard sweeps when requests come
+            return "script-1" not in store(app)
+
+        assert wait_until(ended, timeout=20)
+        assert not folder.exists() and "script-1" not in folders.live()
+        assert glue_call(http, app, "script-2").status_code == 200  # its place is free again
+    finally:
+        app["demo"].close()

@@ -89,6 +89,10 @@ def test_write_exports_writes_json_and_pngs(tmp_path):
         assert png.size == (300, 300)
 
 
+def near(expected: tuple, pixel: tuple, tolerance: int = 24) -> bool:
+    return max(abs(a - b) for a, b in zip(expected, pixel, strict=True)) <= tolerance
+
+
 def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixels(engine, tmp_path):
     """Force a grounding answer through the real generate path, two pictures of different sizes."""
     slot = EngineSlot("tiny")
@@ -111,15 +115,16 @@ def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixel
     annotated = [c["path"] for c in assistant if isinstance(c, dict)]
     assert len(annotated) == 2
     left, middle = label_color("the left half"), label_color("the middle")
-    with Image.open(annotated[0]) as wide, Image.open(annotated[1]) as tall:
+    white = (255, 255, 255)
+    with Image.open(annotated[0]) as wide, Image.open(annotated[1]) as tall:  # JPEGs: colours within a few levels
         assert wide.size == (400, 200) and tall.size == (200, 300)
         # Picture 1's box is its left half: its right edge at x = 200 (500/1000 of 400 px).
-        assert left in [wide.getpixel((x, 100)) for x in range(196, 204)]
-        assert wide.getpixel((300, 100)) == (255, 255, 255)  # nothing drawn in the right half
+        assert any(near(left, wide.getpixel((x, 100))) for x in range(196, 204))
+        assert near(white, wide.getpixel((300, 100)))  # nothing drawn in the right half
         # Picture 2's box spans (50, 75)-(150, 225): its left and bottom edges.
-        assert middle in [tall.getpixel((x, 150)) for x in range(46, 54)]
-        assert middle in [tall.getpixel((100, y)) for y in range(221, 229)]
-        assert tall.getpixel((10, 10)) == (255, 255, 255) and tall.getpixel((100, 150)) == (255, 255, 255)
+        assert any(near(middle, tall.getpixel((x, 150))) for x in range(46, 54))
+        assert any(near(middle, tall.getpixel((100, y))) for y in range(221, 229))
+        assert near(white, tall.getpixel((10, 10))) and near(white, tall.getpixel((100, 150)))
     # The boxes appeared while streaming, not only at the end.
     seen_images = [sum(isinstance(m["content"], dict) and m["role"] == "assistant" for m in view) for _, view in updates]
     assert 1 in seen_images and seen_images[-1] == 2

@@ -67,3 +67,43 @@ def test_the_benchmark_shows_the_finished_turns_cost_almost_nothing_cached():
     uncached, cached = figures["uncached"], figures["cached"]
     assert cached["finished_turns_median_ms"] * 3 < uncached["finished_turns_median_ms"]
     assert cached["parse_median_ms"] < uncached["parse_median_ms"]
+
+
+def test_a_loaded_conversation_of_many_answers_with_boxes_shows_in_seconds(tmp_path):
+    """Issue 26: each answer's picture with its boxes was a PNG of the kept picture (a megapixel:
+    0.15-0.36 s to encode), so 101 answers with boxes on one 1024x1024 picture took 30.7 s to show
+    and the 1,000 a loaded conversation may hold minutes. In the chat it is now a JPEG of about
+    twice the size it is shown at (exports stay PNG): 0.75 s for those 101 here."""
+    import time
+
+    import numpy as np
+
+    from demo.engines.slot import EngineSlot
+    from demo.handlers import ChatHandlers
+    from demo.session_file import dump_conversation
+    from tests.fakes import ScriptedEngine
+    from tests.helpers import shown
+
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    photo = Image.fromarray(noise).resize((1024, 1024), Image.Resampling.BILINEAR)  # photo-like: hard to compress
+    photo.save(tmp_path / "p.png")
+    turns = [
+        Turn(f"where is it? ({n})", [Attachment(path=str(tmp_path / "p.png"), image=photo, name="p.png")] if n == 0 else [],
+             answer=f"<|object_ref_start|>cat<|object_ref_end|><|box_start|>({n},10),(950,950)<|box_end|>",
+             status="done", input_sizes=[(1008, 1008)])
+        for n in range(300)
+    ]
+    saved = tmp_path / "saved.json"
+    saved.write_text(dump_conversation(Conversation(turns)))
+    slot = EngineSlot("scripted")
+    slot.fill(ScriptedEngine([]))
+    handlers = ChatHandlers(slot)
+    start = time.monotonic()
+    reply = handlers.load(str(saved), None)
+    view = shown(reply)
+    seconds = time.monotonic() - start
+    drawn = [m["content"]["path"] for m in view if isinstance(m["content"], dict) and m["role"] == "assistant"]
+    assert not reply.notice and len(drawn) == 300 and len(set(drawn)) == 300  # every answer's own boxes
+    with Image.open(drawn[0]) as first:
+        assert first.format == "JPEG" and first.size == (512, 512)  # shown within 520x200: 200 px, twice is 400
+    assert seconds < 12, f"300 answers with boxes took {seconds:.1f} s to load and show"

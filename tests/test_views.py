@@ -98,7 +98,7 @@ def test_boxes_are_drawn_on_their_picture_with_a_list():
     assert html.unescape(assistant[0]) == "In Picture 2, the dog [Picture 2]"
     assert assistant[1] == "**Picture 2** · 1 grounding"
     annotated = assistant[2]["path"]
-    assert annotated.endswith(".png")
+    assert annotated.endswith(".jpg")  # a JPEG in the chat: encoded in milliseconds (exports are PNG)
     from PIL import Image
 
     with Image.open(annotated) as drawn:

@@ -8,7 +8,8 @@ of them, forgetting the least recently used (gradio/state_holder.py `StateHolder
 So a new session costs its sender:
 
 - `per_client`: sessions one client may have open at once (from its first request until its tab
-  closes, or it has been idle `idle` seconds);
+  closes, or it has been idle `idle` seconds; `unattended` seconds for a session that never had a
+  heartbeat connection: REST calls and scripts, whose end nothing announces);
 - `per_minute`: sessions one client may open a minute (a token bucket: that many at once, then
   one every 60 / `per_minute` seconds);
 - `total`: sessions open in all, below Gradio's capacity (`serve.launch` sets both), so that
@@ -105,6 +106,7 @@ class SessionLimits:
     per_minute: int | None = 30
     total: int = 5000
     idle: float = 3600.0
+    unattended: float = 600.0
     invalid_per_minute: int = 60
 
     def __post_init__(self) -> None:
@@ -112,8 +114,12 @@ class SessionLimits:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if self.total < 1 or self.idle <= 0 or self.invalid_per_minute < 1:
-            raise ValueError("total, idle and invalid_per_minute must be positive")
+        if self.total < 1 or self.idle <= 0 or self.unattended <= 0 or self.invalid_per_minute < 1:
+            raise ValueError("total, idle, unattended and invalid_per_minute must be positive")
+
+    def idle_of(self, binding: Binding) -> float:
+        """Seconds `binding`'s session may stay idle: `idle`, or `unattended` when it never had a heartbeat."""
+        return self.idle if binding.attended else min(self.idle, self.unattended)
 
 
 #: What `Ledger.claim` found: the asker's own session, another's, one that does not exist, or a refusal.
@@ -197,6 +203,7 @@ class Ledger:
             if binding is None:
                 return False
             binding.heartbeats = max(0, binding.heartbeats + (1 if opened else -1))
+            binding.attended = binding.attended or opened
             if opened or binding.heartbeats or not binding.live:
                 return False
             self._open[binding.client].discard(session)
@@ -208,9 +215,12 @@ class Ledger:
     # -- time ------------------------------------------------------------------------------------
 
     def sweep(self, held: Callable[[str], bool], busy: Callable[[str], bool], drop: Callable[[str], None]) -> None:
-        """At most once a second: end the sessions idle `limits.idle` seconds (not while `busy`: events
-        of theirs are queued or running), `drop` the Gradio state of those closed `CLOSED_GRACE` seconds
-        ago, and forget the bindings of ended sessions Gradio no longer `held`."""
+        """At most once a second: `drop` the Gradio state of sessions closed `CLOSED_GRACE` seconds ago
+        and of unattended sessions idle too long (`drop` ends the app's session too: Gradio's delete
+        callbacks), end the other idle ones (Gradio expires their state itself, after the same time),
+        and forget the bindings of ended sessions Gradio no longer `held`. A session is never ended
+        while `busy` (events of it are queued or running). `drop` runs after the ledger is unlocked."""
+        dropping: list[str] = []
         with self._lock:
             now = self.clock()
             if now - self._swept < 1.0:
@@ -225,21 +235,28 @@ class Ledger:
                 elif now - closed >= CLOSED_GRACE:
                     del self._closing[session]
                     self._total -= 1
-                    drop(session)
-            for session in self.owners.unseen_since(now - self.limits.idle):
+                    dropping.append(session)
+            shortest = min(self.limits.idle, self.limits.unattended)
+            for session in self.owners.unseen_since(now - shortest):
                 binding = self.owners.get(session)
-                if binding is None:
+                if binding is None or now - binding.seen < self.limits.idle_of(binding):
                     continue
                 if binding.live and busy(session):
                     self.owners.seen(session, now)
                     continue
                 if binding.live:
                     self._uncount(session, binding)
+                    if not binding.attended:  # nothing else would end it before Gradio's hour
+                        dropping.append(session)
+                        self.owners.forget(session)
+                        continue
                 if session not in self._closing and not binding.heartbeats and not held(session):
                     self.owners.forget(session)
             if self._new is not None:
                 self._new.sweep()
             self._invalid.sweep()
+        for session in dropping:
+            drop(session)
 
     # -- counts ----------------------------------------------------------------------------------
 

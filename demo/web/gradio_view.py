@@ -4,7 +4,9 @@ Reads: the Blocks (`app.get_blocks()`), the queue's events and the session each 
 (`blocks._queue.event_ids_to_events`, `pending_event_ids_session`: gradio/queueing.py), and the
 session store (`app.state_holder.session_data`: gradio/state_holder.py). Changes: drops a closed
 session from that store (`drop`), which Gradio would keep an hour (`SessionState.STATE_TTL_WHEN_CLOSED`)
-although the app's unload event has ended it, at about 170 KB a session.
+although the app's unload event has ended it, at about 170 KB a session; and ends an unattended one
+(no heartbeat ever: nothing runs an unload for it) by Gradio's own path first, `delete_state`, which
+calls the states' `delete_callback` (the app's `ChatHandlers.expire`: its files are deleted).
 """
 
 from __future__ import annotations
@@ -48,14 +50,21 @@ def store_hooks(app: Any) -> tuple[Callable[[str], bool], Callable[[str], bool],
     if store is None or not hasattr(store, "session_data"):
         return None
     queue = getattr(blocks_of(app), "_queue", None)
-    waiting = getattr(queue, "pending_event_ids_session", {})
+    events = getattr(queue, "event_ids_to_events", {})
+
+    def busy(session: str) -> bool:  # queued or running: an answer nobody reads stays in `pending_event_ids_session`
+        return any(e.session_hash == session for e in list(events.values()))
 
     def drop(session: str) -> None:
+        store.delete_state(session)  # the states' delete callbacks; a no-op for a session the app ended already
         with store.lock:
             store.session_data.pop(session, None)
             store.time_last_used.pop(session, None)
+        if queue is not None:  # what an unread stream left (messages, finished event ids)
+            queue.pending_messages_per_session.pop(session, None)
+            queue.pending_event_ids_session.pop(session, None)
 
-    return (lambda s: s in store.session_data), (lambda s: bool(waiting.get(s))), drop
+    return (lambda s: s in store.session_data), busy, drop
 
 
 def _host(request: object) -> str:

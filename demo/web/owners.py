@@ -32,6 +32,7 @@ class Binding:
     client: str
     seen: float  # the last request that named it (a clock's seconds)
     heartbeats: int = 0  # open heartbeat connections (the page's tab, gradio_client)
+    attended: bool = False  # it has had a heartbeat connection: its end is announced when it closes
     live: bool = False  # counted against its client's and the app's session caps
     closed: float | None = None  # when its last heartbeat ended (the tab closed)
 
