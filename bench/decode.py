@@ -29,8 +29,8 @@ from bench.engine import TURNS, raw_stream
 from bench.models import ensure_checkpoint, square_photo
 from bench.probes import TokenClock
 from bench.report import publish
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages
 
 SIDES = ("raw", "engine_session", "engine_no_session")
 
@@ -54,7 +54,7 @@ def run(shape: str = "tiny", dtype: str = "float32", rounds: int = 3, max_new_to
     """`rounds` rounds of the three sides; every run's figures, medians and engine/raw ratios."""
     from transformers import AutoProcessor
 
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     checkpoint = ensure_checkpoint(shape)
     engine = TransformersEngine(str(checkpoint.path), device="cpu", dtype=dtype)

@@ -29,7 +29,7 @@ Figures per generation:
 - `first_token_s` (TTFT, what the targets use): from the call to the end of the model's first
   forward, i.e. the first token; timed by the same hooks for raw generate and the engine.
 - `first_text_s`: from the call to the first non-empty piece of text the caller receives. The
-  engine hands on text token by token (`demo.engines.streaming.TokenStreamer`); raw generate's
+  engine hands on text token by token (`demo.engines.local.streaming.TokenStreamer`); raw generate's
   `TextIteratorStreamer` holds it back until a word ends (a space or newline), so with random
   weights that emit space-less runs (`cycycy…`) raw's first text can be the end of the answer.
 - `decode_tok_s`: (generated tokens - 1) / (end of the iteration - end of the first forward).
@@ -71,8 +71,8 @@ from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E4
 from bench.probes import PeakRss, TokenClock, rss_bytes, timed  # noqa: E402
 from bench.report import publish, ratio, report, targets  # noqa: E402
 from bench.shapes import SHAPES  # noqa: E402
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engines.base import GenerationSettings  # noqa: E402
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from grounding.generations import DEFAULT_FAMILY  # noqa: E402
 
 DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 1, "max_new_tokens": 16}}
@@ -237,7 +237,7 @@ def run(
     """Measure everything once for `shape` of `family` (`quick`: the follow-up only); return the results."""
     from transformers import AutoProcessor
 
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     repeats = repeats or DEFAULTS[shape]["repeats"]
     max_new_tokens = max_new_tokens or DEFAULTS[shape]["max_new_tokens"]

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from demo.sessions import release_memory  # glibc's malloc_trim(0)
+from demo.record.sessions import release_memory  # glibc's malloc_trim(0)
 
 # -- memory -------------------------------------------------------------------------------------
 

@@ -8,10 +8,10 @@ other, on the same checkpoint, photo and prompt (one new 448×448 picture, greed
 
 - `float32`: raw `generate` (`bench.engine.raw_stream`) on the float32 model: the baseline.
 - `engine-float32`: the app's engine on the float32 model: what the engine alone gains (it
-  computes in one thread, `demo/engines/torch_thread.py`; the raw recipe's second thread costs
+  computes in one thread, `demo/engines/local/torch_thread.py`; the raw recipe's second thread costs
   torch's OpenMP about a third of its speed).
 - `int8`: the engine with `quantize="int8"` as the app ships it (`INT8_VISION`: the language
-  model, its output layer and the vision encoder in int8; `demo.engines.int8`).
+  model, its output layer and the vision encoder in int8; `demo.engines.local.int8`).
 - `int8-text`: the same with the vision encoder left in float32 (to decide `INT8_VISION`).
 - `dynamic`: torch's `quantize_dynamic` (qint8) on the language model and its output layer,
   vision in float32: the built-in alternative, for comparison.
@@ -56,8 +56,8 @@ from bench.engine import measure, raw_stream  # noqa: E402
 from bench.models import IMAGE_SIDE, ensure_checkpoint, square_photo  # noqa: E402
 from bench.probes import TokenClock, rss_bytes  # noqa: E402
 from bench.report import GiB, publish, ratio  # noqa: E402
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engines.base import GenerationSettings  # noqa: E402
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 
 VARIANTS = ("float32", "engine-float32", "int8", "int8-text", "dynamic")
 QUANTIZED = ("int8", "int8-text", "dynamic")  # the variants the targets are for
@@ -86,7 +86,7 @@ def load(variant: str, path: str):
     """The engine of `variant` on `path`, on the CPU."""
     import torch
 
-    import demo.engines.local as local
+    import demo.engines.local.engine as local
 
     if variant in ("float32", "engine-float32", "dynamic"):
         engine = local.TransformersEngine(path, device="cpu", dtype="float32")
@@ -96,7 +96,7 @@ def load(variant: str, path: str):
             quantize_dynamic(engine.model.model.language_model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
             engine.model.lm_head = quantize_dynamic(torch.nn.Sequential(engine.model.lm_head), {torch.nn.Linear}, dtype=torch.qint8)[0]
         return engine
-    import demo.engines.precision as precision
+    import demo.engines.local.precision as precision
 
     precision.INT8_VISION = variant == "int8"
     return local.TransformersEngine(path, device="cpu", dtype="float32", quantize="int8")

@@ -32,8 +32,8 @@ from bench.engine import machine_figures  # noqa: E402
 from bench.models import ensure_checkpoint, square_photo  # noqa: E402
 from bench.report import publish  # noqa: E402
 from bench.shapes import SHAPES  # noqa: E402
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engines.base import GenerationSettings  # noqa: E402
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 from grounding.generations import DEFAULT_FAMILY  # noqa: E402
 
 WORDS = ("Describe every corner of this picture: the colours, the light, the shapes and what they tell you. " * 100).strip()
@@ -68,7 +68,7 @@ def stopped_answer(engine, messages: list[dict], after: float, session: str) -> 
 
 
 def run(shape: str, family: str, dtype: str, after: float) -> dict:
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     load_before = os.getloadavg()
     checkpoint = ensure_checkpoint(shape, family)

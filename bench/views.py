@@ -3,7 +3,7 @@
 Builds a conversation of `--turns` finished turns with `--boxes` boxes each (one picture per
 turn, JSON answers in the family's format), plus one turn whose answer is streaming, and times
 `chatbot_messages` (the Chatbot value the page sends on every update) after each new piece of
-the streaming answer, with the view caches (`demo/annotations.py`, `demo/views.py`) and with
+the streaming answer, with the view caches (`demo/views/annotations.py`, `demo/views/chat.py`) and with
 them emptied before every update (what every update cost before they existed). Prints
 milliseconds per update (median and 90th percentile of `--updates` updates), the part spent
 parsing, and the cost of the finished turns alone (the streaming turn's text unchanged).
@@ -22,9 +22,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from demo import annotations, views
-from demo.conversation import Attachment, Conversation, Turn
-from demo.views import chatbot_messages
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.views import annotations
+from demo.views import chat as views
+from demo.views.chat import chatbot_messages
 
 CACHES = (annotations.parsed, annotations.detections_markdown, annotations._png_name, views._finished_answer)
 

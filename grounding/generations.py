@@ -53,15 +53,26 @@ _JSON_PRESETS = MappingProxyType(
     }
 )
 
-# Qwen2-VL's grounding markers: special tokens an engine must keep in the answer text.
-QWEN2_VL_MARKERS = (
+# The first 14 added tokens of every Qwen vocabulary since Qwen2 (ids 151643..151656 in
+# Qwen2-VL's, Qwen2.5-VL's and Qwen3-VL's; 248044..248057 in Qwen3.5's), all special.
+QWEN2_SPECIALS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
     "<|object_ref_start|>",
     "<|object_ref_end|>",
     "<|box_start|>",
     "<|box_end|>",
     "<|quad_start|>",
     "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 )
+# Qwen2-VL's grounding markers: special tokens an engine must keep in the answer text.
+QWEN2_VL_MARKERS = QWEN2_SPECIALS[3:9]
 QWEN_VL_MARKERS = ("<ref>", "</ref>", "<box>", "</box>", "<quad>", "</quad>")
 REASONING_TAGS = ("<think>", "</think>")
 TOOL_CALL_TAGS = ("<tool_call>", "</tool_call>")
@@ -229,6 +240,8 @@ _BY_MODEL_TYPE = {t: g for g in GENERATIONS for t in g.model_types}
 _BY_TINY_NAME = {name: g for g in GENERATIONS for name in g.tiny_checkpoints}
 #: Every ``--model`` name of an offline tiny checkpoint, oldest generation first.
 TINY_CHECKPOINTS: tuple[str, ...] = tuple(_BY_TINY_NAME)
+#: The resize factor assumed before a model has loaded (the default model's: 28).
+DEFAULT_RESIZE_FACTOR: int = _BY_FAMILY[DEFAULT_FAMILY].resize_factor
 
 
 def generation(family: str) -> Generation:

@@ -34,7 +34,7 @@ class TinyCheckpoints:
         return ensure_tiny_checkpoint(name, self.cache)
 
     def engine(self, name: str):
-        from demo.engines.local import TransformersEngine
+        from demo.engines.local.engine import TransformersEngine
 
         if name not in self._engines:
             self._engines[name] = TransformersEngine(str(self[name]), device="cpu", dtype="float32", name=name)
@@ -55,7 +55,7 @@ def tiny_checkpoint(tiny_checkpoints) -> Path:
 @pytest.fixture(scope="session")
 def engine(tiny_checkpoint):
     """The real transformers engine on the tiny Qwen2-VL checkpoint, in float32 for exact comparisons."""
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     return TransformersEngine(str(tiny_checkpoint), device="cpu", dtype="float32")
 
@@ -80,8 +80,8 @@ def serve_app(engine, name: str, min_new_tokens: int = 150, max_new_tokens: int 
     setting's default on the page.
     """
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.ui import CSS, build_ui
+    from demo.page.handlers import ChatHandlers
+    from demo.page.ui import CSS, build_ui
     from demo.web import serve
     from demo.web.clients import SessionLimits
     from demo.web.guard import GuardSettings
@@ -149,7 +149,7 @@ def one_torch_thread():
     Set in the thread the engine computes in too: torch's OpenMP reads it per thread."""
     import torch
 
-    from demo.engines.torch_thread import TORCH_THREAD
+    from demo.engines.local.torch_thread import TORCH_THREAD
 
     def set_threads(n: int) -> None:
         torch.set_num_threads(n)

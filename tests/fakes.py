@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from demo.conversation import VisionCost
 from demo.engines.base import Engine, EngineError, GenerationSettings
+from demo.record.conversation import VisionCost
 
 
 class ScriptedEngine(Engine):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import httpx
 
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
+from demo.page.handlers import ChatHandlers
 from tests.fakes import ScriptedEngine
 
 SLOW = ["word "] * 150  # 150 pieces, 0.02 s apart: 3 s
 
 
 def launch(*, guard: dict | None = None, max_answer_tokens: int = 64, **launch_kwargs) -> dict:
-    from demo.ui import build_ui
+    from demo.page.ui import build_ui
     from demo.web import serve
     from demo.web.guard import GuardSettings
 

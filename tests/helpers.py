@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gradio_client import Client
 
 if TYPE_CHECKING:
-    from demo.conversation import Attachment
+    from demo.record.conversation import Attachment
 
 
 def free_port() -> int:
@@ -44,7 +44,7 @@ def end_process(process: subprocess.Popen, timeout: float = 30) -> None:
 
 def generating() -> bool:
     """True while the local engine computes: in `TORCH_THREAD` (CPU), or a "generate" thread (GPU)."""
-    from demo.engines.torch_thread import TORCH_THREAD
+    from demo.engines.local.torch_thread import TORCH_THREAD
 
     return TORCH_THREAD.busy() or any(t.name == "generate" for t in threading.enumerate())
 
@@ -63,16 +63,21 @@ def client_when_up(url: str, timeout: float = 90) -> Client:
 
 def shown(reply) -> list[dict]:
     """The chat a person sees for a handler's `Reply`: what the page renders from it."""
-    from demo.views import chatbot_messages
+    from demo.views.chat import chatbot_messages
 
     return chatbot_messages(reply.conversation, reply.family, reply.waiting, reply.notice)
+
+
+def near(expected: tuple, pixel: tuple, tolerance: int = 24) -> bool:
+    """Whether a pixel of a JPEG (the chat's box drawings) is `expected`'s colour, within a few levels."""
+    return max(abs(a - b) for a, b in zip(expected, pixel, strict=True)) <= tolerance
 
 
 def noise_picture(seed: int, size: tuple[int, int]) -> Attachment:
     """A picture of noise (distinct per seed) as a sent attachment, for the engines' exactness tests."""
     from PIL import Image
 
-    from demo.conversation import Attachment
+    from demo.record.conversation import Attachment
 
     return Attachment(path=f"/up/{seed}.png", image=Image.effect_noise(size, 30 + seed).convert("RGB"), name=f"{seed}.png")
 

@@ -85,7 +85,7 @@ def test_a_missing_model_ends_with_one_line_and_no_traceback(tmp_path):
 def test_an_out_of_memory_load_is_one_sentence(tiny_checkpoint, monkeypatch):
     import transformers
 
-    from demo.engines.local import ModelLoadError, TransformersEngine
+    from demo.engines.local.engine import ModelLoadError, TransformersEngine
 
     def no_memory(*args, **kwargs):
         raise MemoryError()
@@ -98,7 +98,7 @@ def test_an_out_of_memory_load_is_one_sentence(tiny_checkpoint, monkeypatch):
 def test_a_gpu_asked_for_on_a_machine_without_one_is_one_sentence(tiny_checkpoint):
     import torch
 
-    from demo.engines.local import ModelLoadError, TransformersEngine
+    from demo.engines.local.engine import ModelLoadError, TransformersEngine
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -208,8 +208,8 @@ def test_a_max_new_tokens_flag_above_the_slider_works_for_every_message():
     from gradio_client import Client
 
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.ui import CSS, build_ui
+    from demo.page.handlers import ChatHandlers
+    from demo.page.ui import CSS, build_ui
     from tests.fakes import ScriptedEngine
 
     args = app.parse_args(["--max-new-tokens", "10000", "--max-answer-tokens", "10000"])

@@ -143,7 +143,7 @@ def test_closing_the_tab_mid_answer_stops_the_generation(page, app):
         page.locator("#message button.stop-button").wait_for(timeout=10_000)
         assert wait_until(lambda: generating())
         page.close()
-        assert wait_until(lambda: not generating() and not app["handlers"]._running, timeout=20)
+        assert wait_until(lambda: not generating() and not app["handlers"].writing.sessions(), timeout=20)
     finally:
         app["engine"].min_new_tokens = 150
 

@@ -49,7 +49,7 @@ def open_page(browser, app, size: str):
     page = context.new_page()
     page.goto(app["url"])
     page.get_by_text("is ready").wait_for(timeout=30_000)
-    page.wait_for_function("() => !!window.qvcChat", timeout=10_000)  # demo/page.js runs
+    page.wait_for_function("() => !!window.qvcChat", timeout=10_000)  # demo/page/page.js runs
     page.locator(TEXTAREA).wait_for(timeout=10_000)
     return page
 

@@ -26,8 +26,8 @@ IMAGE = "<img id=planted-img src=x onerror=\"document.title='pwned'\">"
 @pytest.fixture(scope="module")
 def app():
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.ui import CSS, build_ui
+    from demo.page.handlers import ChatHandlers
+    from demo.page.ui import CSS, build_ui
     from demo.web import serve
     from demo.web.guard import GuardSettings
 

@@ -58,7 +58,7 @@ def test_cancelling_a_job_stops_the_generation_on_the_server(app, photos):
         job = chat.submit(message("Talk for a long time."), api_name="/chat")
         assert wait_until(lambda: generating() and len(job.outputs()) >= 2)
         job.cancel()
-        assert wait_until(lambda: not generating() and not app["handlers"]._running, timeout=5)
+        assert wait_until(lambda: not generating() and not app["handlers"].writing.sessions(), timeout=5)
     finally:
         app["engine"].min_new_tokens = 150
     # The next turn of the same session works.

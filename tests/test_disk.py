@@ -22,10 +22,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.sessions import Sessions
-from demo.ui import build_ui
-from demo.uploads import PendingUploads, upload_folder
+from demo.page.handlers import ChatHandlers
+from demo.page.ui import build_ui
+from demo.record.sessions import Sessions
+from demo.record.uploads import PendingUploads, upload_folder
 from tests.fakes import ScriptedEngine
 from tests.helpers import wait_until
 
@@ -213,7 +213,7 @@ def test_the_app_has_its_own_temporary_directory(tmp_path):
     import subprocess
     import sys
 
-    code = "from demo.sessions import prepare_temp_dir; import os; own = prepare_temp_dir(); print(own, os.environ['GRADIO_TEMP_DIR'])"
+    code = "from demo.record.sessions import prepare_temp_dir; import os; own = prepare_temp_dir(); print(own, os.environ['GRADIO_TEMP_DIR'])"
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"} | {"TMPDIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=60)
     own, gradio_folder = out.stdout.split()

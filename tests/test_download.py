@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from demo.engines.base import ModelLoadError
-from demo.engines.download import ModelFile, fetch_model, is_hub_id, plan_download, wanted_files
-from demo.engines.progress import DownloadProgress, human_bytes, human_duration
+from demo.engines.hub.download import ModelFile, fetch_model, is_hub_id, plan_download, wanted_files
+from demo.engines.hub.progress import DownloadProgress, human_bytes, human_duration
 from tests.helpers import client_when_up, end_process, free_port, wait_until
 from tests.hub_server import FakeHub, ServedRepo
 from tests.test_faults import outbound  # noqa: F401 - the fixture that records connections leaving this machine
@@ -412,7 +412,7 @@ def test_a_download_cut_midway_is_one_sentence_and_the_next_start_resumes(browse
 
 
 def test_the_status_shows_a_bar_the_bytes_the_file_and_a_resume(tmp_path):
-    from demo.engines.progress import FileProgress
+    from demo.engines.hub.progress import FileProgress
     from demo.engines.slot import EngineSlot
 
     slot = EngineSlot("Qwen/Qwen2-VL-2B-Instruct")
@@ -433,7 +433,7 @@ def test_the_status_shows_a_bar_the_bytes_the_file_and_a_resume(tmp_path):
 def test_the_engine_downloads_a_hub_id_before_loading_it(tiny_checkpoint, tmp_path, hub_online, monkeypatch):
     from huggingface_hub import constants
 
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     with FakeHub([ServedRepo.from_dir(REPO, tiny_checkpoint)]) as hub:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)  # as HF_ENDPOINT would have set them at import

@@ -12,8 +12,8 @@ import pytest
 from gradio_client import Client, handle_file
 
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.settings import Settings
+from demo.page.handlers import ChatHandlers
+from demo.page.settings import Settings
 from tests.fakes import AtLeast
 from tests.helpers import shown
 
@@ -122,9 +122,9 @@ def test_soak_eight_clients_five_turns_with_cancels(app, photos, capfd):
         with ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(conversation, range(8)))
         deadline = time.monotonic() + 10
-        while (app["handlers"]._running or any(t.name == "generate" for t in threading.enumerate())) and time.monotonic() < deadline:
+        while (app["handlers"].writing.sessions() or any(t.name == "generate" for t in threading.enumerate())) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not app["handlers"]._running
+        assert not app["handlers"].writing.sessions()
         assert [r.count("answered") for r in results] == [4 if i % 3 == 0 else 5 for i in range(8)]
         grown_mb = (process.memory_info().rss - warm_rss) / 2**20
         assert grown_mb < 300, f"resident memory grew by {grown_mb:.0f} MB over the soak"

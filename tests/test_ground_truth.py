@@ -7,9 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn
-from demo.export import detections_record
-from demo.ground_truth import MAX_BOXES, MAX_BOXES_PER_IMAGE, ReferenceFileError, load_references, scores
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.views.export import detections_record
+from demo.views.ground_truth import MAX_BOXES, MAX_BOXES_PER_IMAGE, ReferenceFileError, load_references, scores
 
 MB = 1_000_000
 
@@ -74,7 +74,7 @@ def test_this_apps_export_is_a_reference_file_and_matches_itself(tmp_path):
 
 
 def test_scores_cover_the_turns_with_boxes_on_their_pictures_and_the_pictures_sent_with_them():
-    from demo.ground_truth import Reference, References
+    from demo.views.ground_truth import Reference, References
 
     references = References("r.json", "COCO", {"a.png": (Reference("cat", (0, 0, 200, 100)),), "b.png": ()}, {})
     turns = [
@@ -132,8 +132,8 @@ def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
 
 
 def test_the_export_carries_the_comparison(tmp_path):
-    from demo.export import write_exports
-    from demo.ground_truth import Reference, References
+    from demo.views.export import write_exports
+    from demo.views.ground_truth import Reference, References
 
     answer = '[{"bbox_2d": [0, 0, 500, 500], "label": "cat"}, {"bbox_2d": [600, 600, 900, 900], "label": "cat"}, {"point_2d": [5, 5], "label": "eye"}]'
     conversation = Conversation([Turn("find", [picture("cat.png")], answer=answer, status="done", input_sizes=[(56, 28)])])
@@ -160,8 +160,8 @@ def test_100000_boxes_load_score_and_show_within_seconds(tmp_path):
 
     import gradio as gr
 
-    from demo.inspector import Picks, inspect
-    from demo.inspector_ui import _table
+    from demo.page.inspector_ui import _table
+    from demo.views.inspector import Picks, inspect
 
     images = [{"id": i, "file_name": f"photo{i}.png", "width": 400, "height": 200} for i in range(100)]
     annotations = [{"image_id": i // 1000, "category_id": 1, "bbox": [i % 390, (i // 7) % 190, 10, 10]} for i in range(MAX_BOXES)]

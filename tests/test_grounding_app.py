@@ -8,14 +8,14 @@ import json
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn
 from demo.engines.slot import EngineSlot
-from demo.export import coco_record, detections_record, write_exports
-from demo.handlers import ChatHandlers
+from demo.page.handlers import ChatHandlers
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.views.export import coco_record, detections_record, write_exports
 from grounding import label_color
 from grounding.generations import PRESETS, grounding_prompt
 from tests.fakes import ScriptedEngine, forced_answer
-from tests.helpers import shown
+from tests.helpers import near, shown
 
 
 @pytest.mark.parametrize(
@@ -87,10 +87,6 @@ def test_write_exports_writes_json_and_pngs(tmp_path):
     assert json.loads(paths[0].read_text())["detections"]
     with Image.open(paths[2]) as png:
         assert png.size == (300, 300)
-
-
-def near(expected: tuple, pixel: tuple, tolerance: int = 24) -> bool:
-    return max(abs(a - b) for a, b in zip(expected, pixel, strict=True)) <= tolerance
 
 
 def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixels(engine, tmp_path):

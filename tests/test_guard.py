@@ -54,7 +54,7 @@ def test_a_stranger_with_the_session_hash_is_refused_everywhere(scripted):
     app["engine"].answers = [SLOW]
     job = victim.submit({"text": "a long answer", "files": []}, api_name="/chat")
     session = victim.session_hash
-    assert wait_until(lambda: session in app["handlers"]._running)
+    assert wait_until(lambda: session in app["handlers"].writing.sessions())
     event_id = events_of(app, session)[0]
     url = app["url"] + "gradio_api/"
     browser = httpx.Client(timeout=10)
@@ -84,7 +84,7 @@ def test_a_cancel_must_name_an_event_of_its_own_session(scripted):
     victim = Client(app["url"], download_files=False, verbose=False)
     app["engine"].answers = [SLOW]
     job = victim.submit({"text": "long", "files": []}, api_name="/chat")
-    assert wait_until(lambda: victim.session_hash in app["handlers"]._running)
+    assert wait_until(lambda: victim.session_hash in app["handlers"].writing.sessions())
     event_id = events_of(app, victim.session_hash)[0]
     stranger = httpx.Client(timeout=10)
     assert join(stranger, app, "clear", [], "strangers-own").status_code == 200  # their own session works
@@ -169,15 +169,26 @@ def test_each_client_has_a_cap_and_sees_its_place_in_the_queue(scripted):
     assert over.json()["detail"] == "You already have 2 requests waiting or running; wait for one to finish before sending another."
     with pytest.raises(httpx.HTTPStatusError, match="429"):  # gradio_client raises on the status
         Client(app["url"], download_files=False, verbose=False, headers=first).predict({"text": "x", "files": []}, api_name="/chat")
-    other = join(http, app, "chat", chat_data("me too"), "patient", headers=second)  # another client gets in
-    assert other.status_code == 200
-    estimation = read_estimation(http, app, "patient", second)
-    assert estimation["rank"] >= 1 and estimation["queue_size"] >= 2  # behind the greedy one's second answer
-    for job in reversed(jobs):  # the waiting one first, so that nothing else starts
+    patient = Client(app["url"], download_files=False, verbose=False, headers=second)  # another client gets in
+    waiting = patient.submit({"text": "me too", "files": []}, api_name="/chat")
+
+    def told(job) -> str:
+        return " ".join(str(history[-1]["content"]) for history, _ in job.outputs() if history)
+
+    # behind the greedy one's answer being written and its second one waiting (demo/page/writing.py)
+    assert wait_until(lambda: "Waiting for the model: 2 answers before yours." in told(waiting), timeout=15)
+    # the model's group is full (one answer written, two more read and checked): the next waits in Gradio's queue
+    late = join(http, app, "chat", chat_data("and me"), "latecomer", headers={"X-Forwarded-For": "203.0.113.3"})
+    assert late.status_code == 200
+    estimation = read_estimation(http, app, "latecomer", {"X-Forwarded-For": "203.0.113.3"})
+    assert estimation["rank"] == 0 and estimation["queue_size"] >= 1  # first in Gradio's queue
+    http.post(app["url"] + "gradio_api/cancel", json={"session_hash": "latecomer", "fn_index": app["fns"]["chat"],
+                                                      "event_id": late.json()["event_id"]}, headers={"X-Forwarded-For": "203.0.113.3"})
+    for job in [waiting, *reversed(jobs)]:  # the waiting ones first, so that nothing else starts
         job.cancel()
     assert wait_until(lambda: not events_of(app, greedy[0].session_hash) and not events_of(app, greedy[1].session_hash), timeout=15)
     assert join(http, app, "clear", [], "greedy-3", headers=first).status_code == 200  # not capped: clearing is free
-    assert wait_until(lambda: not events_of(app, "patient"), timeout=15)
+    assert wait_until(lambda: not events_of(app, patient.session_hash), timeout=15)
     app["engine"].answers = [["ok"]]
     again = join(http, app, "chat", chat_data("now?"), "greedy-4", headers=first)
     assert again.status_code == 200  # its turns ended: it may ask again
@@ -312,7 +323,7 @@ def test_a_sessions_pictures_are_served_to_its_owner_only(scripted, photos):
     assert all(Path(httpx.URL(u).path.split("file=", 1)[1]).is_relative_to(folder) for u in (sent, annotated))
     mine = httpx.Client(timeout=10, cookies=owner.cookies)
     assert mine.get(sent).content == photos["chelsea"].read_bytes()
-    assert mine.get(annotated).content.startswith(b"\x89PNG")
+    assert mine.get(annotated).content.startswith(b"\xff\xd8\xff")  # the boxes drawn: a JPEG in the chat
     other_browser = httpx.Client(timeout=10)
     other_browser.get(app["url"])  # a cookie of its own
     assert policy.COOKIE in other_browser.cookies
@@ -430,7 +441,7 @@ def test_gradio_client_downloads_its_own_files(scripted, photos):
     files = [part["file"] for message in history for part in message["content"] if part.get("type") == "file"]
     assert len(files) == 2
     assert Path(files[0]).read_bytes() == photos["chelsea"].read_bytes()
-    assert Path(files[1]).read_bytes().startswith(b"\x89PNG")
+    assert Path(files[1]).read_bytes().startswith(b"\xff\xd8\xff")  # the annotated picture, a JPEG
 
 
 def test_the_rest_api_fetches_its_files_from_its_address(scripted, photos):

@@ -11,11 +11,11 @@ import gradio as gr
 import pytest
 from PIL import Image, ImageStat
 
-from demo.conversation import Conversation
 from demo.engines.base import EngineError
 from demo.engines.slot import EngineSlot
-from demo.handlers import EMPTY_MESSAGE, ChatHandlers
-from demo.settings import Settings
+from demo.page.handlers import EMPTY_MESSAGE, ChatHandlers
+from demo.page.settings import Settings
+from demo.record.conversation import Conversation
 from tests.fakes import ScriptedEngine
 from tests.helpers import shown
 
@@ -173,7 +173,7 @@ def test_closing_the_generator_stops_the_answer():
     updates.close()
     assert conversation.turns[0].status == "stopped"
     assert engine.active == 0
-    assert handlers._running == {}
+    assert handlers.writing.of("s1") is None
 
 
 def test_an_engine_error_is_shown_and_the_next_turn_works():
@@ -329,14 +329,14 @@ def _break_drawing(monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("cannot draw this")
 
-    monkeypatch.setattr("demo.handlers.chatbot_messages", crash)
+    monkeypatch.setattr("demo.page.handlers.chatbot_messages", crash)
 
 
 def _fill_the_disk(monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device", "/srv/secret/loaded/x.png")
 
-    monkeypatch.setattr("demo.handlers.write_pictures", full)
+    monkeypatch.setattr("demo.page.handlers.write_pictures", full)
 
 
 UNLOADABLE = {
@@ -375,7 +375,7 @@ def test_a_file_that_cannot_be_loaded_leaves_everything_as_it_was(photos, tmp_pa
 
 
 def test_a_conversation_stops_at_its_turns_and_its_text_as_a_loaded_one_does():
-    from demo.limits import Limits
+    from demo.record.limits import Limits
 
     engine = ScriptedEngine([["ok"]] * 10)
     slot = EngineSlot("scripted")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, Version
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.held import APP_FULL, MB, Held, held_bytes
 from demo.media.video import SampledVideo
-from demo.session_file import dump_conversation
+from demo.page.handlers import ChatHandlers
+from demo.record.conversation import Attachment, Conversation, Turn, Version
+from demo.record.held import APP_FULL, MB, Held, held_bytes
+from demo.record.session_file import dump_conversation
 from tests.fakes import ScriptedEngine
 
 

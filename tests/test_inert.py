@@ -1,4 +1,4 @@
-"""Untrusted text made inert for the Chatbot (demo/markup.py): the table of escapes, and properties.
+"""Untrusted text made inert for the Chatbot (demo/views/markup.py): the table of escapes, and properties.
 
 What the person reads is `html.unescape` of the Markdown (the browser decodes the entities), so
 each row also checks that nothing was lost. The browser half of the proof (the real page, the
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from demo.markup import CHATBOT_SETTINGS, inert, message, table_cell, toast
+from demo.views.markup import CHATBOT_SETTINGS, inert, message, table_cell, toast
 
 PORT = 9  # the canary port in the hostile strings (nothing is fetched here)
 

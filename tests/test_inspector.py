@@ -1,4 +1,4 @@
-"""The inspector's content (demo/inspector.py), pure: pickers, items, spans, rows, follow the conversation."""
+"""The inspector's content (demo/views/inspector.py), pure: pickers, items, spans, rows, follow the conversation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn
-from demo.ground_truth import Reference, References
-from demo.inspector import Picks, answer_segments, inspect, servable_path, shape
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.views.ground_truth import Reference, References
+from demo.views.inspector import Picks, answer_segments, inspect, servable_path, shape
 from grounding import parse
 
 CAT = "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>"
@@ -31,7 +31,7 @@ def chat(*turns: Turn) -> Conversation:
 @pytest.fixture(autouse=True)
 def no_files(monkeypatch):
     """The pictures here exist in memory only: serve their path as it is."""
-    monkeypatch.setattr("demo.inspector.servable_path", lambda path, size, image: path)
+    monkeypatch.setattr("demo.views.inspector.servable_path", lambda path, size, image: path)
 
 
 def test_an_empty_conversation_says_what_to_do():
@@ -144,7 +144,7 @@ def test_with_references_items_and_rows_carry_the_match():
 def test_pictures_the_browser_cannot_show_as_they_are_are_served_as_png(tmp_path, monkeypatch):
     from PIL import ImageOps
 
-    import demo.inspector as module
+    import demo.views.inspector as module
 
     monkeypatch.setattr(module, "SERVED_DIR", tmp_path / "served")
     png = tmp_path / "a.png"
@@ -162,7 +162,7 @@ def test_pictures_the_browser_cannot_show_as_they_are_are_served_as_png(tmp_path
     served = servable_path(str(turned), upright.size, upright)
     assert served != str(turned) and Image.open(served).size == (20, 30)
     # A session's picture: its PNG goes into that session's folder (served to its owner only, deleted with it).
-    from demo.sessions import Sessions
+    from demo.record.sessions import Sessions
 
     sessions = Sessions(tmp_path / "sessions")
     [kept] = sessions.adopt("s", [str(tiff)]).values()
@@ -185,8 +185,8 @@ def test_the_page_exports_the_comparison_with_the_loaded_references():
     import gradio as gr
 
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.inspector_ui import InspectorPage
+    from demo.page.handlers import ChatHandlers
+    from demo.page.inspector_ui import InspectorPage
     from tests.fakes import ScriptedEngine
 
     slot = EngineSlot("scripted")

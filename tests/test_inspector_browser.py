@@ -12,8 +12,8 @@ import re
 
 import pytest
 
-from demo.conversation import VisionCost
 from demo.media.resize import smart_resize
+from demo.record.conversation import VisionCost
 from grounding.generations import generation
 from tests.fakes import ScriptedEngine
 from tests.test_browser import refused_files
@@ -40,8 +40,8 @@ class Engine(ScriptedEngine):
 @pytest.fixture(scope="module")
 def app():
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.ui import CSS, build_ui
+    from demo.page.handlers import ChatHandlers
+    from demo.page.ui import CSS, build_ui
     from demo.web import serve
     from demo.web.guard import GuardSettings
 
@@ -251,8 +251,8 @@ def saved_conversation(folder, photo, answer: str) -> str:
     """A conversation file as Save writes it: one question about `photo`, answered with `answer`."""
     from PIL import Image
 
-    from demo.conversation import Attachment, Conversation, Turn
-    from demo.session_file import dump_conversation
+    from demo.record.conversation import Attachment, Conversation, Turn
+    from demo.record.session_file import dump_conversation
 
     image = Image.open(photo).convert("RGB")
     turn = Turn("Where is the rocket?", [Attachment(path=str(photo), image=image, name=photo.name)], answer=answer, status="done")

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
-from demo.engines.kv_reuse import MAX_SNAPSHOTS, CacheStore, SessionCache
-from demo.engines.prefill import Encoded
+from demo.engines.local.kv_reuse import MAX_SNAPSHOTS, CacheStore, SessionCache
+from demo.engines.local.prefill import Encoded
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages
 from tests.helpers import noise_picture, restored
 
 FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5", "tiny-random-qwen4-exp"]
@@ -273,8 +273,8 @@ def test_a_session_in_use_is_never_evicted():
 
 def test_clearing_or_closing_a_session_frees_its_cache(tiny_checkpoints):
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.settings import Settings
+    from demo.page.handlers import ChatHandlers
+    from demo.page.settings import Settings
 
     class Request:
         session_hash = "tab-1"

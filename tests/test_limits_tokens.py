@@ -11,14 +11,14 @@ import pytest
 from PIL import Image
 
 from demo.engines.base import GenerationSettings, estimate_tokens
-from demo.engines.local import TransformersEngine
+from demo.engines.local.engine import TransformersEngine
 from demo.engines.server import OpenAIEngine
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.limits import Limits
 from demo.media.video import VideoSettings
 from demo.media.video_decode import sample_video
-from demo.settings import Settings
+from demo.page.handlers import ChatHandlers
+from demo.page.settings import Settings
+from demo.record.limits import Limits
 from tests.fakes import ScriptedEngine
 from tests.helpers import generating, shown
 from tests.test_generations_local import LOCAL

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import handle_file
 
 import app
-from demo.limits import MB, LimitError, Limits
+from demo.record.limits import MB, LimitError, Limits
 from tests.launched import launched_app
 from tests.test_browser import ask, bot_messages, page, scroll_chat_to_top  # noqa: F401, F811 - the browser tests' page fixture
 
@@ -76,8 +76,8 @@ def test_flags_and_variables_set_each_limit(monkeypatch, argv, env, image_mb, vi
 
 def test_the_page_says_each_limit_before_a_person_hits_it():
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.ui import build_ui
+    from demo.page.handlers import ChatHandlers
+    from demo.page.ui import build_ui
 
     demo = build_ui(ChatHandlers(EngineSlot("x"), limits=Limits(max_image_mb=12, max_video_mb=900, max_system_prompt_chars=3000)))
     shown = {b.elem_id: b for b in demo.blocks.values() if getattr(b, "elem_id", None)}

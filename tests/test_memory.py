@@ -17,11 +17,11 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from demo import session_file
-from demo.conversation import Attachment, Conversation, Turn
-from demo.limits import Limits
 from demo.media.pictures import UploadError, refit
-from demo.session_file import dump_conversation, read_conversation
+from demo.record import session_file
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.record.limits import Limits
+from demo.record.session_file import dump_conversation, read_conversation
 from tests.helpers import wait_until
 from tests.launched import launched_app
 
@@ -144,8 +144,8 @@ def test_a_conversation_the_app_saved_loads_back_within_the_budget(tmp_path):
 def test_a_big_picture_is_kept_small_and_its_boxes_stay_in_its_own_pixels(tmp_path):
     """Kept at display size (the scripted model sees 28x28), drawn at that size, exported in the original's pixels."""
     from demo.engines.slot import EngineSlot
-    from demo.export import detections_record
-    from demo.handlers import ChatHandlers
+    from demo.page.handlers import ChatHandlers
+    from demo.views.export import detections_record
     from tests.fakes import ScriptedEngine
     from tests.helpers import shown
 

@@ -1,15 +1,15 @@
-"""`demo.model_input`: what an answer sends the model, checked as plain functions (no handlers, no page)."""
+"""`demo.engines.model_input`: what an answer sends the model, checked as plain functions (no handlers, no page)."""
 
 from __future__ import annotations
 
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, VisionCost
 from demo.engines.base import GenerationSettings
-from demo.limits import LimitError, Limits
+from demo.engines.model_input import check_request, model_messages, vision_costs
 from demo.media.video import SampledVideo
-from demo.model_input import check_request, model_messages, vision_costs
+from demo.record.conversation import Attachment, Conversation, Turn, VisionCost
+from demo.record.limits import LimitError, Limits
 from tests.fakes import ScriptedEngine
 
 SETTINGS = GenerationSettings()

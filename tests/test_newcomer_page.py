@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from demo.page import page_css, preset_label
+from demo.page.texts import page_css, preset_label
 from grounding.generations import FAMILIES, PRESETS, generation, grounding_prompt
 
 PLACEHOLDER = re.compile(r"«[^»]*»")
@@ -36,11 +36,11 @@ def test_share_buttons_are_hidden_off_spaces_only():
 
 from types import SimpleNamespace  # noqa: E402
 
-from demo.conversation import Conversation, Turn, to_model_messages  # noqa: E402
 from demo.engines.slot import EngineSlot  # noqa: E402
-from demo.handlers import ChatHandlers  # noqa: E402
-from demo.settings import Settings  # noqa: E402
-from demo.views import chatbot_messages, question_turn  # noqa: E402
+from demo.page.handlers import ChatHandlers  # noqa: E402
+from demo.page.settings import Settings  # noqa: E402
+from demo.record.conversation import Conversation, Turn, to_model_messages  # noqa: E402
+from demo.views.chat import chatbot_messages, question_turn  # noqa: E402
 from tests.fakes import AtLeast, ScriptedEngine  # noqa: E402
 
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import EngineError, GenerationSettings
 from demo.engines.server import OpenAIEngine, infer_family
 from demo.media.resize import smart_resize
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages
 from tests.helpers import client_when_up, free_port
 
 # The tiny checkpoint's own processor bound (64 visual tokens): within it, the server keeps the

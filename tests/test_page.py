@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo.conversation import Conversation, Turn
 from demo.engines.slot import EngineSlot
-from demo.handlers import EMPTY_MESSAGE, ChatHandlers, Reply
-from demo.ui import ChatPage, build_ui
+from demo.page.chat_page import ChatPage
+from demo.page.handlers import EMPTY_MESSAGE, ChatHandlers, Reply
+from demo.page.ui import build_ui
+from demo.record.conversation import Conversation, Turn
 from tests.fakes import ScriptedEngine
 
 SETTINGS = ["max_new_tokens", "temperature", "top_p", "system_prompt", "min_pixels", "max_pixels"]

@@ -1,7 +1,7 @@
 """Stop and a closed tab end an answer while its prompt is being read: within a second, the cache consistent.
 
 The local engine reads a prompt in chunks through the model's base, with a forward pre-hook on
-every module checking the stop switches (demo/engines/prefill.py). Here the tiny checkpoints'
+every module checking the stop switches (demo/engines/local/prefill.py). Here the tiny checkpoints'
 decoder layers are slowed (a sleep in each layer's forward) so that reading the prompt would take
 several seconds; Stop is pressed midway and the time from the stop to the end of the stream is
 measured, for each local generation, then through the handlers: Stop, and the tab's unload (Gradio
@@ -20,8 +20,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages
 from tests.helpers import generating, noise_picture, restored, wait_until
 
 FAMILIES = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5", "tiny-random-qwen4-exp"]
@@ -130,8 +130,8 @@ class Request:
 @pytest.mark.parametrize("action", ["stop", "unload"])
 def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoints, action):
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.settings import Settings
+    from demo.page.handlers import ChatHandlers
+    from demo.page.settings import Settings
 
     engine = tiny_checkpoints.engine("tiny-random")
     chunk = engine.prefill_chunk_tokens
@@ -160,7 +160,7 @@ def test_stop_and_a_closed_tab_end_a_prefill_through_the_handlers(tiny_checkpoin
                 handlers.end_session(Request())
             worker.join(timeout=5)
             assert ended and ended[0] - pressed < 1.0
-            if action == "stop":  # a closed tab ends its session: its conversation is emptied (demo/sessions.py)
+            if action == "stop":  # a closed tab ends its session: its conversation is emptied (demo/record/sessions.py)
                 assert updates[-1].conversation.turns[-1].status == "stopped"
             assert wait_until(lambda: not generating(), timeout=2)
         assert wait_until(lambda: "tab-prefill" not in engine.caches.sessions(), timeout=2) or action == "stop"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages
 
 IMG = "<|vision_start|><|image_pad|><|vision_end|>"
 

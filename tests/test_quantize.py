@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from demo.conversation import Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings, ModelLoadError
-from demo.engines.int8 import Int8Linear, Int8Part, int8_available, int8_bytes, quantize_linears
+from demo.engines.local.int8 import Int8Linear, Int8Part, int8_available, int8_bytes, quantize_linears
+from demo.record.conversation import Conversation, Turn, to_model_messages
 from tests.helpers import noise_picture
 
 needs_int8 = pytest.mark.skipif(not int8_available(), reason="this torch build has no int8 kernels")
@@ -73,7 +73,7 @@ SHAPES = {
 
 @pytest.fixture(scope="module")
 def int8_engine(tiny_checkpoint):
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     return TransformersEngine(str(tiny_checkpoint), device="cpu", quantize="int8")
 
@@ -146,8 +146,8 @@ def test_layers_that_read_one_input_are_computed_together_with_the_same_bits():
 def test_every_generation_answers_the_same_with_its_layers_grouped(tiny_checkpoints, name, monkeypatch):
     """Grouping is by layer names; each generation's modules (Qwen2.5-VL's vision MLP with biases,
     Qwen3-VL's normed q and k, Qwen3.5's linear attention) give the same bits grouped or not."""
-    from demo.engines import int8
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local import int8
+    from demo.engines.local.engine import TransformersEngine
 
     conversation = Conversation(turns=[Turn("Describe Picture 1.", [noise_picture(5, (112, 84))])])
     grouped = TransformersEngine(str(tiny_checkpoints[name]), device="cpu", quantize="int8")
@@ -190,7 +190,7 @@ def test_kv_reuse_is_exact_with_int8(int8_engine, shape):
 def test_torch_quantize_dynamic_would_not_keep_reuse_exact(tiny_checkpoint):
     """Why the project has its own int8 layer: `quantize_dynamic` scales a call's activations
     together, so a cached prefix and a re-prefill of the same prompt differ."""
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     engine = TransformersEngine(str(tiny_checkpoint), device="cpu", dtype="float32")
     with warnings.catch_warnings():
@@ -204,7 +204,7 @@ def test_torch_quantize_dynamic_would_not_keep_reuse_exact(tiny_checkpoint):
 
 
 def test_resolve_quantize():
-    from demo.engines.precision import resolve_quantize
+    from demo.engines.local.precision import resolve_quantize
 
     assert resolve_quantize("auto", "cpu") == "int8"
     assert resolve_quantize("auto", "cuda") == "none"
@@ -229,7 +229,7 @@ def test_under_float16_the_vision_encoder_runs_in_float32(tiny_checkpoint, photo
     above 65504). Here an intermediate is pushed there on purpose (random weights never get
     there): the guarded encoder stays finite, the same encoder in float16 does not."""
 
-    from demo.engines.local import TransformersEngine
+    from demo.engines.local.engine import TransformersEngine
 
     engine = TransformersEngine(str(tiny_checkpoint), device="cpu", dtype="float16")
     visual = engine.model.model.visual

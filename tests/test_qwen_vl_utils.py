@@ -120,7 +120,7 @@ def test_its_default_cap_is_16384_tokens_ours_1280(family):
     # raises it. Both floors are 4 tokens' worth (our engine's: the checkpoint's own min_pixels).
     f, patch = _factor(family), PATCHES[family]
     assert (IMAGE_MIN_TOKEN_NUM, IMAGE_MAX_TOKEN_NUM) == (4, 16384)
-    from demo.engines.local import DEFAULT_MAX_VISUAL_TOKENS
+    from demo.media.resize import DEFAULT_MAX_VISUAL_TOKENS
 
     image = Image.new("RGB", (2000, 1500), "gray")
     theirs = fetch_image({"image": image}, image_patch_size=patch).size

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn
-from demo.limits import Limits
 from demo.media.pictures import UploadError
-from demo.session_file import dump_conversation, load_conversation, max_file_bytes, read_conversation
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.record.limits import Limits
+from demo.record.session_file import dump_conversation, load_conversation, max_file_bytes, read_conversation
 
 
 def picture(color: str, size=(20, 10)) -> Attachment:
@@ -183,7 +183,7 @@ BOX = "<|object_ref_start|>cat<|object_ref_end|><|box_start|>({i},100),(600,700)
 def test_a_conversation_at_the_limits_loads_within_seconds(tmp_path, words):
     """As many turns and as much text as a loaded conversation may hold, read and shown (answers
     full of boxes are the slowest text to show: each is parsed)."""
-    from demo.views import chatbot_messages
+    from demo.views.chat import chatbot_messages
 
     limits = Limits()
     each = limits.loaded_text_chars // limits.max_turns // 2

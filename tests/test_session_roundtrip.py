@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demo.conversation import Conversation
 from demo.engines.base import EngineError
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.limits import Limits
-from demo.session_file import dump_conversation, read_conversation
+from demo.page.handlers import ChatHandlers
+from demo.record.conversation import Conversation
+from demo.record.limits import Limits
+from demo.record.session_file import dump_conversation, read_conversation
 from tests.fakes import ScriptedEngine
 from tests.test_video import write_video
 
@@ -142,7 +142,7 @@ def test_whatever_a_person_does_the_saved_conversation_loads_back(files, script)
 
 
 def test_a_thinking_turn_and_a_saved_mid_stream_answer_load_back(tmp_path):
-    from demo.conversation import Turn
+    from demo.record.conversation import Turn
 
     conversation = Conversation([
         Turn("Think", answer="Done.", reasoning="First this, then that.", thought_seconds=2.5, status="done"),

@@ -6,7 +6,7 @@ Gradio stores an upload by its content (`<upload folder>/<sha256>/<name>`, gradi
 Before, the first message to be handled moved that file into its session's folder and the others got
 "the upload is gone" (7-9 of 12 questions from four people, 32 of 127 turns from ten).
 
-Unit tests of `demo.uploads` and `Sessions.adopt`, then the app served behind its guard, as app.py
+Unit tests of `demo.record.uploads` and `Sessions.adopt`, then the app served behind its guard, as app.py
 serves it (a scripted engine), with gradio_client clients sending the same bytes at the same moment.
 """
 
@@ -22,14 +22,14 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.sessions import Sessions
-from demo.uploads import PendingUploads, discard_upload, is_gradios_upload, upload_folder
+from demo.page.handlers import ChatHandlers
+from demo.record.sessions import Sessions
+from demo.record.uploads import PendingUploads, discard_upload, is_gradios_upload, upload_folder
 from tests.fakes import ScriptedEngine
 from tests.helpers import wait_until
 from tests.test_video import write_video
 
-# -- demo/uploads.py and Sessions.adopt ------------------------------------------------------------
+# -- demo/record/uploads.py and Sessions.adopt ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_a_session_file_or_a_file_elsewhere_is_never_deleted(gradio_folder, tmp_
 
 def test_a_conversation_file_loaded_by_two_people_at_once_waits_for_both(gradio_folder, monkeypatch):
     uploads = PendingUploads(grace=0)
-    monkeypatch.setattr("demo.uploads.UPLOADS", uploads)
+    monkeypatch.setattr("demo.record.uploads.UPLOADS", uploads)
     saved = upload(gradio_folder, "conversation.json")
     uploads.uploaded(saved), uploads.uploaded(saved)
     discard_upload(saved)
@@ -129,7 +129,7 @@ def test_a_conversation_file_loaded_by_two_people_at_once_waits_for_both(gradio_
 
 @pytest.fixture(scope="module")
 def served():
-    from demo.ui import build_ui
+    from demo.page.ui import build_ui
     from demo.web import serve
     from demo.web.guard import GuardSettings
 

@@ -29,6 +29,7 @@ import yaml
 from gradio_client import handle_file
 
 import app
+from demo import flags
 from tests.helpers import client_when_up, end_process, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def test_the_readme_front_matter_describes_a_gradio_space():
     from huggingface_hub import SpaceHardware
 
     assert meta["suggested_hardware"] in {h.value for h in SpaceHardware}  # "zero-a10g": ZeroGPU's flavour name
-    assert app.DEFAULT_MODEL in meta["models"]
+    assert flags.DEFAULT_MODEL in meta["models"]
     assert len(meta["short_description"]) <= 60  # the Hub's limit
     import gradio
 
@@ -91,8 +92,8 @@ def test_a_bad_value_in_the_environment_is_one_line(monkeypatch, capsys):
 
 def build_app() -> None:
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.ui import build_ui
+    from demo.page.handlers import ChatHandlers
+    from demo.page.ui import build_ui
 
     build_ui(ChatHandlers(EngineSlot("x")))
 
@@ -331,7 +332,7 @@ def test_the_old_wiring_fails_under_the_real_contract_and_the_new_one_answers(tm
     code = ZERO_GPU_PRELUDE + """
 import threading, spaces
 from demo.engines.base import GenerationSettings
-from demo.engines.local import TransformersEngine
+from demo.engines.local.engine import TransformersEngine
 from demo.engines.tiny import ensure_tiny_checkpoint
 from demo.engines import zerogpu
 engine = TransformersEngine(str(ensure_tiny_checkpoint()), device="cpu")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from demo.engines.base import GenerationSettings
-from demo.engines.streaming import TokenStreamer
+from demo.engines.local.streaming import TokenStreamer
 from tests.fakes import forced_answer
 
 ANSWERS = [

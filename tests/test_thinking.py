@@ -11,7 +11,7 @@ What the official templates (demo/engines/tiny/templates/) do, which these tests
   answer without its reasoning, as the Qwen3 model card asks ("No Thinking Content in History").
 
 The engines' stream is the assistant message as the template reads it back (`<think>` first when
-the prompt opened it); `demo.reasoning` splits it into the turn's reasoning and answer.
+the prompt opened it); `demo.record.reasoning` splits it into the turn's reasoning and answer.
 """
 
 from __future__ import annotations
@@ -26,20 +26,20 @@ import gradio as gr
 import pytest
 from PIL import Image
 
-from demo.annotations import turn_detections
-from demo.conversation import Attachment, Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
 from demo.engines.server import OpenAIEngine
 from demo.engines.slot import EngineSlot
-from demo.export import detections_record
-from demo.handlers import ChatHandlers
-from demo.limits import Limits
-from demo.markup import inert
 from demo.media.pictures import UploadError
-from demo.reasoning import AnswerWriter, prompt_opens_reasoning, split_reasoning
-from demo.session_file import dump_conversation, load_conversation
-from demo.settings import Settings
-from demo.views import NO_ANSWER_NOTES, chatbot_messages
+from demo.page.handlers import ChatHandlers
+from demo.page.settings import Settings
+from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages
+from demo.record.limits import Limits
+from demo.record.reasoning import AnswerWriter, prompt_opens_reasoning, split_reasoning
+from demo.record.session_file import dump_conversation, load_conversation
+from demo.views.annotations import turn_detections
+from demo.views.chat import NO_ANSWER_NOTES, chatbot_messages
+from demo.views.export import detections_record
+from demo.views.markup import inert
 from tests.fakes import AtLeast, ScriptedEngine, forced_answer
 from tests.helpers import shown
 
@@ -254,7 +254,7 @@ def test_the_chat_folds_the_reasoning_streams_it_live_and_draws_boxes_from_the_a
 
 
 def test_the_switch_shows_only_where_the_template_has_one_and_reaches_the_engine():
-    from demo.ui import ChatPage, thinking_switch
+    from demo.page.ui import ChatPage, thinking_switch
 
     waiting = EngineSlot("loading", "qwen3.5")
     assert thinking_switch(waiting).visible is True  # before the model is there: its generation may have one
@@ -339,7 +339,7 @@ def test_a_real_generation_streams_into_the_reasoning_and_a_forced_one_splits(ti
             *_, last = handlers.chat(message, None, Settings(thinking=False))
         turn = last.conversation.turns[0]
         # A failed answer streams nothing: say so, not only that the text is empty (transformers 5.25 at
-        # first failed here in the session cache's linear-attention snapshot, `demo/engines/kv_reuse.py`)
+        # first failed here in the session cache's linear-attention snapshot, `demo/engines/local/kv_reuse.py`)
         assert turn.status == "done", turn.error
         assert (turn.reasoning, turn.answer, "".join(recorded.pieces)) == ("", "Red.", "Red.")  # no <think> opened
 

@@ -1,7 +1,7 @@
 """`TORCH_THREAD`: the one thread the CPU engine loads, preprocesses and generates in.
 
 Why it exists (OpenMP slows every parallel kernel once two threads have run them) is in
-`demo/engines/torch_thread.py`; the speed it buys is in `bench/results` (`python -m bench.quantize`).
+`demo/engines/local/torch_thread.py`; the speed it buys is in `bench/results` (`python -m bench.quantize`).
 These tests hold the contract: results and exceptions come back, nested calls run inline, jobs
 run in order, a forked child gets a thread of its own, and the engine's torch work all happens
 in that one thread, with two answers at once and a Stop of one that waits.
@@ -16,9 +16,9 @@ import time
 import pytest
 from PIL import Image
 
-from demo.engines import local
 from demo.engines.base import GenerationSettings
-from demo.engines.torch_thread import TORCH_THREAD, TorchThread, in_new_thread
+from demo.engines.local import engine as local
+from demo.engines.local.torch_thread import TORCH_THREAD, TorchThread, in_new_thread
 from tests.helpers import generating, wait_until
 
 

@@ -12,10 +12,11 @@ import time
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from demo import handlers as handlers_module
-from demo.conversation import Conversation, Turn
 from demo.engines.slot import EngineSlot
-from demo.handlers import WAITING_FOR_TURN, ChatHandlers
+from demo.page import handlers as handlers_module
+from demo.page.handlers import ChatHandlers
+from demo.page.writing import waiting_note
+from demo.record.conversation import Conversation, Turn
 from tests.fakes import ScriptedEngine
 from tests.guarded import launch
 
@@ -65,7 +66,7 @@ def test_an_answer_waits_for_its_turn_shows_it_and_stop_ends_the_wait():
     next(first)  # writing now: it holds the engine's turn
     waiting = handlers.chat("two", None, request=Request("s2"))
     views = [next(waiting) for _ in range(3)]
-    assert views[-1].waiting == WAITING_FOR_TURN
+    assert views[-1].waiting == waiting_note(1) == "Waiting for the model: 1 answer before yours."
     threading.Timer(0.3, lambda: handlers.stop(None, request=Request("s2"))).start()
     last = list(waiting)[-1]
     assert last.conversation.turns[-1].status == "stopped" and last.conversation.turns[-1].answer == ""
@@ -82,9 +83,9 @@ def test_a_tab_closed_while_waiting_gives_nothing_away():
     first = handlers.chat("one", None, request=Request("s1"))
     next(first), next(first)
     waiting = handlers.chat("two", None, request=Request("s2"))
-    while next(waiting).waiting != WAITING_FOR_TURN:
+    while next(waiting).waiting != waiting_note(1):
         pass
     waiting.close()  # Gradio closes the generator of a closed tab
-    assert "s2" not in handlers._running
+    assert handlers.writing.of("s2") is None
     list(first)
     assert list(handlers.chat("three", None, request=Request("s3")))[-1].conversation.turns[-1].answer == "b"

@@ -21,7 +21,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from demo.uploads import PendingUploads, upload_folder
+from demo.record.uploads import PendingUploads, upload_folder
 from demo.web.upload_bytes import OVER_TOTAL, UnsentUploads
 from tests.guarded import launch
 from tests.helpers import wait_until
@@ -156,7 +156,7 @@ def test_a_sent_upload_works_and_is_no_longer_counted(app, tmp_path):
     words = ask(app["url"], "198.51.100.6", path)
     assert "Not sent" not in words and words
     assert app["guard"].unsent.held("198.51.100.6") == 0
-    assert wait_until(lambda: not stored(path.name), timeout=15)  # demo/uploads.py's rule: sent, so deleted
+    assert wait_until(lambda: not stored(path.name), timeout=15)  # demo/record/uploads.py's rule: sent, so deleted
 
 
 def test_the_same_bytes_from_two_clients_both_work(app, tmp_path):

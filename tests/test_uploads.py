@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.limits import Limits
 from demo.media.pictures import UploadError, load_image
-from demo.settings import Settings
+from demo.page.handlers import ChatHandlers
+from demo.page.settings import Settings
+from demo.record.limits import Limits
 from tests.fakes import AtLeast
 from tests.helpers import shown
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from demo.conversation import Conversation, Turn, to_model_messages
 from demo.engines.base import GenerationSettings
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
-from demo.limits import Limits
-from demo.session_file import dump_conversation, load_conversation
-from demo.settings import Settings
+from demo.page.handlers import ChatHandlers
+from demo.page.settings import Settings
+from demo.record.conversation import Conversation, Turn, to_model_messages
+from demo.record.limits import Limits
+from demo.record.session_file import dump_conversation, load_conversation
 from tests.fakes import AtLeast
 from tests.helpers import shown
 from tests.test_video import BAD, write_video
@@ -81,7 +81,7 @@ def test_a_one_frame_video_is_answered(handlers, tmp_path):
 
 
 def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
-    import demo.model_input as module
+    import demo.engines.model_input as module
 
     decoded = []
     original = module.sample_video
@@ -95,8 +95,8 @@ def test_follow_ups_reuse_the_decoded_frames(handlers, tmp_path, monkeypatch):
 
 
 def test_kv_reuse_with_a_video_is_exact(engine, tmp_path):
+    from demo.engines.model_input import attach
     from demo.media.video import VideoSettings
-    from demo.model_input import attach
 
     clip = attach(str(write_video(tmp_path / "clip.mp4", size=(80, 60), frames=20)), VideoSettings(max_frames=4), engine, GenerationSettings())
     settings = GenerationSettings(max_new_tokens=10, min_new_tokens=10)
@@ -127,7 +127,7 @@ def test_a_conversation_with_a_video_saves_and_loads(handlers, tmp_path):
 
 
 def test_timestamps_in_an_answer_about_a_video_are_shown_bold(handlers, tmp_path):
-    from demo.views import chatbot_messages
+    from demo.views.chat import chatbot_messages
 
     clip = write_video(tmp_path / "clip.mp4", frames=20)
     conversation = list(handlers.chat({"text": "When?", "files": [str(clip)]}, None, SHORT))[-1].conversation

@@ -26,13 +26,13 @@ import numpy as np
 import pytest
 import torch
 
-from demo.conversation import to_model_messages
 from demo.engines.base import GenerationSettings
 from demo.engines.slot import EngineSlot
-from demo.handlers import ChatHandlers
 from demo.media.video import SampledVideo, VideoSettings, video_metadata
 from demo.media.video_decode import sample_video
-from demo.settings import Settings
+from demo.page.handlers import ChatHandlers
+from demo.page.settings import Settings
+from demo.record.conversation import to_model_messages
 from grounding.generations import generation
 from tests.fakes import AtLeast
 from tests.helpers import shown
@@ -317,7 +317,7 @@ def test_a_conversation_saved_with_another_generation_is_answered(tiny_checkpoin
     # A video sampled for Qwen2-VL (sides multiples of 28), saved, loaded into a Qwen3-VL app
     # (multiples of 32): its frames are resized once to the nearest size of 32, and the tokens
     # shown are again the processor's.
-    from demo.session_file import dump_conversation
+    from demo.record.session_file import dump_conversation
 
     old = ChatHandlers(_filled(tiny_checkpoints.engine("tiny-random")), min_update_interval=0.0)
     *_, first = old.chat({"text": "What happens?", "files": [str(CLIP)]}, None, Settings(max_new_tokens=4))

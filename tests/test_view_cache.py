@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from bench import views as bench
-from demo import annotations
-from demo.conversation import Attachment, Conversation, Turn
-from demo.views import chatbot_messages
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.views import annotations
+from demo.views.chat import chatbot_messages
 
 ANSWER = '[{"bbox_2d": [0, 0, 500, 500], "label": "cat"}, {"bbox_2d": [500, 500, 1000, 1000], "label": "cup"}]'
 
@@ -79,8 +79,8 @@ def test_a_loaded_conversation_of_many_answers_with_boxes_shows_in_seconds(tmp_p
     import numpy as np
 
     from demo.engines.slot import EngineSlot
-    from demo.handlers import ChatHandlers
-    from demo.session_file import dump_conversation
+    from demo.page.handlers import ChatHandlers
+    from demo.record.session_file import dump_conversation
     from tests.fakes import ScriptedEngine
     from tests.helpers import shown
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from demo.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
-from demo.views import answer_text, caption, chatbot_messages
+from demo.record.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
+from demo.views.chat import answer_text, caption, chatbot_messages
 
 
 def picture(name: str, size=(40, 30), cost: VisionCost | None = None) -> Attachment:
@@ -81,7 +81,7 @@ def test_picture_caption_shows_size_and_visual_tokens():
 def test_the_answer_bubble_never_shows_raw_tokens(raw, shown):
     conversation = Conversation(turns=[Turn("q", [picture("a.png", (200, 100))], answer=raw, status="streaming", input_sizes=[(56, 28)])])
     bubble = [m for m in chatbot_messages(conversation, "qwen2-vl") if m["role"] == "assistant"][0]["content"]
-    assert html.unescape(bubble) == shown  # what the person reads: the Markdown holds entities (demo/markup.py)
+    assert html.unescape(bubble) == shown  # what the person reads: the Markdown holds entities (demo/views/markup.py)
     assert "<|" not in bubble
 
 

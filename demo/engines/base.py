@@ -5,7 +5,7 @@ images inline as PIL images, into a stream of answer text. It also says what eac
 costs (the size the model sees it at, and its number of visual tokens).
 
 This module knows no backend: it imports neither torch nor transformers. The transformers
-engine lives in `demo/engines/local.py`; tests plug in their own.
+engine lives in `demo/engines/local/engine.py`; tests plug in their own.
 
 Message format (the same one `processor.apply_chat_template` takes)::
 
@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from demo.conversation import VisionCost
+from demo.record.conversation import VisionCost
+from grounding.generations import DEFAULT_RESIZE_FACTOR
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 # A file in a local checkpoint directory that says its weights are random (the tiny test model).
@@ -104,7 +105,7 @@ class Engine(ABC):
     random_weights: bool = False
     default_min_pixels: int
     default_max_pixels: int
-    resize_factor: int = 28
+    resize_factor: int = DEFAULT_RESIZE_FACTOR
     thinking: ThinkingMode = "none"
     thinking_default: bool = False
 
@@ -120,7 +121,7 @@ class Engine(ABC):
 
         The pieces make up the assistant message as its chat template reads it back: when the
         prompt opened a ``<think>`` block (a thinking model), the first piece is that opening
-        tag, then the reasoning, ``</think>`` and the answer (`demo.reasoning` splits them).
+        tag, then the reasoning, ``</think>`` and the answer (`demo.record.reasoning` splits them).
 
         Setting `stop` ends the generation within one decode step; the iterator then ends
         normally. Closing the iterator also stops the generation. Raises EngineError for

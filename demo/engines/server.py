@@ -47,7 +47,6 @@ from pathlib import Path
 import openai
 from PIL import Image
 
-from demo.conversation import VisionCost
 from demo.engines.base import (
     RANDOM_WEIGHTS_MARKER,
     Engine,
@@ -56,13 +55,13 @@ from demo.engines.base import (
     ThinkingMode,
     estimate_tokens,
 )
-from demo.media.resize import smart_resize, visual_tokens
-from demo.reasoning import CLOSE, OPEN
-from grounding.generations import FAMILIES, family_from_name, generation
+from demo.media.resize import DEFAULT_MAX_VISUAL_TOKENS, smart_resize, visual_tokens
+from demo.record.conversation import VisionCost
+from demo.record.reasoning import CLOSE, OPEN
+from grounding.generations import FAMILIES, QWEN2_SPECIALS, QWEN2_VL_MARKERS, family_from_name, generation
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_VISUAL_TOKENS = 1280  # per image, as the local engine caps it
 # Request fields `build_request` sets itself: what the model reads and each person's settings and limits.
 OWN_FIELDS = ("model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p")
 # Fields that lift a person's limit or multiply what one answer costs, on vLLM, SGLang or transformers
@@ -78,9 +77,7 @@ COSTLY_GENERATION = (
 POLL_SECONDS = 0.05  # how often the answer loop looks at the stop event
 
 # Special tokens a server may leave in the text; the grounding markers are kept.
-_DROPPED_SPECIALS = re.compile(
-    r"<\|(?:endoftext|im_start|im_end|vision_start|vision_end|vision_pad|image_pad|video_pad)\|>"
-)
+_DROPPED_SPECIALS = re.compile("|".join(re.escape(t) for t in QWEN2_SPECIALS if t not in QWEN2_VL_MARKERS))
 
 
 def thinking_mode(family: str, model_name: str) -> tuple[ThinkingMode, bool]:

@@ -5,7 +5,7 @@ loading failed. Handlers wait on it, so a question asked during loading is answe
 model is ready instead of failing. Until then `expected_family` says which generation is
 being loaded (videos sent meanwhile are sized for it); once loaded, the engine's own family
 wins. While a model downloads, the slot also holds the latest `DownloadProgress` (reported by
-`demo/engines/download.py`), then notes when the weights began loading; `status_markdown` turns
+`demo/engines/hub/download.py`), then notes when the weights began loading; `status_markdown` turns
 that into the page's status: a progress bar with bytes, rate and time left, then the loading of
 the weights. Knows nothing of Gradio or of any backend.
 """
@@ -18,7 +18,7 @@ import threading
 import time
 
 from demo.engines.base import Engine
-from demo.engines.progress import DownloadProgress, human_bytes, human_duration
+from demo.engines.hub.progress import DownloadProgress, human_bytes, human_duration
 from grounding.generations import DEFAULT_FAMILY, check_family, generation
 
 

@@ -45,8 +45,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import closing
 
-from demo.conversation import VisionCost
 from demo.engines.base import Engine, EngineError, GenerationSettings
+from demo.record.conversation import VisionCost
 
 DEFAULT_MAX_SECONDS = 120  # the most GPU time one answer asks for (ZeroGPU refuses requests above its limit)
 START_SECONDS = 15  # a worker's start (fork, CUDA, weights to the GPU) and the prefill: an estimate

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 
+#: Visual tokens one picture may cost unless --max-pixels says otherwise, in every engine (Qwen's own
+#: advice for a manageable prompt).
+DEFAULT_MAX_VISUAL_TOKENS = 1280
 
-def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280
-) -> tuple[int, int]:
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """The (height, width) a Qwen VL processor resizes a `height` x `width` image to.
 
     Note the order: height first, as in transformers. Raises ValueError when the aspect ratio

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from demo.media.resize import smart_resize
+from grounding.generations import DEFAULT_RESIZE_FACTOR
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi")
 
@@ -57,7 +58,7 @@ class VideoSettings:
     total_pixels: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
-    factor: int = 28
+    factor: int = DEFAULT_RESIZE_FACTOR
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.fps <= 4:
@@ -100,7 +101,7 @@ class SampledVideo:
     source_fps: float
     duration: float
     sample_fps: float
-    factor: int = 28
+    factor: int = DEFAULT_RESIZE_FACTOR
     decoded_frames: int = field(default=0, compare=False)
     seeks: int = field(default=0, compare=False)
 

@@ -8,7 +8,7 @@ relative path starts at the working directory) and opens it, symlinks followed. 
 does the same and resolves the symlinks, so the file judged is the file served.
 
 In Gradio's upload folder (where uploads land, where Gradio copies the files it shows, and where
-`demo/sessions.py` keeps each session's folder) a file is served
+`demo/record/sessions.py` keeps each session's folder) a file is served
 - from a session's folder: to the owner of that session only (`demo/web/owners.py`);
 - named by the Blocks' configuration (the examples, which Gradio copied into its upload folder
   when the page was built; every visitor's page is given their URLs): to anyone;
@@ -39,8 +39,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from demo.sessions import folder_of, session_of_file, upload_folder
-from demo.uploads import UPLOADS, is_gradios_upload
+from demo.record.sessions import folder_of, session_of_file, upload_folder
+from demo.record.uploads import UPLOADS, is_gradios_upload
 from demo.web.owners import Owners
 
 PREFIXES = ("/gradio_api/file=", "/gradio_api/file/")
@@ -93,7 +93,7 @@ class Uploads:
         self._lock = threading.Lock()
 
     def add(self, path: str | Path, who: str) -> None:
-        """`who` uploaded the file Gradio put at `path` (counted too: `demo.uploads.UPLOADS` deletes
+        """`who` uploaded the file Gradio put at `path` (counted too: `demo.record.uploads.UPLOADS` deletes
         Gradio's copy only once every upload of it has been sent)."""
         key = resolved(str(path))
         if key is None:

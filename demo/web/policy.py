@@ -10,10 +10,10 @@ other site can frame it to trick a click. Gradio 6.31's page needs inline
 styles (Svelte sets them) and four inline scripts (its config): scripts run only with the
 nonce the guard writes into the page's own `<script>` tags, and what those load
 (`'strict-dynamic'`). `'unsafe-eval'` is there because Gradio compiles the page's own code from
-strings: every event's `js=` and an HTML component's `js_on_load` (demo/page.js, the inspector)
+strings: every event's `js=` and an HTML component's `js_on_load` (demo/page/page.js, the inspector)
 go through `new Function` (6.31's frontend), and without it the page does not even render. The
 strings it compiles are the app's own, from the server's config; text a person or the model
-writes never reaches them (demo/markup.py makes it inert, and no script element can be added
+writes never reaches them (demo/views/markup.py makes it inert, and no script element can be added
 without the nonce), so the nonce still decides what runs. Files served from `/gradio_api/file=` get a policy of their own that runs
 nothing, so an uploaded SVG or HTML opened in a tab is inert too.
 """

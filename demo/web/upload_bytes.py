@@ -10,9 +10,9 @@ client keeps there before (or without) sending it in a message, and Gradio's own
 - `settle(ticket, paths)`: Gradio answered with these paths: the reservation becomes one record per
   file (its size on disk), each with the time it expires;
 - `sent(client, paths)`: a message of that client names these paths: their records (one each) are
-  released; from then on `demo.uploads` decides when Gradio's copy goes;
+  released; from then on `demo.record.uploads` decides when Gradio's copy goes;
 - expiry: a record unsent `expiry` seconds after its upload is released and counts as a use for
-  `demo.uploads.UPLOADS`, which deletes Gradio's copy once no upload of it is pending (the same bytes
+  `demo.record.uploads.UPLOADS`, which deletes Gradio's copy once no upload of it is pending (the same bytes
   from another client that are not yet expired keep it); a file `keep(path)` says is the app's own
   (an example) is never deleted. A daemon thread expires them, started on the first record.
 
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from demo.uploads import UPLOADS, PendingUploads, is_gradios_upload
+from demo.record.uploads import UPLOADS, PendingUploads, is_gradios_upload
 
 MB = 1024 * 1024
 OVER_CLIENT = (
@@ -47,7 +47,7 @@ def default_per_client_mb(max_upload_mb: float, max_image_mb: float, images_per_
     return max_upload_mb + images_per_turn * max_image_mb
 
 
-DEFAULT_PER_CLIENT_MB = default_per_client_mb(1500.0, 20.0, 8)  # demo.limits.Limits' defaults
+DEFAULT_PER_CLIENT_MB = default_per_client_mb(1500.0, 20.0, 8)  # demo.record.limits.Limits' defaults
 
 
 @dataclass

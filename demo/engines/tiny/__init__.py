@@ -24,23 +24,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from demo.engines.tiny import common
+from grounding.generations import TINY_CHECKPOINTS, tiny_checkpoint_family
 
 BUILD_VERSION = "2"
 DEFAULT = "tiny-random"
 
-# --model name -> (module in this package, variant or None). The names are the registry's
-# (grounding.generations.TINY_CHECKPOINTS); tests check the two agree.
-RECIPES: dict[str, tuple[str, str | None]] = {
-    "tiny-random": ("qwen2_vl", None),
-    "tiny-random-qwen2.5-vl": ("qwen2_5_vl", None),
-    "tiny-random-qwen3-vl": ("qwen3_vl", "instruct"),
-    "tiny-random-qwen3-vl-thinking": ("qwen3_vl", "thinking"),
-    "tiny-random-qwen3.5": ("qwen3_5", None),
-    "tiny-random-qwen4-exp": ("qwen4_exp", None),
-}
-TINY_NAMES: tuple[str, ...] = tuple(RECIPES)
 
 #: Qwen2-VL-Instruct's chat template (what `bench` gives its 2B-shaped Qwen2-VL checkpoint).
 CHAT_TEMPLATE = common.template("qwen2-vl.jinja")
@@ -52,18 +43,24 @@ def default_cache_dir() -> Path:
     return Path(root)
 
 
-def _recipe(name: str):
-    if name not in RECIPES:
-        raise ValueError(f"unknown tiny checkpoint {name!r}; expected one of {', '.join(TINY_NAMES)}")
-    module_name, variant = RECIPES[name]
-    return importlib.import_module(f"demo.engines.tiny.{module_name}"), variant
+def recipe(name: str) -> tuple[ModuleType, str | None]:
+    """The module that builds the tiny checkpoint `name` (one per generation, named for its family:
+    `qwen2.5-vl` -> `qwen2_5_vl`) and its template variant (a module with several: "thinking" for a
+    `-thinking` name, else "instruct"; None). The names are the registry's (`TINY_CHECKPOINTS`)."""
+    family = tiny_checkpoint_family(name)
+    if family is None:
+        raise ValueError(f"unknown tiny checkpoint {name!r}; expected one of {', '.join(TINY_CHECKPOINTS)}")
+    module = importlib.import_module(f"demo.engines.tiny.{family.replace('-', '_').replace('.', '_')}")
+    if not hasattr(module, "TEMPLATES"):
+        return module, None
+    return module, "thinking" if name.endswith("-thinking") else "instruct"
 
 
 def checkpoint_dir(name: str = DEFAULT, cache_dir: Path | None = None) -> Path:
     """The directory the tiny checkpoint `name` is (or will be) saved in; its name changes with the recipe."""
     import transformers
 
-    module, variant = _recipe(name)
+    module, variant = recipe(name)
     template = module.TEMPLATES[variant] if variant else module.TEMPLATE
     parts = [
         BUILD_VERSION,
@@ -84,7 +81,7 @@ def ensure_tiny_checkpoint(name: str = DEFAULT, cache_dir: Path | None = None) -
     target = checkpoint_dir(name, cache_dir)
     if (target / "config.json").exists():
         return target
-    module, variant = _recipe(name)
+    module, variant = recipe(name)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
     try:

@@ -46,24 +46,6 @@ TEMPLATE_SOURCES = {
     "github.com/ggml-org/llama.cpp models/templates/Qwen3.5-4B.jinja, byte-identical to xinference's qwen3.5",
 }
 
-# The first 14 added tokens of every Qwen vocabulary since Qwen2 (ids 151643..151656 in
-# Qwen2-VL's, Qwen2.5-VL's and Qwen3-VL's; 248044..248057 in Qwen3.5's), all special.
-QWEN2_SPECIALS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|object_ref_start|>",
-    "<|object_ref_end|>",
-    "<|box_start|>",
-    "<|box_end|>",
-    "<|quad_start|>",
-    "<|quad_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
 # Qwen2.5's vocabulary adds 8 tokens that are not special (151657..151664).
 QWEN2_5_ADDED = ("<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
 # Qwen3's adds 4 more that are not special either (151665..151668).

@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from demo.engines.tiny import common
+from grounding.generations import QWEN2_SPECIALS
 
 TEMPLATE = "qwen2-vl.jinja"  # Qwen2.5-VL's official chat_template.json is Qwen2-VL's, verbatim
-ADDED = tuple((t, True) for t in common.QWEN2_SPECIALS) + tuple((t, False) for t in common.QWEN2_5_ADDED)
+ADDED = tuple((t, True) for t in QWEN2_SPECIALS) + tuple((t, False) for t in common.QWEN2_5_ADDED)
 
 
 def build(out_dir: Path) -> None:

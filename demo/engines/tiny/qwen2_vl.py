@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from demo.engines.tiny import common
+from grounding.generations import QWEN2_SPECIALS
 
 TEMPLATE = "qwen2-vl.jinja"
-ADDED = tuple((t, True) for t in common.QWEN2_SPECIALS)
+ADDED = tuple((t, True) for t in QWEN2_SPECIALS)
 
 
 def build(out_dir: Path) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from demo.engines.tiny import common
+from grounding.generations import QWEN2_SPECIALS
 
 TEMPLATE = "qwen3.5.jinja"
 AUDIO = ("<|audio_start|>", "<|audio_end|>", "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>", "<tts_text_bos_single>", "<|audio_pad|>")
 ADDED = (
-    tuple((t, True) for t in common.QWEN2_SPECIALS)
+    tuple((t, True) for t in QWEN2_SPECIALS)
     + tuple((t, False) for t in common.QWEN2_5_ADDED + common.QWEN3_ADDED)
     + tuple((t, True) for t in AUDIO)
 )

@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from demo.engines.tiny import common
+from grounding.generations import QWEN2_SPECIALS
 
 TEMPLATES = {"instruct": "qwen3-vl-instruct.jinja", "thinking": "qwen3-vl-thinking.jinja"}
-ADDED = tuple((t, True) for t in common.QWEN2_SPECIALS) + tuple(
+ADDED = tuple((t, True) for t in QWEN2_SPECIALS) + tuple(
     (t, False) for t in common.QWEN2_5_ADDED + common.QWEN3_ADDED
 )
 

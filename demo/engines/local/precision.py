@@ -1,0 +1,87 @@
+"""Where and in what precision the local engine computes: device, dtype, int8 quantization.
+
+`resolve_*` turn the flags' values ('auto' included) into a choice for this machine, with one
+sentence (`ModelLoadError`) for a choice it cannot honour; `quantize_model` swaps a loaded model's
+linear layers for int8 ones (`demo.engines.local.int8`); `guard_float16` keeps the vision encoder out
+of float16's range problems.
+
+What it does not know: checkpoints, prompts, generation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from demo.engines.base import ModelLoadError
+from demo.engines.local.int8 import Int8Linear, int8_available, quantize_linears
+from demo.record.sessions import release_memory
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+QUANTIZE_CHOICES = ("none", "int8", "auto")
+# With --quantize int8, the vision encoder's linear layers are int8 too: on the 2B shape this
+# halves a new picture's time to first token for a logit error no larger than the language
+# model's own int8 error (bench/results/quantize-2b.txt, `python -m bench.quantize --shape 2b`).
+INT8_VISION = True
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA when a GPU is visible, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for, but torch sees no CUDA GPU on this machine")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """'auto': bfloat16 on GPUs (float16 where bf16 is missing); float32 on the CPU.
+
+    On CPUs without bfloat16 instructions, bf16 matmuls are emulated: measured on this project's
+    2-core CPU with torch 2.14.1, a 2B model's vision encoder took 147 s on one 448×448 image in
+    bfloat16 against 32 s in float32 (float32 needs twice the memory: 9.4 GiB for the 2B model).
+    """
+    if dtype != "auto":
+        return DTYPES[dtype]
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def resolve_quantize(quantize: str, device: str) -> str:
+    """'auto': int8 on the CPU (when this torch build has the kernels), none on a GPU."""
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
+    if quantize == "auto":
+        return "int8" if device == "cpu" and int8_available() else "none"
+    if quantize == "int8" and device != "cpu":
+        raise ModelLoadError("--quantize int8 runs on the CPU only: use --device cpu, or --quantize none (or auto) on a GPU")
+    if quantize == "int8" and not int8_available():
+        raise ModelLoadError("--quantize int8 needs oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
+    return quantize
+
+
+def quantize_model(model, *, vision: bool | None = None) -> None:
+    """Int8 linear layers (`demo.engines.local.int8`) in the language model and its output layer, and in
+    the vision encoder when `vision` (default: `INT8_VISION`). Embeddings, norms and the patch
+    embedding keep their dtype."""
+    language = model.model.language_model
+    for part in [*language.layers, language]:  # a layer at a time (its float copies handed back), then the rest
+        quantize_linears(part)
+        release_memory()
+    model.lm_head = Int8Linear(model.lm_head)  # its own int8 copy: the embedding it may be tied to stays float
+    if INT8_VISION if vision is None else vision:
+        quantize_linears(model.model.visual)
+    release_memory()
+
+
+def guard_float16(model) -> None:
+    """In float16 (GPUs without bfloat16, e.g. T4), run the vision encoder in float32.
+
+    Qwen VL checkpoints are trained in bfloat16, whose range float16 lacks: vision towers have
+    been reported to overflow float16 (Qwen2.5-VL in ollama/ollama#18070, Qwen3-VL's MLP in
+    unslothai/unsloth-zoo#720) and Qwen2 language models to produce NaN with eager attention
+    (huggingface/transformers#33294, #33317; sdpa stays finite). The encoder is 0.6-0.7 B
+    parameters: float32 costs about 1.3 GB more than float16. Its output is cast to the language
+    model's dtype by the model itself.
+    """
+    model.model.visual.to(torch.float32)

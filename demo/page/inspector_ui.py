@@ -1,0 +1,223 @@
+"""The inspector on the page: its components, and the events that redraw it.
+
+`InspectorPage` builds the inspector's column (pickers, the picture view, toggles, the list of
+groundings, the ground-truth comparison) inside the current Blocks, and `wire` connects it:
+it redraws whenever the chat changes (every streamed update, undo, regenerate, load, clear)
+and whenever the person picks, toggles, selects or loads reference boxes. Its events are
+private: API clients of /chat never pay for it. What it shows is `demo/views/inspector.py: inspect`
+of the conversation record; this module only maps that to components.
+
+Why a custom view (a `gr.HTML` running demo/page/inspector.js) rather than `gr.AnnotatedImage`:
+AnnotatedImage draws each box as a full-size mask PNG on the server (one per box, at every
+update), with a fixed 3 px outline that vanishes when a big photo is shown small, labels only
+in a legend, no points, no zoom, and no way to highlight a box from a table selection (its
+own legend hover only). `gr.Image` has no zoom either (fullscreen only) and no hover. The
+list is a `gr.Dataframe` (sortable, copyable, its `select` event picks a grounding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from demo.page.handlers import ChatHandlers
+from demo.record.conversation import Conversation
+from demo.views.ground_truth import ReferenceFileError, References, load_references
+from demo.views.inspector import HEADERS, SCORE_HEADERS, Inspection, Picks, inspect
+from demo.views.markup import inert, toast
+
+HERE = Path(__file__).parent
+TEMPLATE = """<div class="qi">
+<div class="qi-head"><span class="qi-title"></span><span class="qi-live" hidden>live</span>
+<span class="qi-tools"><button type="button" data-zoom="out" title="Zoom out">−</button><span class="qi-zoom"></span>
+<button type="button" data-zoom="in" title="Zoom in">+</button><button type="button" data-zoom="fit" title="Fit the picture">Fit</button>
+<button type="button" data-zoom="one" title="One picture pixel per screen pixel">1:1</button></span></div>
+<div class="qi-about"></div>
+<div class="qi-truth" hidden></div>
+<div class="qi-viewport"><div class="qi-stage"><img class="qi-img" alt="The picture inspected" draggable="false" hidden></div>
+<svg class="qi-overlay"></svg><div class="qi-tags"></div><div class="qi-tip" hidden></div><div class="qi-message" hidden></div></div>
+<div class="qi-legend" hidden><span class="qi-key" style="background:#16a34a"></span>matched
+<span class="qi-key" style="background:#dc2626"></span>extra (no reference)
+<span class="qi-key" style="background:#f59e0b"></span>missed reference (dashed)
+<span class="qi-key" style="background:#fff;border:1px dashed #666"></span>matched reference (dashed)</div>
+<div class="qi-answer" hidden></div>
+</div>"""
+MB = 1024 * 1024
+
+
+class InspectorPage:
+    """The inspector's components (built in the current Blocks context) and its event methods."""
+
+    def __init__(self, handlers: ChatHandlers, conversation: gr.State) -> None:
+        self.handlers = handlers
+        self.conversation = conversation
+        self.picks = gr.State(Picks())
+        self.references = gr.State(None)
+        gr.Markdown("### Inspector\nAn answer's boxes and points on its picture at full resolution. Scroll to zoom, drag to pan; "
+                    "hover or click a box, its row or its span in the answer.")
+        with gr.Row():
+            self.turn = gr.Dropdown([("Latest answer", 0)], value=0, label="Turn", elem_id="inspect-turn", scale=3)
+            self.picture = gr.Dropdown([], value=None, label="Picture", elem_id="inspect-picture", scale=2)
+        self.view = gr.HTML(
+            {"message": "Ask about a picture: its boxes and points show here.", "items": [], "answer": []},
+            html_template=TEMPLATE,
+            css_template=(HERE / "inspector.css").read_text(),
+            js_on_load=(HERE / "inspector.js").read_text(),
+            elem_id="inspect-view",
+        )
+        with gr.Row():
+            self.labels = gr.CheckboxGroup([], label="Labels shown", elem_id="inspect-labels", scale=3)
+            with gr.Column(scale=1, min_width=160):
+                self.tags = gr.Checkbox(True, label="Label tags on the picture", elem_id="inspect-tags")
+                self.show_references = gr.Checkbox(True, label="Reference boxes", elem_id="inspect-refs")
+        self.rows = gr.Dataframe(
+            headers=HEADERS[:6], interactive=False, wrap=True, max_height=320, elem_id="inspect-list", label="Groundings on this picture"
+        )
+        with gr.Accordion("Compare with ground truth", open=False, elem_id="truth"):
+            gr.Markdown(
+                "Load reference boxes for this chat's pictures: a COCO file (matched by `images[].file_name` to the "
+                "uploaded file's name) or a `detections.json` this app exported. Each turn's boxes are matched one to one, "
+                "greedily by IoU: green matched, red extra, amber (dashed) missed. The figures go into the export too."
+            )
+            with gr.Row():
+                self.upload = gr.UploadButton("Load reference boxes (.json)", file_types=[".json"], size="sm", elem_id="truth-upload")
+                self.remove = gr.Button("Remove them", size="sm")
+            self.status = gr.Markdown(elem_id="truth-status")
+            with gr.Row():
+                self.threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="IoU threshold", elem_id="truth-threshold")
+                self.match_labels = gr.Checkbox(True, label="Labels must match (case and spaces aside)", elem_id="truth-labels")
+            self.scores = gr.Dataframe(
+                headers=SCORE_HEADERS, interactive=False, label="Per turn and picture", elem_id="truth-scores"
+            )
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.turn, self.picture, self.view, self.labels, self.rows, self.scores]
+
+    def wire(self, chatbot: gr.Chatbot) -> None:
+        """Redraw on every change of the chat and on every control."""
+        state = [self.conversation, self.picks, self.references]
+        quiet = {"api_visibility": "private", "show_progress": "hidden", "concurrency_limit": None}
+        chatbot.change(self.show, state, self.outputs, trigger_mode="always_last", **quiet)
+        with_picks = [self.picks, *self.outputs]
+        for control, method in (
+            (self.turn, self.pick_turn),
+            (self.picture, self.pick_picture),
+            (self.labels, self.toggle_labels),
+            (self.tags, self.toggle_tags),
+            (self.show_references, self.toggle_references),
+            (self.match_labels, self.toggle_label_matching),
+        ):
+            control.input(method, [control, *state], with_picks, **quiet)
+        self.threshold.release(self.set_threshold, [self.threshold, *state], with_picks, **quiet)
+        self.view.select(self.select_on_picture, state, with_picks, **quiet)
+        self.rows.select(self.select_row, state, with_picks, **quiet)
+        truth = [self.references, self.status, *self.outputs]
+        self.upload.upload(self.load_references, [self.upload, *state], truth, **quiet)
+        self.remove.click(self.remove_references, state, truth, **quiet)
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def show(self, conversation: Conversation | None, picks: Picks, references: References | None) -> dict:
+        return self._render(inspect(conversation or Conversation(), self.handlers.family, picks, references))
+
+    def pick_turn(self, turn, conversation, picks, references) -> dict:
+        return self._changed(conversation, picks, references, turn=int(turn or 0), picture=0, selected=None)
+
+    def pick_picture(self, picture, conversation, picks, references) -> dict:
+        return self._changed(conversation, picks, references, picture=int(picture or 0), selected=None)
+
+    def toggle_labels(self, shown: list[str], conversation, picks, references) -> dict:
+        """`shown` are the labels left ticked: the others of this picture are hidden (other pictures' stay as they were)."""
+        current = inspect(conversation or Conversation(), self.handlers.family, picks, None)
+        here = {label for _, label in current.labels}
+        return self._changed(conversation, picks, references, hidden=frozenset((picks.hidden - here) | (here - set(shown or []))))
+
+    def toggle_tags(self, on: bool, conversation, picks, references) -> dict:
+        return self._changed(conversation, picks, references, labels=bool(on))
+
+    def toggle_references(self, on: bool, conversation, picks, references) -> dict:
+        return self._changed(conversation, picks, references, references=bool(on))
+
+    def toggle_label_matching(self, on: bool, conversation, picks, references) -> dict:
+        return self._changed(conversation, picks, references, match_labels=bool(on))
+
+    def set_threshold(self, threshold: float, conversation, picks, references) -> dict:
+        return self._changed(conversation, picks, references, threshold=min(max(float(threshold), 0.05), 1.0))
+
+    def select_on_picture(self, conversation, picks, references, evt: gr.SelectData) -> dict:
+        selected = evt.index if isinstance(evt.index, str) else None
+        return self._changed(conversation, picks, references, selected=selected)
+
+    def select_row(self, conversation, picks, references, evt: gr.SelectData) -> dict:
+        """A row's first cell is the grounding's number ("3") or a missed reference's ("r2")."""
+        first = str((evt.row_value or [""])[0])
+        selected = f"r{int(first[1:]) - 1}" if first[:1] == "r" and first[1:].isdigit() else f"d{int(first) - 1}" if first.isdigit() else None
+        if selected == picks.current(conversation or Conversation()).selected:
+            selected = None  # a second click on the same row lets go
+        return self._changed(conversation, picks, references, selected=selected)
+
+    def load_references(self, file: str | None, conversation, picks, references) -> dict:
+        """Reference boxes from an uploaded file (at most --max-image-mb, like a picture); a bad one is
+        refused with a sentence and the old ones stay."""
+        conversation = conversation or Conversation()
+        if not file:
+            return {}
+        try:
+            loaded = load_references(file, int(self.handlers.limits.max_image_mb * MB))
+        except ReferenceFileError as e:
+            gr.Warning(toast(str(e)))  # a toast shows HTML: the sentence quotes the file
+            return {self.status: f"⚠ Not loaded: {inert(str(e))}"}
+        shown = self.show(conversation, picks, loaded)
+        return {self.references: loaded, self.status: inert(loaded.describe(conversation)), **shown}
+
+    def remove_references(self, conversation, picks, references) -> dict:
+        return {self.references: None, self.status: "", **self.show(conversation, picks, None)}
+
+    def export(
+        self, conversation: Conversation | None, picks: Picks, references: References | None, request: gr.Request = None
+    ) -> list[str]:
+        """The export, with the comparison's figures when reference boxes are loaded."""
+        return self.handlers.export(conversation, references, picks.threshold, picks.match_labels, request)
+
+    # -- mapping --------------------------------------------------------------------------------
+
+    def _changed(self, conversation, picks: Picks, references, **changes: Any) -> dict:
+        conversation = conversation or Conversation()
+        picks = replace(picks.current(conversation), **changes)
+        return {self.picks: picks, **self.show(conversation, picks, references)}
+
+    def _render(self, shown: Inspection) -> dict:
+        return {
+            self.turn: gr.Dropdown(choices=shown.turns, value=shown.turn),
+            self.picture: gr.Dropdown(choices=shown.pictures, value=shown.picture or None),
+            self.view: shown.view,
+            self.labels: gr.CheckboxGroup(choices=shown.labels, value=shown.shown_labels, visible=bool(shown.labels)),
+            self.rows: _table(shown.rows, shown.headers, shown.view.get("selected")),
+            self.scores: gr.Dataframe(value=shown.scores or None, visible=bool(shown.scores)),
+        }
+
+
+def _table(rows: list[list[str]], headers: list[str], selected: str | None):
+    """The list, the selected grounding's row highlighted and the match column coloured (a
+    pandas Styler, only then: it costs ~15 ms, too much for every streamed update)."""
+    if selected is None and "reference" not in headers:
+        return gr.Dataframe(value=rows or None, headers=headers)
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=headers) if rows else pd.DataFrame(columns=headers)
+    number = None if selected is None else (f"r{int(selected[1:]) + 1}" if selected[0] == "r" else str(int(selected[1:]) + 1))
+    colours = {"matched": "color: #15803d", "extra": "color: #b91c1c", "missed": "color: #b45309"}
+
+    def row_style(row) -> list[str]:
+        background = "background-color: rgba(250, 204, 21, 0.45); font-weight: 600" if row["#"] == number else ""
+        return [background] * len(row)
+
+    def match_style(value: str) -> str:
+        return next((style for word, style in colours.items() if str(value).startswith(word)), "")
+
+    styled = frame.style.apply(row_style, axis=1)
+    return styled.map(match_style, subset=["reference"]) if "reference" in headers else styled

@@ -1,0 +1,251 @@
+// The page's own behaviour, run once as the `js_on_load` of the intro (gr.HTML, `element`).
+//
+// Keyboard: the textbox has the focus on load (not on touch screens, where that would open the
+// keyboard over the first screen) and gets it back after Send, Stop, attaching, an example and a
+// preset; a preset's «placeholder» is selected so that typing replaces it; Escape stops an answer.
+// Picture numbers: each attachment in the textbox shows the label it will have once sent
+// ("Picture 3", "Video 2"), counting on from the conversation (`data-pictures`, `data-videos` on
+// this element, from the chat's value). Screen readers: chat pictures get their "Picture N"
+// alt text (Gradio 6.31's chatbot drops the messages' alt_text), the textbox and its buttons
+// short names, chat messages their rendered text rather than raw Markdown. Pixel fields holding
+// 0 (the model's default) show empty: Gradio's Number turns an empty value into 0 on the page.
+// It knows nothing of the model; what it counts comes from the chat's value.
+
+const root = element.closest("#intro") || element;
+const touch = window.matchMedia("(pointer: coarse)").matches;
+const PLACEHOLDER = /«[^»]*»/;
+const labels = new Map(); // file url -> "Picture 2" (or "Picture 1, annotated"), from the chat's value
+let counts = { pictures: 0, videos: 0 };
+let captions = []; // per chat message: is it a picture's label (a user text right before its picture)?
+
+const textarea = () => document.querySelector("#message textarea");
+
+function focusBox() {
+  const box = textarea();
+  if (box && document.activeElement !== box) box.focus({ preventScroll: true });
+  return box;
+}
+
+// After an action that removes the focused button (Send becomes Stop and back), once the click is over.
+function refocusSoon() {
+  setTimeout(focusBox, 0);
+}
+
+function selectPlaceholder(box) {
+  const found = PLACEHOLDER.exec(box.value);
+  box.focus({ preventScroll: true });
+  if (found) box.setSelectionRange(found.index, found.index + found[0].length);
+  else box.setSelectionRange(box.value.length, box.value.length);
+}
+
+// A preset rewrites the textbox on the server: wait for the new text, then select its «object».
+function afterPreset(before) {
+  const started = performance.now();
+  const poll = () => {
+    const box = textarea();
+    if (box && box.value !== before && PLACEHOLDER.test(box.value)) return selectPlaceholder(box);
+    if (box && box.value !== before && performance.now() - started > 200) return selectPlaceholder(box);
+    if (performance.now() - started < 5000) setTimeout(poll, 30);
+  };
+  poll();
+}
+
+document.addEventListener(
+  "click",
+  (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    if (!target) return;
+    if (target.closest("#message .submit-button, #message .stop-button, #restore, #chatbot .option")) refocusSoon();
+    else if (target.closest("#chatbot .message-buttons button") && document.querySelector("#chatbot textarea.edit-textarea")) refocusSoon(); // an edit sent or cancelled
+    else if (target.closest("#presets button")) afterPreset(textarea()?.value ?? "");
+    else if (target.closest("#chatbot .example") && !touch) refocusSoon();
+  },
+  true,
+);
+
+document.addEventListener("change", (event) => {
+  if (event.target instanceof Element && event.target.matches("#message input[type=file]")) refocusSoon();
+});
+document.addEventListener("drop", (event) => {
+  if (event.target instanceof Element && event.target.closest("#message")) refocusSoon();
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented) return;
+  if (document.activeElement?.closest('[aria-expanded="true"], .edit-textarea')) return; // Escape closes that first
+  const stop = document.querySelector("#message .stop-button");
+  if (!stop || stop.offsetParent === null) return;
+  event.preventDefault();
+  stop.click();
+  refocusSoon();
+});
+
+// -- what the chat holds: counts and labels ------------------------------------------------------
+
+function fileOf(part) {
+  if (!part || typeof part !== "object") return null;
+  if (part.file) return Array.isArray(part.file) ? part.file[0] : part.file;
+  return null;
+}
+
+// Called with the Chatbot's value on every change (see demo/page/ui.py).
+window.qvcChat = (messages) => {
+  labels.clear();
+  counts = { pictures: 0, videos: 0 };
+  for (const message of messages || []) {
+    const parts = Array.isArray(message.content) ? message.content : [message.content];
+    for (const part of parts) {
+      const file = fileOf(part);
+      const label = part && part.alt_text;
+      if (!file || !label) continue;
+      if (file.url) labels.set(file.url, label);
+      const number = /^(Picture|Video) (\d+)$/.exec(label);
+      if (message.role === "user" && number) {
+        const kind = number[1] === "Picture" ? "pictures" : "videos";
+        counts[kind] = Math.max(counts[kind], Number(number[2]));
+      }
+    }
+  }
+  const list = messages || [];
+  const isFile = (m) => m && (Array.isArray(m.content) ? m.content : [m.content]).some((part) => fileOf(part));
+  captions = list.map((m, i) => m.role === "user" && !isFile(m) && isFile(list[i + 1]) && list[i + 1].role === "user");
+  root.dataset.pictures = String(counts.pictures);
+  root.dataset.videos = String(counts.videos);
+  schedule();
+};
+
+// -- fixes applied to the page as Gradio renders it ------------------------------------------------
+
+function nameChatMedia() {
+  for (const media of document.querySelectorAll("#chatbot img, #chatbot video")) {
+    const url = media.currentSrc || media.src || media.querySelector("source")?.src;
+    const label = labels.get(url) || labels.get(decodeURI(url || ""));
+    if (!label) continue;
+    if (media.tagName === "IMG" && media.alt !== label) media.alt = label;
+    if (media.tagName === "VIDEO" && media.getAttribute("aria-label") !== label) media.setAttribute("aria-label", label);
+  }
+}
+
+function labelThumbnails() {
+  const next = { Picture: counts.pictures, Video: counts.videos };
+  for (const item of document.querySelectorAll("#message .thumbnail-wrapper")) {
+    const kind = item.querySelector("img") ? "Picture" : "Video";
+    next[kind] += 1;
+    const label = `${kind} ${next[kind]}`;
+    let tag = item.querySelector(".qvc-label");
+    if (!tag) {
+      tag = document.createElement("span");
+      tag.className = "qvc-label";
+      tag.setAttribute("aria-hidden", "true"); // the wrapper's name says it
+      item.append(tag);
+    }
+    if (tag.textContent !== label) tag.textContent = label;
+    // Gradio makes each thumbnail a listitem of a container that also holds the upload button (not a
+    // list): a named group ("Picture 3", holding its Remove button) is what it is.
+    setAttributes(item, { role: "group", "aria-label": label });
+    const remove = item.querySelector(".delete-button");
+    if (remove) setAttributes(remove, { "aria-label": `Remove ${label}` });
+  }
+}
+
+function nameControls() {
+  const names = [
+    ["#message textarea", "Message"],
+    ["#message .submit-button", "Send"],
+    ["#message .stop-button", "Stop the answer"],
+    ["#message .upload-button", "Attach pictures or videos"],
+  ];
+  for (const [selector, name] of names) {
+    const node = document.querySelector(selector);
+    if (node) setAttributes(node, { "aria-label": name });
+  }
+  // The empty chat's examples are buttons in a "list" (which must hold list items): a named group.
+  for (const group of document.querySelectorAll("#chatbot .examples")) setAttributes(group, { role: "group", "aria-label": "Examples" });
+  // Accordion arrows are decoration: their names are their titles.
+  for (const icon of document.querySelectorAll("button.label-wrap .icon")) icon.setAttribute("aria-hidden", "true");
+}
+
+// Gradio names every message div with its raw text ("user's message: **Picture 1** · …"):
+// a screen reader then spells the Markdown markers and escapes. Its rendered text reads right.
+// (textContent, not innerText: reading it costs no layout, which matters while an answer streams.)
+function nameMessages() {
+  for (const node of document.querySelectorAll("#chatbot div[data-testid=user], #chatbot div[data-testid=bot]")) {
+    const who = node.dataset.testid === "user" ? "You" : "Model";
+    const text = node.textContent.replace(/\s+/g, " ").trim();
+    const media = node.querySelector("img, video");
+    const label = media ? `${who}: ${media.alt || media.getAttribute("aria-label") || "attachment"}` : `${who}: ${text}`;
+    setAttributes(node, { "aria-label": label });
+  }
+}
+
+function setAttributes(node, attributes) {
+  for (const [name, value] of Object.entries(attributes)) {
+    if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+  }
+}
+
+// A picture's label is not a question: no Copy or Edit buttons under it. Each message is its
+// own row (the chat does not group them: see demo/page/ui.py), in the order of the chat's value.
+function markCaptions() {
+  const rows = document.querySelectorAll("#chatbot .message-row");
+  if (rows.length !== captions.length) return;
+  rows.forEach((row, i) => {
+    row.classList.toggle("qvc-caption", captions[i]);
+    const buttons = row.nextElementSibling;
+    if (buttons && buttons.classList.contains("message-buttons")) buttons.classList.toggle("qvc-caption-buttons", captions[i]);
+  });
+}
+
+// The chat shows a question as inert Markdown (demo/views/markup.py writes the characters that could
+// make HTML, links or code as HTML entities; an older version wrote "![" as "!\[" and left code
+// alone); the edit box Gradio opens holds that text: give it back the question as typed. A
+// <textarea> decodes entities into text and never parses markup.
+const decoder = document.createElement("textarea");
+function typed(shown) {
+  decoder.innerHTML = shown.replaceAll("!\\[", "![");
+  return decoder.value;
+}
+function restoreEditedText() {
+  for (const box of document.querySelectorAll("#chatbot textarea.edit-textarea:not([data-qvc])")) {
+    box.dataset.qvc = "1";
+    box.setAttribute("aria-label", "Edit your question");
+    const text = typed(box.value);
+    if (text !== box.value) {
+      box.value = text;
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    box.focus();
+  }
+}
+
+function emptyDefaults() {
+  for (const input of document.querySelectorAll("#min-pixels input, #max-pixels input")) {
+    if (input.value === "0" && document.activeElement !== input) input.value = "";
+  }
+}
+
+let pending = false;
+function schedule() {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    nameChatMedia();
+    labelThumbnails();
+    nameControls();
+    nameMessages();
+    markCaptions();
+    restoreEditedText();
+    emptyDefaults();
+  });
+}
+
+new MutationObserver(schedule).observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["src"] });
+schedule();
+if (!touch) {
+  // The textbox may mount after this element: focus it as soon as it is there.
+  const started = performance.now();
+  const idle = () => !document.activeElement || document.activeElement === document.body;
+  const waitForBox = () => (!idle() || focusBox() || performance.now() - started > 5000 ? null : setTimeout(waitForBox, 50));
+  waitForBox();
+}

@@ -1,0 +1,189 @@
+"""Views of a conversation: pure functions from the conversation record to what the page shows.
+
+`chatbot_messages` gives the value of the `gr.Chatbot` (messages format, plain dicts so that
+API clients get plain data too). Each image is shown with its "Picture N" label, its size and
+what it cost the model, so that "compare Picture 1 and Picture 3" means the same thing to the
+person and to the model. Answers are shown readably (`grounding.readable`: no raw special
+tokens, no walls of JSON), and the boxes and points in them are drawn over their pictures
+under the answer, with a compact list of them. A thinking model's reasoning is a folded
+"thought" above its answer (`reasoning_message`): open with a spinner while it streams, folded
+once it has ended, opened by a click.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from demo.record.conversation import Attachment, Conversation, Turn
+from demo.views.annotations import (
+    CACHED_TURNS,
+    STILL_CHANGING,
+    annotated_image,
+    by_picture,
+    detections_markdown,
+    turn_detections,
+    undrawn_groundings,
+)
+from demo.views.markup import inert, message
+from grounding import readable
+
+STOPPED_NOTE = "*(Stopped.)*"
+CHAT_FIT = (520, 200)  # the box an annotated picture is shown within in the chat (see ui.CSS)
+# An answer that ended inside the reasoning: the reasoning is shown, and this instead of an answer.
+NO_ANSWER_NOTES = {
+    "done": "*(No answer yet: the answer ended while the model was still reasoning. More max new tokens "
+    "(Settings) let it finish; its reasoning so far is above.)*",
+    "stopped": "*(Stopped while the model was still reasoning: no answer yet. Its reasoning so far is above.)*",
+}
+_TIMESTAMP = re.compile(r"(?<![\d:.])(\d{1,2}:\d{2}(?::\d{2})?(?:\.\d+)?)(?![\d:])")  # 0:12, 01:02:03, 12:05.5
+
+
+def caption(label: str, attachment: Attachment) -> str:
+    """'Picture 2 · cat.png · 451×300 → 252×168 px, 54 visual tokens', or for a video
+    'Video 1 · clip.mp4 · 24 frames at 2.0 fps, 392×280 px each, 1,680 visual tokens'."""
+    parts = [f"**{label}**"]
+    if attachment.name:
+        parts.append(inert(attachment.name))
+    if attachment.video is not None:
+        parts.append(attachment.video.describe())
+        return " · ".join(parts)
+    width, height = attachment.size_wh
+    size = f"{width}×{height}"
+    if attachment.cost is not None:
+        seen_w, seen_h = attachment.cost.input_wh
+        size += f" → {seen_w}×{seen_h} px, {attachment.cost.tokens} visual tokens"
+    parts.append(size)
+    return " · ".join(parts)
+
+
+def answer_text(turn: Turn, shown: str, waiting_note: str = "") -> str:
+    """What the assistant bubble shows for `turn` in its current state; `shown` is its answer as inert Markdown."""
+    text = shown.strip()
+    if turn.status == "waiting":
+        return waiting_note or "Waiting for the model…"
+    if turn.status == "streaming" and not text:
+        return "…"
+    if not text and turn.reasoning and turn.thought_seconds is None and turn.status in ("done", "stopped"):
+        return NO_ANSWER_NOTES[turn.status]
+    if turn.status == "stopped":
+        return f"{text}\n\n{STOPPED_NOTE}" if text else STOPPED_NOTE
+    if turn.status == "error":
+        note = f"⚠ {inert(turn.error)}"  # a loaded file's error text is untrusted too
+        return f"{text}\n\n{note}" if text else note
+    if turn.status == "done" and not text:
+        return "*(The model gave an empty answer.)*"
+    return text
+
+
+def chatbot_messages(conversation: Conversation, family: str, waiting_note: str = "", notice: str = "") -> list[dict]:
+    """The Chatbot value: per turn its pictures, the question, the answer and the groundings drawn.
+
+    `family` is the model's grounding format family (it says how to read the answers);
+    `waiting_note` replaces a pending answer's placeholder; `notice` (why something was refused)
+    comes last, marked ⚠. A turn with several versions (Regenerate, an edited question) says
+    which one it shows; the last message offers the others of the latest such turn (the
+    Chatbot's `options`, shown under the last message).
+    """
+    return _chat(conversation, family, waiting_note, notice)[0]
+
+
+def question_turn(conversation: Conversation, family: str, message: int) -> int | None:
+    """The turn whose question is the Chatbot's message number `message`; None for any other message."""
+    questions = _chat(conversation, family)[1]
+    return questions.index(message) if message in questions else None
+
+
+def version_options(conversation: Conversation) -> list[dict]:
+    """The Chatbot options under the chat: the other versions of the latest turn that has some
+    (values "turn:version", 0-based). None while an answer is being written."""
+    turns = conversation.turns
+    if not turns or turns[-1].status in STILL_CHANGING:
+        return []
+    index = next((i for i in reversed(range(len(turns))) if turns[i].version_count > 1), None)
+    if index is None:
+        return []
+    turn, where = turns[index], "" if index == len(turns) - 1 else f"Question {index + 1}: "
+    options = []
+    if turn.version > 0:
+        options.append({"value": f"{index}:{turn.version - 1}", "label": f"{where}previous version ({turn.version} of {turn.version_count})"})
+    if turn.version < turn.version_count - 1:
+        options.append({"value": f"{index}:{turn.version + 1}", "label": f"{where}next version ({turn.version + 2} of {turn.version_count})"})
+    return [{**option, "label": option["label"][0].upper() + option["label"][1:]} for option in options]
+
+
+def _chat(conversation: Conversation, family: str, waiting_note: str = "", notice: str = "") -> tuple[list[dict], list[int | None]]:
+    """The Chatbot value, and for each turn the number of its question's message (None: no text)."""
+    messages: list[dict] = []
+    questions: list[int | None] = []
+    has_video = any(a.is_video for a in conversation.attachments())
+    for index, (turn, labels) in enumerate(zip(conversation.turns, conversation.labels(), strict=True)):
+        for attachment, label in zip(turn.attachments, labels, strict=True):
+            messages.append({"role": "user", "content": caption(label, attachment)})
+            messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
+        questions.append(len(messages) if turn.text else None)
+        if turn.text:
+            messages.append({"role": "user", "content": message(turn.text)})
+        detections = turn_detections(conversation, index, family)
+        emphasize = _TIMESTAMP if has_video else None
+        if turn.status in STILL_CHANGING:
+            shown = message(readable(turn.answer, family, detections), emphasize=emphasize)
+        else:
+            shown = _finished_answer(turn.answer, family, tuple(detections), emphasize)
+        if turn.reasoning and turn.status != "waiting":
+            messages.append(reasoning_message(turn))
+        if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
+            answer = answer_text(turn, shown, waiting_note)
+            if turn.version_count > 1:
+                answer += f"\n\n*Version {turn.version + 1} of {turn.version_count}.*"
+            messages.append({"role": "assistant", "content": answer})
+        messages += grounding_messages(conversation, detections)
+        if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
+            messages.append({"role": "assistant", "content": undrawn})
+    if notice:
+        messages.append({"role": "assistant", "content": f"⚠ {inert(notice)}"})
+    if options := version_options(conversation):
+        messages[-1] = {**messages[-1], "options": options}
+    return messages, questions
+
+
+@lru_cache(maxsize=CACHED_TURNS)
+def _finished_answer(answer: str, family: str, detections: tuple, emphasize: re.Pattern | None) -> str:
+    """A finished answer as the bubble shows it (remembered: it no longer changes)."""
+    return message(readable(answer, family, detections), emphasize=emphasize)
+
+
+def reasoning_message(turn: Turn) -> dict:
+    """The turn's reasoning as a Chatbot thought: pending (open, spinner) while it streams, then done (folded).
+
+    Gradio opens a thought whose status is "pending" or absent and folds a "done" one, until the
+    person clicks it. Reasoning that ended with no answer after it stays open.
+    """
+    if _still_thinking(turn):
+        metadata = {"title": "Thinking…", "status": "pending"}
+    elif turn.thought_seconds is None and not turn.answer.strip():  # no answer came: left open, it is all there is
+        metadata = {"title": "Reasoning (unfinished)"}
+    else:
+        metadata = {"title": "Reasoning", "status": "done"}
+    if turn.thought_seconds is not None:
+        metadata["duration"] = turn.thought_seconds  # shown after the title: "Reasoning (2.4s)"
+    return {"role": "assistant", "content": inert(turn.reasoning), "metadata": metadata}
+
+
+def _still_thinking(turn: Turn) -> bool:
+    return turn.status == "streaming" and turn.thought_seconds is None
+
+
+def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:
+    """Under an answer: each referenced picture with its boxes drawn, then the list of them."""
+    if not detections:
+        return []
+    images = conversation.images()
+    messages: list[dict] = []
+    for number, on_picture in by_picture(detections).items():
+        count = len(on_picture)
+        messages.append({"role": "assistant", "content": f"**Picture {number}** · {count} grounding{'s' * (count != 1)}"})
+        path = annotated_image(images[number - 1], on_picture, CHAT_FIT, lossless=False)
+        messages.append({"role": "assistant", "content": {"path": path, "alt_text": f"Picture {number}, annotated"}})
+    messages.append({"role": "assistant", "content": detections_markdown(tuple(detections))})
+    return messages
