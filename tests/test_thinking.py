@@ -254,7 +254,7 @@ def test_the_chat_folds_the_reasoning_streams_it_live_and_draws_boxes_from_the_a
 
 
 def test_the_switch_shows_only_where_the_template_has_one_and_reaches_the_engine():
-    from demo.page.ui import ChatPage, thinking_switch
+    from demo.page.chat_page import ChatPage, thinking_switch
 
     waiting = EngineSlot("loading", "qwen3.5")
     assert thinking_switch(waiting).visible is True  # before the model is there: its generation may have one

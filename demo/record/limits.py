@@ -1,6 +1,6 @@
 """Limits on what one person may send: file sizes (pictures and videos apart), images per turn and
 per conversation, message and system prompt length, visual tokens and prompt tokens per request,
-turns and text per conversation. Most are flags of app.py, with defaults that keep a shared CPU or
+turns and text per conversation. Most are flags (`demo/flags.py`), with defaults that keep a shared CPU or
 a small GPU usable; each refusal is one sentence saying which limit. A loaded conversation is held
 to the same limits (`demo.record.session_file`): what a live conversation can hold loads back.
 
