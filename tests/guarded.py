@@ -23,7 +23,8 @@ def launch(*, guard: dict | None = None, max_answer_tokens: int = 64, **launch_k
     demo = build_ui(handlers, concurrency=1, max_new_tokens=32, max_answer_tokens=max_answer_tokens)
     settings = GuardSettings(**(guard or {}))
     launch_kwargs.setdefault("max_queue", None)
-    _, url, _ = serve.launch(demo, settings, prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **launch_kwargs)
+    launch_kwargs.setdefault("server_port", None)
+    _, url, _ = serve.launch(demo, settings, prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_kwargs)
     fns = {fn.api_name: index for index, fn in demo.fns.items()}
     return {"url": url, "demo": demo, "engine": engine, "handlers": handlers, "fns": fns, "guard": find_guard(demo)}
 

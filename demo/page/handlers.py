@@ -337,6 +337,13 @@ class ChatHandlers:
         self.sessions.touch(session)
         return str(path)
 
+    def snapshot(self, conversation: Conversation | None, request: gr.Request | None = None) -> str | None:
+        """The conversation's saved file, for the page to keep in the browser (demo/page/history.js);
+        None for an empty one."""
+        if conversation is None or not conversation.turns:
+            return None
+        return self.save(conversation, request)
+
     def load(self, file: str | None, conversation: Conversation | None, request: gr.Request | None = None) -> Reply:
         """Replace the conversation with one saved earlier; a file that cannot be loaded is refused
         with a sentence, and everything stays as it was (the conversation, its files, what Clear set aside).

@@ -112,6 +112,7 @@ window.qvcChat = (messages) => {
   root.dataset.pictures = String(counts.pictures);
   root.dataset.videos = String(counts.videos);
   schedule();
+  window.qvcHistory?.changed(messages); // demo/page/history.js keeps the conversation
 };
 
 // -- fixes applied to the page as Gradio renders it ------------------------------------------------

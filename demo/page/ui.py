@@ -66,6 +66,10 @@ class _Parts:
     thinking: gr.Checkbox
     save_btn: gr.Button
     load_btn: gr.UploadButton
+    snapshot_btn: gr.Button
+    snapshot_file: gr.File
+    reopen_btn: gr.Button
+    reopen_file: gr.File
     saved_file: gr.File
     export_btn: gr.Button
     export_files: gr.File
@@ -151,7 +155,7 @@ def _layout(
             with gr.Row(elem_id="actions"):
                 regenerate_btn = gr.Button("Regenerate", size="sm")
                 undo_btn = gr.Button("Undo last turn", size="sm")
-                clear_btn = gr.Button("Clear", size="sm")
+                clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
             settings, video_settings, thinking = _settings_panel(handlers, max_new_tokens, min_pixels, max_pixels, max_answer_tokens)
             with gr.Accordion("Save or load the conversation", open=False, elem_id="save-load"):
                 gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
@@ -169,10 +173,22 @@ def _layout(
                 export_files = gr.File(label="Files", file_count="multiple", interactive=False)
         with gr.Column(scale=6, min_width=440, elem_id="inspector"):
             inspector = InspectorPage(handlers, conversation)
+    # The conversations kept in this browser (demo/page/history.js), beside the chat; on a phone,
+    # Gradio's sidebar opens over it. The hidden event gives the page the file it keeps.
+    with gr.Sidebar(label="Conversations", open=False, elem_id="history-sidebar"):
+        gr.HTML(
+            "", elem_id="history", js_on_load=(HERE / "history.js").read_text("utf-8"),
+            css_template=(HERE / "history.css").read_text("utf-8"), padding=False,
+        )
+        snapshot_btn = gr.Button("Keep", visible="hidden", elem_id="snapshot")
+        snapshot_file = gr.File(interactive=False, visible="hidden", elem_id="snapshot-file")
+        # Opening a kept conversation: the page uploads its file and runs the Load with it (as this input).
+        reopen_btn = gr.Button("Open", visible="hidden", elem_id="reopen")
+        reopen_file = gr.File(visible="hidden", elem_id="reopen-file")
     return _Parts(
         status, status_timer, conversation, chatbot, textbox, undo_clear, restore_btn, preset_buttons, regenerate_btn,
-        undo_btn, clear_btn, settings, video_settings, thinking, save_btn, load_btn, saved_file, export_btn, export_files,
-        inspector,
+        undo_btn, clear_btn, settings, video_settings, thinking, save_btn, load_btn, snapshot_btn, snapshot_file, reopen_btn, reopen_file, saved_file,
+        export_btn, export_files, inspector,
     )
 
 
@@ -277,7 +293,14 @@ def _wire(demo: gr.Blocks, handlers: ChatHandlers, p: _Parts, concurrency: int) 
     p.save_btn.click(handlers.save, [conversation], [p.saved_file], api_name="save", **files_queue).success(
         None, [p.saved_file], None, js=DOWNLOAD_JS, **glue
     )
+    p.snapshot_btn.click(handlers.snapshot, [conversation], [p.snapshot_file], api_visibility="private", **files_queue).success(
+        None, [p.snapshot_file], None, js="(file) => { window.qvcHistory?.store(file); }", **glue
+    )
     p.load_btn.upload(page.load, [p.load_btn, conversation], page.clear_outputs, cancels=answering, api_name="load", **files_queue)
+    p.reopen_btn.click(
+        page.load, [p.reopen_file, conversation], page.clear_outputs, cancels=answering, api_visibility="private",
+        js="(file, conversation) => [window.qvcHistory?.opening() ?? null, conversation]", **files_queue,
+    )
     p.status_timer.tick(page.status, None, [p.status, p.status_timer, thinking], **glue)
     demo.load(page.status, None, [p.status, p.status_timer, thinking], **glue)
     demo.unload(handlers.end_session)

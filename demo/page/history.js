@@ -1,0 +1,319 @@
+// The conversations kept in this browser: a list beside the chat, newest first.
+//
+// Each conversation is the app's own saved file (what Save downloads: questions, answers, pictures,
+// videos' frames, versions), kept in IndexedDB, which only this browser and this site can read. After
+// every change of the chat (an answer ends, Undo, an edit, a Load) the page asks the server for the
+// file (the hidden #snapshot event) and keeps it under this tab's conversation; opening one from the
+// list (or reloading the tab, whose conversation sessionStorage remembers) loads it back through the
+// page's own Load, so a refused file changes nothing and says why. Run by the list's gr.HTML
+// (`element` is its root); `window.qvcChat` (page.js) passes every chat change on.
+
+const DB_NAME = "qwen-vl-chat";
+const META = "conversations"; // {id, title, created, updated, bytes}
+const DATA = "files"; // {id, blob}
+const MAX_KEPT = 100; // conversations
+const MAX_BYTES = 512 * 1024 * 1024; // all of them together
+const TAB_KEY = "qvc-conversation"; // sessionStorage: this tab's conversation
+const DRAFT_KEY = "qvc-draft"; // sessionStorage: what this tab's textbox holds, not sent yet
+const FULL = `This browser keeps at most ${MAX_KEPT} conversations and ${MAX_BYTES / 2 ** 20} MB here: delete some to keep this one.`;
+
+let current = sessionStorage.getItem(TAB_KEY);
+let lastKey = null; // what the kept copy of the current conversation shows
+let restoringUntil = 0; // a Load of a kept conversation is under way: the chat it shows is not a change
+let pendingKey = null;
+let pendingTitle = "";
+let timer = null;
+let notice = "";
+
+function openDb() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB_NAME, 1);
+    request.onupgradeneeded = () => {
+      request.result.createObjectStore(META, { keyPath: "id" });
+      request.result.createObjectStore(DATA, { keyPath: "id" });
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function run(mode, work) {
+  const db = await openDb();
+  try {
+    return await new Promise((resolve, reject) => {
+      const tx = db.transaction([META, DATA], mode);
+      let result;
+      Promise.resolve(work(tx.objectStore(META), tx.objectStore(DATA))).then((r) => (result = r));
+      tx.oncomplete = () => resolve(result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+const asked = (request) => new Promise((resolve, reject) => {
+  request.onsuccess = () => resolve(request.result);
+  request.onerror = () => reject(request.error);
+});
+
+async function listed() {
+  const all = await run("readonly", (meta) => asked(meta.getAll()));
+  return (all || []).sort((a, b) => b.updated - a.updated);
+}
+
+function setCurrent(id) {
+  current = id;
+  if (id) sessionStorage.setItem(TAB_KEY, id);
+  else sessionStorage.removeItem(TAB_KEY);
+}
+
+function contentKey(messages) {
+  // What the conversation shows, without the file URLs (a loaded copy's files have new ones).
+  return JSON.stringify((messages || []).map((m) => {
+    const parts = Array.isArray(m.content) ? m.content : [m.content];
+    return [m.role, parts.map((p) => (typeof p === "string" ? p : p && (p.text || p.alt_text || (p.file ? "file" : ""))))];
+  }));
+}
+
+const partsOf = (m) => (m ? (Array.isArray(m.content) ? m.content : [m.content]) : []);
+const hasFile = (m) => partsOf(m).some((p) => p && typeof p === "object" && p.file);
+
+function firstQuestion(messages) {
+  const list = messages || [];
+  for (const [i, m] of list.entries()) {
+    if (m.role !== "user" || hasFile(m) || hasFile(list[i + 1])) continue; // a picture, or its caption
+    const parts = partsOf(m);
+    for (const p of parts) {
+      const text = typeof p === "string" ? p : p && p.text;
+      if (text && text.trim()) return new DOMParser().parseFromString(text, "text/html").body.textContent.trim().slice(0, 80);
+    }
+  }
+  return "Pictures";
+}
+
+const answering = () => !!document.querySelector("#message button.stop-button");
+
+// -- keeping -----------------------------------------------------------------------------------------
+
+function changed(messages) {
+  clearTimeout(timer);
+  const box = document.querySelector("#message textarea");
+  if (box && !box.value) sessionStorage.removeItem(DRAFT_KEY); // sent (the app empties the textbox)
+  const asked = (messages || []).some((m) => m.role === "user");
+  if (asked && performance.now() < restoringUntil) {
+    restoringUntil = 0;
+    lastKey = contentKey(messages);
+    return;
+  }
+  if (!asked) return; // an empty chat: nothing to keep
+  const key = contentKey(messages);
+  if (key === lastKey) return;
+  const settled = () => {
+    if (answering()) {
+      timer = setTimeout(settled, 500);
+      return;
+    }
+    pendingKey = key;
+    pendingTitle = firstQuestion(messages);
+    document.querySelector("#snapshot")?.click();
+  };
+  timer = setTimeout(settled, 600);
+}
+
+async function store(file) {
+  if (!file || !file.url || pendingKey === null) return;
+  const key = pendingKey;
+  const blob = await (await fetch(file.url, { credentials: "same-origin" })).blob();
+  const id = current || `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  const kept = await listed();
+  const others = kept.filter((c) => c.id !== id);
+  const before = kept.find((c) => c.id === id);
+  if (others.length + 1 > MAX_KEPT || others.reduce((n, c) => n + c.bytes, 0) + blob.size > MAX_BYTES) {
+    notice = FULL;
+    render(kept);
+    return;
+  }
+  const now = Date.now();
+  const title = before && before.renamed ? before.title : pendingTitle;
+  try {
+    await run("readwrite", (meta, data) => {
+      meta.put({ id, title, renamed: !!(before && before.renamed), created: before ? before.created : now, updated: now, bytes: blob.size });
+      data.put({ id, blob });
+    });
+  } catch (error) {
+    notice = FULL; // the browser's own quota
+    render(await listed());
+    return;
+  }
+  setCurrent(id);
+  lastKey = key;
+  notice = "";
+  render(await listed());
+}
+
+// -- opening ---------------------------------------------------------------------------------------
+
+function closeOnPhone() {
+  // On a phone the list covers the chat: once a conversation is chosen, show the chat.
+  const sidebar = document.querySelector("#history-sidebar");
+  if (window.innerWidth < 768 && sidebar?.classList.contains("open")) sidebar.querySelector(".toggle-button")?.click();
+}
+
+let opening = null; // the uploaded file the #reopen event loads (its `js` takes it from here)
+
+async function open(id) {
+  const record = await run("readonly", (meta, data) => asked(data.get(id)));
+  if (!record) return;
+  const form = new FormData();
+  form.append("files", new File([record.blob], "conversation.json", { type: "application/json" }));
+  const answer = await fetch(new URL("gradio_api/upload", location.href), { method: "POST", body: form, credentials: "same-origin" });
+  if (!answer.ok) {
+    notice = `This conversation could not be sent to the app (${answer.status}): try again in a moment.`;
+    render(await listed());
+    return;
+  }
+  const [path] = await answer.json();
+  opening = { path, orig_name: "conversation.json", meta: { _type: "gradio.FileData" } };
+  setCurrent(id);
+  restoringUntil = performance.now() + 10000;
+  document.querySelector("#reopen")?.click();
+  closeOnPhone();
+  render(await listed());
+}
+
+function startNew() {
+  setCurrent(null);
+  lastKey = null;
+  const clear = document.querySelector("#clear");
+  if (document.querySelector("#chatbot [data-testid='user']") && clear) clear.click();
+  closeOnPhone();
+  listed().then(render);
+}
+
+async function remove(id) {
+  await run("readwrite", (meta, data) => {
+    meta.delete(id);
+    data.delete(id);
+  });
+  if (id === current) startNew();
+  else render(await listed());
+}
+
+async function removeAll() {
+  await run("readwrite", (meta, data) => {
+    meta.clear();
+    data.clear();
+  });
+  startNew();
+}
+
+async function rename(id, title) {
+  await run("readwrite", async (meta) => {
+    const record = await asked(meta.get(id));
+    if (record) meta.put({ ...record, title: title.slice(0, 80), renamed: true });
+  });
+  render(await listed());
+}
+
+// -- the list ----------------------------------------------------------------------------------------
+
+function button(text, label, onClick, className = "") {
+  const b = Object.assign(document.createElement("button"), { type: "button", textContent: text, className });
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+let confirmingAll = false;
+function render(kept) {
+  element.replaceChildren();
+  const head = document.createElement("div");
+  head.className = "history-head";
+  head.append(button("New chat", "New chat", startNew, "history-new"));
+  if (kept.length) {
+    head.append(button(confirmingAll ? `Really delete all ${kept.length}?` : "Delete all", "Delete all conversations", () => {
+      if (confirmingAll) {
+        confirmingAll = false;
+        removeAll();
+      } else {
+        confirmingAll = true;
+        render(kept);
+      }
+    }, "history-delete-all"));
+  }
+  element.append(head);
+  if (notice) {
+    const p = Object.assign(document.createElement("p"), { className: "history-notice", textContent: notice });
+    p.setAttribute("role", "status");
+    element.append(p);
+  }
+  if (!kept.length) {
+    element.append(Object.assign(document.createElement("p"), { className: "history-empty", textContent: "Your conversations will be kept here, in this browser only." }));
+    return;
+  }
+  const list = document.createElement("ul");
+  list.className = "history-list";
+  list.setAttribute("aria-label", "Conversations kept in this browser");
+  for (const c of kept) {
+    const item = document.createElement("li");
+    item.className = "history-item" + (c.id === current ? " current" : "");
+    const when = new Date(c.updated).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+    const openIt = button(c.title, `Open ${c.title}`, () => open(c.id), "history-open");
+    if (c.id === current) openIt.setAttribute("aria-current", "true");
+    const meta = Object.assign(document.createElement("span"), { className: "history-when", textContent: when });
+    const renameIt = button("Rename", `Rename ${c.title}`, () => {
+      const field = Object.assign(document.createElement("input"), { value: c.title, className: "history-title" });
+      field.setAttribute("aria-label", "New name");
+      const done = () => rename(c.id, field.value.trim() || c.title);
+      field.addEventListener("keydown", (e) => e.key === "Enter" && done());
+      field.addEventListener("blur", done);
+      openIt.replaceWith(field);
+      field.focus();
+    }, "history-rename");
+    const deleteIt = button("Delete", `Delete ${c.title}`, () => remove(c.id), "history-delete");
+    item.append(openIt, meta, renameIt, deleteIt);
+    list.append(item);
+  }
+  element.append(list);
+}
+
+window.qvcHistory = {
+  changed, store, open, startNew,
+  opening: () => {
+    const file = opening;
+    opening = null;
+    return file;
+  },
+};
+
+// The draft survives a reload of the tab.
+document.addEventListener("input", (event) => {
+  if (event.target.matches?.("#message textarea")) sessionStorage.setItem(DRAFT_KEY, event.target.value);
+});
+function restoreDraft() {
+  const draft = sessionStorage.getItem(DRAFT_KEY);
+  const box = document.querySelector("#message textarea");
+  if (!box) return setTimeout(restoreDraft, 100);
+  if (draft && !box.value) {
+    box.value = draft;
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+}
+restoreDraft();
+
+listed().then((kept) => {
+  render(kept);
+  if (current && kept.some((c) => c.id === current)) {
+    // This tab's conversation (a reload, or the server restarted): load it once the page's Load is there.
+    const started = performance.now();
+    const waitForLoad = () => {
+      if (document.querySelector("#reopen") && document.querySelector("#message textarea")) open(current);
+      else if (performance.now() - started < 15000) setTimeout(waitForLoad, 100);
+    };
+    waitForLoad();
+  } else if (current) {
+    setCurrent(null); // deleted in another tab
+  }
+});

@@ -1,0 +1,133 @@
+"""Conversations kept in the browser (issue 23), as a person meets them in Chromium: a reload, a second
+tab, a server restart, a stranger's browser, and the list's New chat, rename and delete.
+
+The app runs a scripted engine behind its guard (tests/guarded.py) on a fixed port, so that it can
+be stopped and started again there as a restarted server would be. A Playwright context is one
+browser (its IndexedDB and cookies); its pages are tabs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.guarded import launch
+from tests.helpers import free_port
+from tests.test_browser import send
+
+pytestmark = pytest.mark.browser
+
+
+def started(port: int) -> dict:
+    app = launch(server_port=port)
+    app["engine"].answers = [["The cat sleeps."], ["On a sofa."], ["A third answer."], ["And more."]]
+    return app
+
+
+def open_tab(context, app: dict):
+    tab = context.new_page()
+    tab.goto(app["url"])
+    tab.get_by_text("is ready").wait_for(timeout=15_000)
+    return tab
+
+
+def answered(tab, text: str, answer: str, files=()) -> None:
+    bots = tab.locator("#chatbot [data-testid='bot']")
+    before = bots.count()
+    send(tab, text, files)
+    tab.wait_for_function(
+        "([n, answer]) => { const b = document.querySelectorAll(\"#chatbot [data-testid='bot']\");"
+        " return b.length > n && b[b.length - 1].innerText.includes(answer); }", arg=[before, answer], timeout=15_000,
+    )
+    tab.locator("#message button.submit-button").wait_for(timeout=15_000)  # Send is back: the answer has ended
+
+
+def kept_titles(tab) -> list[str]:
+    """The conversations the list shows (it is in Gradio's sidebar: opened first)."""
+    sidebar = tab.locator("#history-sidebar")
+    if "open" not in (sidebar.get_attribute("class") or "").split():
+        sidebar.get_by_role("button", name="Toggle Sidebar").click()
+        tab.wait_for_function("document.querySelector('#history-sidebar').getBoundingClientRect().left >= 0")
+    return tab.locator("#history .history-open").all_inner_texts()
+
+
+def chat_texts(tab) -> list[str]:
+    return [t.strip() for t in tab.locator("#chatbot [data-testid='user'], #chatbot [data-testid='bot']").all_inner_texts()]
+
+
+def test_a_conversation_comes_back_after_a_reload_in_a_second_tab_and_after_a_restart(browser, photos, artifacts):
+    port = free_port()
+    app = started(port)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = open_tab(context, app)
+        answered(tab, "What is in Picture 1?", "The cat sleeps.", [photos["chelsea"]])
+        answered(tab, "Where is it?", "On a sofa.")
+        tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)  # kept
+        assert kept_titles(tab) == ["What is in Picture 1?"]
+        tab.fill("#message textarea", "a draft")
+        tab.reload()
+        tab.locator("#chatbot").get_by_text("On a sofa.").wait_for(timeout=15_000)  # this tab's conversation is back
+        shown = chat_texts(tab)
+        assert any("What is in Picture 1?" in t for t in shown) and any("The cat sleeps." in t for t in shown)
+        assert tab.locator("#chatbot img[alt='Picture 1']").count() == 1  # its picture too
+        assert tab.locator("#message textarea").input_value() == "a draft"  # and the message being written
+        tab.screenshot(path=str(artifacts / "history-after-reload.png"))
+
+        second = open_tab(context, app)  # a second tab of the same browser starts empty, and lists it
+        assert kept_titles(second) == ["What is in Picture 1?"]
+        second.locator("#history .history-open").first.click()
+        second.locator("#chatbot").get_by_text("On a sofa.").wait_for(timeout=15_000)
+        second.screenshot(path=str(artifacts / "history-list.png"))
+        second.close()
+
+        stranger = browser.new_context(viewport={"width": 1280, "height": 900})  # another person's browser: nothing of it
+        other = open_tab(stranger, app)
+        assert kept_titles(other) == []
+        assert other.locator("#history").get_by_text("kept here, in this browser only").count() == 1
+        stranger.close()
+
+        app["demo"].close()  # the server restarts: its sessions and files are gone
+        app = started(port)
+        tab.reload()
+        tab.locator("#chatbot").get_by_text("On a sofa.").wait_for(timeout=20_000)
+        # a follow-up (the restarted server's first scripted answer), answered with the whole conversation before it
+        answered(tab, "Anything else?", "The cat sleeps.")
+        prompt = app["engine"].calls[-1][0]
+        asked = [part.get("text", "") for message in prompt for part in message["content"] if message["role"] == "user"]
+        assert any("What is in Picture 1?" in text for text in asked) and any("Anything else?" in text for text in asked)
+        assert any(part["type"] == "image" for message in prompt for part in message["content"])
+    finally:
+        context.close()
+        app["demo"].close()
+
+
+def test_new_chat_rename_and_delete(browser, artifacts):
+    app = started(free_port())
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = open_tab(context, app)
+        answered(tab, "First question", "The cat sleeps.")
+        tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
+        kept_titles(tab)
+        tab.locator("#history .history-new").click()
+        tab.locator("#chatbot [data-testid='user']").first.wait_for(state="detached", timeout=10_000)
+        answered(tab, "Second question", "On a sofa.")
+        tab.locator("#history .history-open").nth(1).wait_for(state="attached", timeout=15_000)
+        assert kept_titles(tab) == ["Second question", "First question"]  # newest first
+        tab.locator("#history .history-rename").nth(1).click()
+        tab.fill("#history .history-title", "Renamed")
+        tab.keyboard.press("Enter")
+        tab.locator("#history .history-open", has_text="Renamed").wait_for(timeout=5_000)
+        tab.screenshot(path=str(artifacts / "history-renamed.png"))
+        tab.locator("#history .history-delete").first.click()  # the current one: the chat starts anew
+        tab.locator("#chatbot [data-testid='user']").first.wait_for(state="detached", timeout=10_000)
+        assert kept_titles(tab) == ["Renamed"]
+        tab.locator("#history .history-delete-all").click()
+        tab.locator("#history .history-delete-all").click()  # asked twice
+        tab.locator("#history .history-empty").wait_for(timeout=5_000)
+        tab.reload()
+        tab.get_by_text("is ready").wait_for(timeout=15_000)
+        assert kept_titles(tab) == []  # really gone
+    finally:
+        context.close()
+        app["demo"].close()
