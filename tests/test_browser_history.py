@@ -106,11 +106,15 @@ def test_new_chat_rename_and_delete(browser, artifacts):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         tab = open_tab(context, app)
+        assert tab.locator("#regenerate").is_disabled()  # nothing to regenerate yet
         answered(tab, "First question", "The cat sleeps.")
+        assert tab.locator("#regenerate").is_enabled()
         tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
         kept_titles(tab)
+        tab.fill("#message textarea", "half a thought")
         tab.locator("#history .history-new").click()
         tab.locator("#chatbot [data-testid='user']").first.wait_for(state="detached", timeout=10_000)
+        assert tab.locator("#message textarea").input_value() == "half a thought"  # a new chat keeps the draft (Clear too)
         answered(tab, "Second question", "On a sofa.")
         tab.locator("#history .history-open").nth(1).wait_for(state="attached", timeout=15_000)
         assert kept_titles(tab) == ["Second question", "First question"]  # newest first
@@ -128,6 +132,35 @@ def test_new_chat_rename_and_delete(browser, artifacts):
         tab.reload()
         tab.get_by_text("is ready").wait_for(timeout=15_000)
         assert kept_titles(tab) == []  # really gone
+    finally:
+        context.close()
+        app["demo"].close()
+
+
+def test_an_open_tab_says_when_the_app_is_gone_and_follows_on_when_it_is_back(browser, artifacts):
+    """Issue 23: after a restart an open tab still said the model "is ready", and the next message
+    replaced the whole conversation (3 turns became 1)."""
+    port = free_port()
+    app = started(port)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = open_tab(context, app)
+        answered(tab, "First question", "The cat sleeps.")
+        answered(tab, "Second question", "On a sofa.")
+        tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)  # kept
+        app["demo"].close()  # the app goes away, the tab stays open
+        tab.locator("#connection").wait_for(state="visible", timeout=10_000)
+        assert "cannot be reached" in tab.locator("#connection").inner_text()
+        tab.fill("#message textarea", "Third question")  # typed meanwhile
+        tab.screenshot(path=str(artifacts / "history-app-gone.png"))
+        app = started(port)
+        tab.locator("#connection").wait_for(state="hidden", timeout=15_000)  # gone once the conversation is back
+        assert tab.locator("#message textarea").input_value() == "Third question"  # the draft is kept
+        answered(tab, "Third question", "The cat sleeps.")
+        prompt = app["engine"].calls[-1][0]
+        asked = [part.get("text", "") for message in prompt for part in message["content"] if message["role"] == "user"]
+        assert [q for q in ("First question", "Second question", "Third question") if any(q in a for a in asked)] == [
+            "First question", "Second question", "Third question"]  # all three turns: nothing replaced
     finally:
         context.close()
         app["demo"].close()

@@ -222,11 +222,12 @@ def test_undo_removes_the_last_turn_and_gives_back_its_message(photos):
     assert shown(reply)[-1]["content"] == "a"
 
 
-def test_clear_starts_over():
+def test_clear_starts_over_and_leaves_the_draft_alone():
     handlers, _ = make([["a"]])
     run(handlers.chat("one", None))
     reply = handlers.clear()
-    assert shown(reply) == [] and reply.conversation.turns == [] and reply.message == EMPTY_MESSAGE
+    assert shown(reply) == [] and reply.conversation.turns == []
+    assert reply.message is None  # issue 23: Clear emptied the textbox too, losing what was being typed
 
 
 class _Tab:

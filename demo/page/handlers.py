@@ -248,9 +248,9 @@ class ChatHandlers:
         return Reply(conversation, self.family, message=restored)
 
     def clear(self, request: gr.Request | None = None, conversation: Conversation | None = None) -> Reply:
-        """Start a new, empty conversation. The engine's cache of the old one is freed; the old one
-        (when it has turns) and its files are kept aside for `restore` until the next answer starts,
-        the session ends or it is cleared again; without one it ends at once."""
+        """Start a new, empty conversation (the textbox keeps what is being typed). The engine's cache of
+        the old one is freed; the old one (when it has turns) and its files are kept aside for `restore`
+        until the next answer starts, the session ends or it is cleared again; without one it ends at once."""
         session = _session(request)
         if conversation is None or not conversation.turns:
             self._close(session)
@@ -259,7 +259,7 @@ class ChatHandlers:
             if engine is not None:
                 engine.forget(session)
             self.sessions.set_aside(session, conversation)
-        return Reply(Conversation(), self.family, message=EMPTY_MESSAGE)
+        return Reply(Conversation(), self.family)  # the textbox keeps what is being typed
 
     def restore(self, current: Conversation | None, request: gr.Request | None = None) -> Reply:
         """Undo of Clear: the conversation set aside comes back; `current` stays when there is none."""

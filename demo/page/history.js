@@ -105,6 +105,7 @@ function changed(messages) {
   if (asked && performance.now() < restoringUntil) {
     restoringUntil = 0;
     lastKey = contentKey(messages);
+    if (!lost) showLost(false); // back after the app was gone: the conversation is there again
     return;
   }
   if (!asked) return; // an empty chat: nothing to keep
@@ -287,6 +288,54 @@ window.qvcHistory = {
     return file;
   },
 };
+
+// -- the connection ---------------------------------------------------------------------------------
+// While the app cannot be reached (a restart, a crash, the network), the page says so and the textbox
+// keeps what is typed; once it is back, this tab's conversation is opened again from the kept copy,
+// so that the next message follows it instead of starting over (a restarted app has no sessions).
+
+const PROBE_MS = 3000;
+const LOST = "The app cannot be reached (it may be restarting): what you type is kept, and this conversation comes back when the app does.";
+let lost = false;
+
+function showLost(show) {
+  let line = document.querySelector("#connection");
+  if (!line && show) {
+    line = Object.assign(document.createElement("p"), { id: "connection", textContent: LOST });
+    line.setAttribute("role", "status");
+    Object.assign(line.style, { position: "sticky", top: "0", zIndex: "20", margin: "0", padding: "0.5rem 0.75rem",
+      background: "#fef3c7", color: "#78350f", borderBottom: "1px solid #f59e0b" });
+    document.querySelector("#model-status")?.before(line);
+  }
+  if (line) line.hidden = !show;
+}
+
+async function probe() {
+  if (document.visibilityState === "visible") {
+    let up = false;
+    try {
+      // a small static file; any answer but a proxy's 5xx means the app is there (a login page's 401 too)
+      up = (await fetch(new URL("manifest.json", location.href), { cache: "no-store" })).status < 500;
+    } catch (error) {
+      up = false;
+    }
+    if (!up && !lost) {
+      lost = true;
+      showLost(true);
+    } else if (up && lost) {
+      lost = false;
+      const kept = await listed();
+      if (current && kept.some((c) => c.id === current)) {
+        open(current); // the line goes once the conversation is back (`changed`), or after 10 s
+        setTimeout(() => showLost(false), 10000);
+      } else {
+        showLost(false);
+      }
+    }
+  }
+  setTimeout(probe, PROBE_MS);
+}
+setTimeout(probe, PROBE_MS);
 
 // The draft survives a reload of the tab.
 document.addEventListener("input", (event) => {

@@ -63,12 +63,72 @@ document.addEventListener(
   true,
 );
 
-document.addEventListener("change", (event) => {
-  if (event.target instanceof Element && event.target.matches("#message input[type=file]")) refocusSoon();
-});
-document.addEventListener("drop", (event) => {
-  if (event.target instanceof Element && event.target.closest("#message")) refocusSoon();
-});
+// -- files over their size limit are refused when attached (the app refuses them on Send too) --------
+
+function sizeText(mb) {
+  return mb < 10 ? `${Number(mb.toPrecision(3))} MB` : `${Math.round(mb).toLocaleString("en")} MB`; // as limits._size
+}
+
+function tooBig(files) {
+  const limits = document.querySelector("#qvc-limits")?.dataset;
+  if (!limits) return [];
+  const videos = (limits.videoExtensions || "").split(" ");
+  const refused = [];
+  for (const file of files || []) {
+    const isVideo = videos.some((extension) => file.name.toLowerCase().endsWith(extension));
+    const limit = Number(isVideo ? limits.videoMb : limits.imageMb);
+    const mb = file.size / 2 ** 20;
+    if (mb > limit) refused.push(`${file.name} is ${sizeText(mb)}, more than the ${sizeText(limit)} allowed for a ${isVideo ? "video" : "picture"}.`);
+  }
+  return refused;
+}
+
+function sayRefused(sentences) {
+  let line = document.querySelector("#attach-refused");
+  if (!line) {
+    line = Object.assign(document.createElement("p"), { id: "attach-refused" });
+    line.setAttribute("role", "alert");
+    document.querySelector("#message")?.after(line);
+  }
+  line.textContent = `Not attached: ${sentences.join(" ")}`;
+  line.hidden = false;
+  clearTimeout(sayRefused.timer);
+  sayRefused.timer = setTimeout(() => (line.hidden = true), 10000);
+}
+
+document.addEventListener(
+  "change",
+  (event) => {
+    const input = event.target;
+    if (!(input instanceof HTMLInputElement) || !input.matches("#message input[type=file]")) return;
+    const refused = tooBig(input.files);
+    if (refused.length) {
+      sayRefused(refused);
+      const kept = new DataTransfer();
+      for (const file of input.files) if (!tooBig([file]).length) kept.items.add(file);
+      input.files = kept.files; // the others are attached as usual
+      if (!kept.files.length) event.stopImmediatePropagation();
+    }
+    refocusSoon();
+  },
+  true,
+);
+for (const kind of ["drop", "paste"]) {
+  document.addEventListener(
+    kind,
+    (event) => {
+      if (!(event.target instanceof Element) || !event.target.closest("#message")) return;
+      const refused = tooBig((kind === "drop" ? event.dataTransfer : event.clipboardData)?.files);
+      if (refused.length) {
+        event.preventDefault(); // none of them: the person drops or pastes the others again
+        event.stopImmediatePropagation();
+        sayRefused(refused);
+      }
+      refocusSoon();
+    },
+    true,
+  );
+}
 
 document.addEventListener("keydown", (event) => {
   if (event.key !== "Escape" || event.defaultPrevented) return;
@@ -225,6 +285,13 @@ function emptyDefaults() {
   }
 }
 
+function regenerateOnlyWithAnAnswer() {
+  // Regenerate is unavailable until there is an answer (it used to put a refusal where the examples are).
+  const regenerate = document.querySelector("#regenerate");
+  const answered = !!document.querySelector("#chatbot [data-testid='bot']");
+  if (regenerate && regenerate.disabled === answered) regenerate.disabled = !answered;
+}
+
 let pending = false;
 function schedule() {
   if (pending) return;
@@ -238,6 +305,7 @@ function schedule() {
     markCaptions();
     restoreEditedText();
     emptyDefaults();
+    regenerateOnlyWithAnAnswer();
   });
 }
 

@@ -47,6 +47,14 @@ HINT = (
 )
 
 
+def limits_tag(image_mb: float, video_mb: float, video_extensions: tuple[str, ...]) -> str:
+    """What page.js needs to refuse a file over its size limit when it is attached, not after Send."""
+    return (
+        f'<div id="qvc-limits" hidden data-image-mb="{image_mb:g}" data-video-mb="{video_mb:g}" '
+        f'data-video-extensions="{" ".join(video_extensions)}"></div>'
+    )
+
+
 def examples() -> list[dict]:
     """The examples the empty chat offers: a question and its pictures or video."""
     photo = lambda name: str(EXAMPLES_DIR / name)  # noqa: E731

@@ -22,7 +22,8 @@ from demo.engines.base import DEFAULT_SYSTEM_PROMPT
 from demo.page.chat_page import ChatPage, textbox_idle
 from demo.page.handlers import ChatHandlers
 from demo.page.inspector_ui import InspectorPage
-from demo.page.texts import CSS, DOWNLOAD_JS, HERE, HINT, INTRO, ON_SPACES, TITLE, examples, preset_label
+from demo.media.video import VIDEO_EXTENSIONS
+from demo.page.texts import CSS, DOWNLOAD_JS, HERE, HINT, INTRO, ON_SPACES, TITLE, examples, limits_tag, preset_label
 from demo.page.writing import PREPARING
 from demo.views.markup import CHATBOT_SETTINGS
 from grounding.generations import GENERATIONS, PRESETS, generation
@@ -106,7 +107,8 @@ def _layout(
     limits = handlers.limits
     # The title and one line; it also runs demo/page/page.js (keyboard, picture numbers, names for screen
     # readers) and exposes the numbers of pictures and videos sent so far (data-pictures, data-videos).
-    gr.HTML(INTRO, elem_id="intro", js_on_load=(HERE / "page.js").read_text("utf-8"), padding=False)
+    intro = INTRO + limits_tag(limits.max_image_mb, limits.max_video_mb, VIDEO_EXTENSIONS)
+    gr.HTML(intro, elem_id="intro", js_on_load=(HERE / "page.js").read_text("utf-8"), padding=False)
     # What the model is doing: its download (a progress bar, bytes, rate, time left), loading, ready or failed.
     # Every open tab's timer reads the one slot, so all of them follow the same download.
     status = gr.Markdown(handlers.slot.status_markdown(), elem_id="model-status")
@@ -153,7 +155,7 @@ def _layout(
                     name: gr.Button(preset_label(name, handlers.family), size="sm", variant="secondary") for name in PRESETS
                 }
             with gr.Row(elem_id="actions"):
-                regenerate_btn = gr.Button("Regenerate", size="sm")
+                regenerate_btn = gr.Button("Regenerate", size="sm", elem_id="regenerate")
                 undo_btn = gr.Button("Undo last turn", size="sm")
                 clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
             settings, video_settings, thinking = _settings_panel(handlers, max_new_tokens, min_pixels, max_pixels, max_answer_tokens)

@@ -45,13 +45,21 @@ _ROOTS: list[Path] = []  # every session root of this process (annotated picture
 _ALL: weakref.WeakSet[Sessions] = weakref.WeakSet()  # every Sessions of this process (files find their session by it)
 
 
+TEMP_PREFIX = "qwen-vl-chat-"
+ROOT_PREFIX = "qwen-vl-chat-sessions-"
+OWNER_FILE = ".pid"  # in each folder deleted at exit: the process it is of
+
+
 def prepare_temp_dir() -> Path:
     """A temporary directory for this app, deleted at exit; Gradio's upload folder goes inside it.
 
     Call before Gradio is imported (it reads GRADIO_TEMP_DIR once). A GRADIO_TEMP_DIR set by the
-    operator is kept, and the sessions' folders go inside it.
+    operator is kept, and the sessions' folders go inside it. What an app that was killed left
+    (no exit ran for it) is deleted first (`clean_after_crash`).
     """
-    own = Path(tempfile.mkdtemp(prefix="qwen-vl-chat-"))
+    clean_after_crash(Path(tempfile.gettempdir()), TEMP_PREFIX)
+    own = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    (own / OWNER_FILE).write_text(str(os.getpid()))
     atexit.register(shutil.rmtree, own, True)
     os.environ.setdefault("GRADIO_TEMP_DIR", str(own / "gradio"))
     return own
@@ -59,9 +67,38 @@ def prepare_temp_dir() -> Path:
 
 def default_root() -> Path:
     """Where this process keeps its sessions' folders: inside Gradio's upload folder, deleted at exit."""
-    root = upload_folder() / f"qwen-vl-chat-sessions-{secrets.token_hex(8)}"
+    clean_after_crash(upload_folder(), ROOT_PREFIX)
+    root = upload_folder() / f"{ROOT_PREFIX}{secrets.token_hex(8)}"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / OWNER_FILE).write_text(str(os.getpid()))
     atexit.register(shutil.rmtree, root, True)
     return root
+
+
+def clean_after_crash(parent: Path, prefix: str) -> list[Path]:
+    """Delete the folders `parent/prefix*` whose process has ended without deleting them (killed,
+    or the machine stopped); a folder of a process still running, or of no known process, stays."""
+    removed = []
+    for folder in parent.glob(f"{prefix}*") if parent.is_dir() else ():
+        try:
+            pid = int((folder / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if pid == os.getpid() or _running(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def folder_of(path: str | Path) -> Path | None:
