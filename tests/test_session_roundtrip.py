@@ -84,10 +84,17 @@ def round_trip(chat: ChatHandlers, conversation: Conversation, session: str) -> 
 
 
 def same(loaded: Conversation, original: Conversation) -> bool:
+    """The same turns, pictures and videos, and the same versions of each turn (issue 23: Save dropped
+    the versions not shown), each with the same turns after it."""
     fields = ("text", "answer", "reasoning", "thought_seconds", "error", "input_sizes")
     for a, b in zip(loaded.turns, original.turns, strict=True):
         assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
         assert a.status == (b.status if b.status in ("done", "stopped", "error") else "stopped")
+        assert (a.version, a.version_count) == (b.version, b.version_count)
+        for x, y in zip(a.versions, b.versions, strict=True):
+            assert [getattr(x.turn, f) for f in fields] == [getattr(y.turn, f) for f in fields]
+            assert x.turn.attachments is a.attachments  # a version keeps its turn's pictures
+            assert same(Conversation(x.later), Conversation(y.later))
         assert [(x.name, x.is_video, x.size_wh) for x in a.attachments] == [(y.name, y.is_video, y.size_wh) for y in b.attachments]
         for x, y in zip(a.attachments, b.attachments, strict=True):
             if x.is_video:
@@ -152,3 +159,31 @@ def test_a_thinking_turn_and_a_saved_mid_stream_answer_load_back(tmp_path):
     path.write_text(dump_conversation(conversation))
     loaded = read_conversation(str(path), Limits()).conversation
     assert [(t.reasoning, t.thought_seconds, t.status) for t in loaded.turns] == [("First this, then that.", 2.5, "done"), ("still", None, "stopped")]
+
+
+def test_hidden_versions_count_against_the_limits_and_deep_nesting_is_one_sentence(tmp_path):
+    """Every version is held in memory once loaded: its turns count against the turns a conversation
+    may have, and a file nested deeper than anyone could click is refused with one sentence."""
+    from demo.media.pictures import UploadError
+    from demo.record.conversation import Turn, Version
+
+    def nested(depth: int) -> Conversation:
+        turn = Turn("q", answer="a", status="done")
+        for _ in range(depth):
+            turn = Turn("q", answer="a", status="done", versions=[Version(Turn("old", answer="b", status="done"), [turn])], version=1)
+        return Conversation([turn])
+
+    path = tmp_path / "saved.json"
+    path.write_text(dump_conversation(nested(20)))
+    loaded = read_conversation(str(path), Limits()).conversation
+    assert loaded.turns[0].version_count == 2 and loaded.turns[0].versions[0].later[0].version_count == 2
+    path.write_text(dump_conversation(nested(20)))
+    with pytest.raises(UploadError, match="more than the 30 a conversation may have"):
+        read_conversation(str(path), Limits(max_turns=30))  # 20 levels of 2 turns each, and the last
+    inner = '{"text": "q", "images": [], "answer": "a", "status": "done", "error": ""}'
+    for _ in range(5000):  # deeper than Python's JSON reader goes: written by hand
+        inner = ('{"text": "q", "images": [], "answer": "a", "status": "done", "error": "", "version": 1, '
+                 f'"versions": [{{"turn": {{"text": "o", "answer": "b", "status": "done", "error": ""}}, "later": [{inner}]}}]}}')
+    path.write_text(f'{{"format": "qwen-vl-chat/conversation", "version": 1, "turns": [{inner}]}}')
+    with pytest.raises(UploadError, match="saved.json is not a conversation this app saved"):
+        read_conversation(str(path), Limits(max_turns=100_000))

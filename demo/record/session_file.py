@@ -35,7 +35,7 @@ from PIL import Image
 from demo.media.pictures import DISPLAY_SIDE, UploadError, load_picture, probe_image
 from demo.media.video import DEFAULT_SETTINGS as VIDEO_SETTINGS
 from demo.media.video import SampledVideo
-from demo.record.conversation import Attachment, Conversation, Turn
+from demo.record.conversation import Attachment, Conversation, Turn, Version
 from demo.record.limits import MB, LimitError, Limits
 from demo.record.reasoning import CLOSE, split_reasoning
 from grounding.generations import GENERATIONS
@@ -68,24 +68,31 @@ def max_file_bytes(limits: Limits) -> int:
 
 
 def dump_conversation(conversation: Conversation) -> str:
-    """The conversation as JSON text: questions, raw answers, statuses, images as PNG (base64)."""
-    turns = []
-    for turn in conversation.turns:
-        images = [_dump_attachment(attachment) for attachment in turn.attachments]
-        status = turn.status if turn.status in _STATUSES else "stopped"  # an answer cut by saving mid-stream
-        turns.append(
-            {
-                "text": turn.text,
-                "images": images,
-                "answer": turn.answer,
-                "reasoning": turn.reasoning,
-                "thought_seconds": turn.thought_seconds,
-                "status": status,
-                "error": turn.error,
-                "input_sizes": [list(size) for size in turn.input_sizes],
-            }
-        )
+    """The conversation as JSON text: questions, raw answers, statuses, images as PNG (base64), and
+    each turn's other versions with the turns that followed them."""
+    turns = [_dump_turn(turn) for turn in conversation.turns]
     return json.dumps({"format": FORMAT, "version": VERSION, "turns": turns}, ensure_ascii=False)
+
+
+def _dump_turn(turn: Turn) -> dict:
+    dumped = {"text": turn.text, "images": [_dump_attachment(attachment) for attachment in turn.attachments], **_dump_answer(turn)}
+    if turn.versions:  # a version keeps the turn's pictures (an edit changes the words), not its own copy
+        dumped["version"] = turn.version
+        dumped["versions"] = [
+            {"turn": {"text": v.turn.text, **_dump_answer(v.turn)}, "later": [_dump_turn(t) for t in v.later]} for v in turn.versions
+        ]
+    return dumped
+
+
+def _dump_answer(turn: Turn) -> dict:
+    return {
+        "answer": turn.answer,
+        "reasoning": turn.reasoning,
+        "thought_seconds": turn.thought_seconds,
+        "status": turn.status if turn.status in _STATUSES else "stopped",  # an answer cut by saving mid-stream
+        "error": turn.error,
+        "input_sizes": [list(size) for size in turn.input_sizes],
+    }
 
 
 def _png64(image: Image.Image) -> str:
@@ -180,35 +187,82 @@ def _conversation(data: object, limits: Limits, files: list) -> Conversation:
     _expect(data.get("version") == VERSION, f"it is version {data.get('version')!r}, this app reads version {VERSION}")
     raw_turns = data.get("turns")
     _expect(isinstance(raw_turns, list), "it has no list of turns")
-    _check_size(raw_turns, limits)
-    _check_pixels(raw_turns, limits)
-    turns, images, pictures = [], 0, 0
-    for number, raw in enumerate(raw_turns, 1):
+    every = _every_turn(raw_turns, limits)
+    _check_size(every, limits)
+    _check_pixels(every, limits)
+    return Conversation(turns=_turns(raw_turns, limits, files, _Count(), 0))
+
+
+@dataclass
+class _Count:
+    """What the turns read so far hold, every version's included: numbers them, and bounds their images."""
+
+    turns: int = 0
+    images: int = 0
+
+
+def _every_turn(raw_turns: list, limits: Limits) -> list:
+    """Every turn of the file, the hidden versions' and the turns after them included (at most one more
+    than a conversation may hold: `_check_size` refuses that), walked without recursion."""
+    found, pending = [], [raw_turns]
+    while pending and len(found) <= limits.max_turns:
+        items = pending.pop()
+        for raw in items if isinstance(items, list) else []:
+            found.append(raw)
+            for version in raw.get("versions", []) if isinstance(raw, dict) and isinstance(raw.get("versions"), list) else []:
+                if isinstance(version, dict):
+                    found.append(version.get("turn"))
+                    pending.append(version.get("later"))
+    return found
+
+
+def _turns(raw_turns: object, limits: Limits, files: list, count: _Count, pictures: int) -> list[Turn]:
+    """The turns of a list (the conversation's, or those after a hidden version); `pictures`: the
+    pictures before them, which their input sizes count."""
+    _expect(isinstance(raw_turns, list), "a version has no list of the turns after it")
+    turns = []
+    for raw in raw_turns:
+        count.turns += 1
+        number = count.turns
         _expect(isinstance(raw, dict), f"turn {number} is not an object")
-        text, answer, status, error = (raw.get(k) for k in ("text", "answer", "status", "error"))
-        _expect(all(isinstance(v, str) for v in (text, answer, error)), f"turn {number} has a text that is not a string")
-        _expect(status in _STATUSES, f"turn {number} has an unknown status")
-        _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
-        _expect(len(answer) <= limits.max_answer_chars, f"turn {number}'s answer is too long")
-        reasoning, answer, thought_seconds = _reasoning(raw, answer, limits, number)
         raw_images = raw.get("images")
         _expect(isinstance(raw_images, list), f"turn {number} has no list of images")
-        images += len(raw_images)
-        _expect(images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
+        count.images += len(raw_images)
+        _expect(count.images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
         attachments = [_attachment(item, limits, number, files) for item in raw_images]
         pictures += sum(not a.is_video for a in attachments)
-        input_sizes = _sizes(raw.get("input_sizes", []), pictures, number)
-        turns.append(
-            Turn(
-                text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
-                status=status, error=error, input_sizes=input_sizes,
-            )
-        )
-    return Conversation(turns=turns)
+        turn = _turn(raw, attachments, limits, number, pictures)
+        raw_versions = raw.get("versions", [])
+        _expect(isinstance(raw_versions, list), f"turn {number} has malformed versions")
+        for raw_version in raw_versions:
+            _expect(isinstance(raw_version, dict) and isinstance(raw_version.get("turn"), dict), f"turn {number} has a malformed version")
+            shown = _turn(raw_version["turn"], attachments, limits, number, pictures)
+            turn.versions.append(Version(shown, _turns(raw_version.get("later"), limits, files, count, pictures)))
+        version = raw.get("version", 0)
+        _expect(type(version) is int and 0 <= version <= len(turn.versions), f"turn {number} has a malformed version number")
+        turn.version = version
+        turns.append(turn)
+    return turns
+
+
+def _turn(raw: dict, attachments: list[Attachment], limits: Limits, number: int, pictures: int) -> Turn:
+    """A turn's (or one of its versions') words, answer and status, checked; `pictures`: those seen by then."""
+    text, answer, status, error = (raw.get(k) for k in ("text", "answer", "status", "error"))
+    _expect(all(isinstance(v, str) for v in (text, answer, error)), f"turn {number} has a text that is not a string")
+    _expect(status in _STATUSES, f"turn {number} has an unknown status")
+    _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
+    _expect(len(answer) <= limits.max_answer_chars, f"turn {number}'s answer is too long")
+    reasoning, answer, thought_seconds = _reasoning(raw, answer, limits, number)
+    input_sizes = _sizes(raw.get("input_sizes", []), pictures, number)
+    return Turn(
+        text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
+        status=status, error=error, input_sizes=input_sizes,
+    )
 
 
 def _check_size(raw_turns: list, limits: Limits) -> None:
-    """Refuse a file of more turns, or more text, than a live conversation may hold (before anything else)."""
+    """Refuse a file of more turns, or more text, than a live conversation may hold (before anything
+    else); `raw_turns`: every turn, the hidden versions' included."""
     _expect(len(raw_turns) <= limits.max_turns, f"it has {len(raw_turns):,} turns, more than the {limits.max_turns:,} a conversation may have")
     fields = ("text", "answer", "reasoning", "error")
     chars = sum(len(v) for raw in raw_turns if isinstance(raw, dict) for v in map(raw.get, fields) if isinstance(v, str))
