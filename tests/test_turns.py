@@ -89,3 +89,19 @@ def test_a_tab_closed_while_waiting_gives_nothing_away():
     assert handlers.writing.of("s2") is None
     list(first)
     assert list(handlers.chat("three", None, request=Request("s3")))[-1].conversation.turns[-1].answer == "b"
+
+
+def test_two_at_once_are_served_in_the_order_they_asked():
+    from demo.page.writing import Running, Writing
+
+    writing = Writing(at_once=2)
+    first, second, third = Running(), Running(), Running()
+    assert writing.take_turn(first, timeout=0) == 0
+    assert writing.take_turn(second, timeout=0) == 0  # a second place: no wait
+    assert writing.take_turn(third, timeout=0) == 2  # both places taken: two answers before it
+    writing.give_back()
+    assert writing.take_turn(third, timeout=0) == 0
+    late = Running()
+    assert writing.take_turn(late, timeout=0) == 2
+    writing.leave(late)
+    assert writing.take_turn(Running(), timeout=0) == 2  # the one who left holds no place

@@ -62,13 +62,17 @@ class Writing:
         with self._turn:
             if running not in self._waiting:
                 self._waiting.append(running)
-            if self._writing >= self.at_once or self._waiting[0] is not running:
+            if not self._may_write(running):
                 self._turn.wait(timeout)
-            if self._writing < self.at_once and self._waiting[0] is running:
-                self._waiting.popleft()
+            if self._may_write(running):
+                self._waiting.remove(running)
                 self._writing += 1
                 return 0
             return self._writing + self._waiting.index(running)
+
+    def _may_write(self, running: Running) -> bool:
+        """Whether `running` is among the first waiting, as many as there are free places (under the lock)."""
+        return self._waiting.index(running) < self.at_once - self._writing
 
     def leave(self, running: Running) -> None:
         """`running` stops waiting for its turn (Stop, a closed tab)."""
