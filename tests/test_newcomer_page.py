@@ -101,6 +101,20 @@ def test_an_edited_question_is_answered_anew_and_the_old_branch_is_kept():
     assert texts(conversation) == [("first, again", "A2")]
 
 
+def test_every_turns_versions_are_reachable_not_only_the_latest_ones():
+    """Issue 23: once a later answer was regenerated, an earlier edit's versions had no option left."""
+    handlers, _ = scripted([["A1"], ["B1"], ["A2"], ["B2"], ["B3"]])
+    conversation = last(handlers.chat("first", None)).conversation
+    last(handlers.chat("second", conversation))
+    last(handlers.edit(conversation, 0, "first, again"))  # question 1 has two versions
+    last(handlers.chat("second, again", conversation))
+    last(handlers.regenerate(conversation))  # and now question 2 too
+    labels = [o["label"] for o in chatbot_messages(conversation, "qwen2-vl")[-1]["options"]]
+    assert labels == ["Previous version (1 of 2)", "Question 1: previous version (1 of 2)"]
+    handlers.show_version(conversation, 0, 0)  # the edit's first branch, with its own second turn
+    assert texts(conversation) == [("first", "A1"), ("second", "B1")]
+
+
 def test_edits_that_change_nothing_or_cannot_be_made():
     handlers, engine = scripted([["A1"]])
     conversation = last(handlers.chat("first", None)).conversation

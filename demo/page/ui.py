@@ -19,10 +19,10 @@ from typing import Any
 import gradio as gr
 
 from demo.engines.base import DEFAULT_SYSTEM_PROMPT
+from demo.media.video import VIDEO_EXTENSIONS
 from demo.page.chat_page import ChatPage, textbox_idle
 from demo.page.handlers import ChatHandlers
 from demo.page.inspector_ui import InspectorPage
-from demo.media.video import VIDEO_EXTENSIONS
 from demo.page.texts import CSS, DOWNLOAD_JS, HERE, HINT, INTRO, ON_SPACES, TITLE, examples, limits_tag, preset_label
 from demo.page.writing import PREPARING
 from demo.views.markup import CHATBOT_SETTINGS

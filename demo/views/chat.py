@@ -95,20 +95,22 @@ def question_turn(conversation: Conversation, family: str, message: int) -> int 
 
 
 def version_options(conversation: Conversation) -> list[dict]:
-    """The Chatbot options under the chat: the other versions of the latest turn that has some
-    (values "turn:version", 0-based). None while an answer is being written."""
+    """The Chatbot options under the chat (Gradio shows options under the last message only): the
+    other versions of every turn that has some, the latest turn first, so that every branch is
+    reachable (values "turn:version", 0-based). None while an answer is being written."""
     turns = conversation.turns
     if not turns or turns[-1].status in STILL_CHANGING:
         return []
-    index = next((i for i in reversed(range(len(turns))) if turns[i].version_count > 1), None)
-    if index is None:
-        return []
-    turn, where = turns[index], "" if index == len(turns) - 1 else f"Question {index + 1}: "
     options = []
-    if turn.version > 0:
-        options.append({"value": f"{index}:{turn.version - 1}", "label": f"{where}previous version ({turn.version} of {turn.version_count})"})
-    if turn.version < turn.version_count - 1:
-        options.append({"value": f"{index}:{turn.version + 1}", "label": f"{where}next version ({turn.version + 2} of {turn.version_count})"})
+    for index in reversed(range(len(turns))):
+        turn = turns[index]
+        if turn.version_count < 2:
+            continue
+        where = "" if index == len(turns) - 1 else f"Question {index + 1}: "
+        if turn.version > 0:
+            options.append({"value": f"{index}:{turn.version - 1}", "label": f"{where}previous version ({turn.version} of {turn.version_count})"})
+        if turn.version < turn.version_count - 1:
+            options.append({"value": f"{index}:{turn.version + 1}", "label": f"{where}next version ({turn.version + 2} of {turn.version_count})"})
     return [{**option, "label": option["label"][0].upper() + option["label"][1:]} for option in options]
 
 
