@@ -69,7 +69,8 @@ def test_a_conversation_comes_back_after_a_reload_in_a_second_tab_and_after_a_re
         tab.locator("#chatbot").get_by_text("On a sofa.").wait_for(timeout=15_000)  # this tab's conversation is back
         shown = chat_texts(tab)
         assert any("What is in Picture 1?" in t for t in shown) and any("The cat sleeps." in t for t in shown)
-        assert tab.locator("#chatbot img[alt='Picture 1']").count() == 1  # its picture too
+        tab.locator("#chatbot img[alt='Picture 1']").wait_for(timeout=10_000)  # its picture too
+        assert tab.locator("#chatbot img[alt='Picture 1']").count() == 1
         assert tab.locator("#message textarea").input_value() == "a draft"  # and the message being written
         tab.screenshot(path=str(artifacts / "history-after-reload.png"))
 

@@ -123,7 +123,14 @@ function changed(messages) {
   timer = setTimeout(settled, 600);
 }
 
-async function store(file) {
+let storing = Promise.resolve();
+function store(file) {
+  // One at a time: a second copy waits for the first to have named the conversation.
+  storing = storing.then(() => storeNow(file)).catch(() => {});
+  return storing;
+}
+
+async function storeNow(file) {
   if (!file || !file.url || pendingKey === null) return;
   const key = pendingKey;
   const blob = await (await fetch(file.url, { credentials: "same-origin" })).blob();
