@@ -350,6 +350,9 @@ def axe_problems(page, state: str) -> list[str]:
     """axe-core's serious and critical violations on the page as it is now."""
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: run `npm ci --prefix tests/js` (the README's test step)")
+    # The settled page: Gradio dims the status line for the moment its page-load event refreshes it
+    # (it already says "is ready", which is what the fixtures wait for).
+    page.wait_for_function("() => !document.querySelector('#model-status .pending')", timeout=10_000)
     if not page.evaluate("() => !!window.axe"):
         try:
             page.add_script_tag(path=str(AXE))
