@@ -101,14 +101,14 @@ function changed(messages) {
   clearTimeout(timer);
   const box = document.querySelector("#message textarea");
   if (box && !box.value) sessionStorage.removeItem(DRAFT_KEY); // sent (the app empties the textbox)
-  const asked = (messages || []).some((m) => m.role === "user");
-  if (asked && performance.now() < restoringUntil) {
+  const hasQuestion = (messages || []).some((m) => m.role === "user");
+  if (hasQuestion && performance.now() < restoringUntil) {
     restoringUntil = 0;
     lastKey = contentKey(messages);
     if (!lost) showLost(false); // back after the app was gone: the conversation is there again
     return;
   }
-  if (!asked) return; // an empty chat: nothing to keep
+  if (!hasQuestion) return; // an empty chat: nothing to keep
   const key = contentKey(messages);
   if (key === lastKey) return;
   const settled = () => {
