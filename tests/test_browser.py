@@ -6,6 +6,9 @@ the run instead of skipping it. Screenshots land in tests/artifacts/ for a perso
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from tests.helpers import generating, wait_until
@@ -22,16 +25,24 @@ def refused_files(page) -> list[str]:
     return refused
 
 
-@pytest.fixture
-def page(browser, app):
-    page = browser.new_page(viewport={"width": 1200, "height": 1100})
+@contextmanager
+def ready_page(browser, url: str, **options) -> Iterator:
+    """A new page (`options`: Playwright's, a viewport at least) on the app once it says the model
+    is ready; closed at the end, when no file it asked for may have been refused."""
+    page = browser.new_page(**options)
     refused = refused_files(page)
-    page.goto(app["url"])
+    page.goto(url)
     page.get_by_text("is ready").wait_for(timeout=15_000)
     yield page
     if not page.is_closed():
         page.close()
     assert refused == []
+
+
+@pytest.fixture
+def page(browser, app):
+    with ready_page(browser, app["url"], viewport={"width": 1200, "height": 1100}) as page:
+        yield page
 
 
 def send(page, text: str, files=()) -> None:

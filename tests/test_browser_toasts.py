@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests.fakes import ScriptedEngine
-from tests.test_browser import refused_files
+from tests.test_browser import ready_page
 
 pytestmark = pytest.mark.browser
 
@@ -43,13 +43,8 @@ def app():
 
 @pytest.fixture
 def page(browser, app):
-    page = browser.new_page(viewport={"width": 1440, "height": 1000}, bypass_csp=True)
-    refused = refused_files(page)
-    page.goto(app["url"])
-    page.get_by_text("is ready").wait_for(timeout=15_000)
-    yield page
-    page.close()
-    assert refused == []
+    with ready_page(browser, app["url"], viewport={"width": 1440, "height": 1000}, bypass_csp=True) as page:
+        yield page
 
 
 def hostile_reference_file(tmp_path, planted: str) -> str:

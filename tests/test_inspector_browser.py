@@ -16,7 +16,7 @@ from demo.media.resize import smart_resize
 from demo.record.conversation import VisionCost
 from grounding.generations import generation
 from tests.fakes import ScriptedEngine
-from tests.test_browser import refused_files
+from tests.test_browser import ready_page
 
 pytestmark = pytest.mark.browser
 MAX_PIXELS = 28 * 28 * 256
@@ -59,13 +59,8 @@ def app():
 
 @pytest.fixture
 def page(browser, app):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    refused = refused_files(page)
-    page.goto(app["url"])
-    page.get_by_text("is ready").wait_for(timeout=15_000)
-    yield page
-    page.close()
-    assert refused == []
+    with ready_page(browser, app["url"], viewport={"width": 1440, "height": 1000}) as page:
+        yield page
 
 
 def ask(page, text: str, files=(), wait: bool = True) -> None:
