@@ -289,10 +289,7 @@ function regenerateOnlyWithAnAnswer() {
   // Regenerate is unavailable until there is an answer (it used to put a refusal where the examples are).
   const regenerate = document.querySelector("#regenerate");
   const answered = !!document.querySelector("#chatbot [data-testid='bot']");
-  if (regenerate && regenerate.disabled === answered) {
-    regenerate.style.transition = "none"; // Gradio fades a disabled button in over 0.2 s: half-transparent text meanwhile
-    regenerate.disabled = !answered;
-  }
+  if (regenerate && regenerate.disabled === answered) regenerate.disabled = !answered;
 }
 
 let pending = false;
