@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,7 +136,11 @@ class Guard:
         path, method = asking.path, asking.method
         gradio = scope.get("app")
         if hooks := gradio_view.store_hooks(gradio):
-            self.ledger.sweep(*hooks)
+            held, busy, drop = hooks
+            ended: list[str] = []
+            self.ledger.sweep(held, busy, ended.append)
+            if ended:  # the app's end of each (its files deleted) off the event loop, which serves everyone
+                threading.Thread(target=lambda: [drop(session) for session in ended], name="end-sessions", daemon=True).start()
         if auth.asks_password(gradio):
             if method == "POST" and path.rstrip("/") == "/login":
                 return await self._login(scope, receive, send, asking)
