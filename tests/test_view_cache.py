@@ -102,6 +102,7 @@ def test_a_loaded_conversation_of_many_answers_with_boxes_shows_in_seconds(tmp_p
     reply = handlers.load(str(saved), None)
     view = shown(reply)
     seconds = time.monotonic() - start
+    print(f"300 answers, each with its own box on one 1024x1024 picture: loaded and shown in {seconds:.2f} s")
     drawn = [m["content"]["path"] for m in view if isinstance(m["content"], dict) and m["role"] == "assistant"]
     assert not reply.notice and len(drawn) == 300 and len(set(drawn)) == 300  # every answer's own boxes
     with Image.open(drawn[0]) as first:
