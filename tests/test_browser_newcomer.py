@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from tests.conftest import ARTIFACTS
 from tests.helpers import generating, wait_until
 
 pytestmark = pytest.mark.browser
@@ -443,24 +444,36 @@ def test_edit_a_question_then_browse_its_versions(page, engine):
     box.wait_for(timeout=10_000)
     assert box.input_value() == "Is a < b & c?"  # as typed, not as the chat escapes it
     box.fill("Is a < b & c, really?")
+    versions = page.locator("#chatbot .qvc-versions")
     with answering(engine, "Edited answer."):
         page.locator("#chatbot").get_by_role("button", name="Submit").click()
-        page.locator("#chatbot").get_by_text("Version 2 of 2.").wait_for(timeout=20_000)
+        page.get_by_role("group", name="Answer 1: version 2 of 2").wait_for(timeout=20_000)
         wait_idle(page)
     chat = chat_text(page)
     assert "Is a < b & c, really?" in chat and "Edited answer." in chat and "Second question." not in chat
     assert "Picture 1 · chelsea.png" in chat  # the picture stays with the edited question
+    # The edited question and its answer both carry ‹ 2/2 ›, on their own side of the chat.
+    assert versions.count() == 2
+    assert page.get_by_role("group", name="Question 1: version 2 of 2").is_visible()
+    question_box = page.get_by_role("group", name="Question 1: version 2 of 2").bounding_box()
+    answer_box = page.get_by_role("group", name="Answer 1: version 2 of 2").bounding_box()
+    assert question_box["x"] > answer_box["x"]  # right-aligned under the question, left under the answer
+    assert page.get_by_role("button", name="Question 1: next version (3 of 2)").is_disabled()
     # The first version, with the turn that followed it, is one click away; and back again.
-    page.get_by_role("button", name="Previous version (1 of 2)").click()
+    page.get_by_role("button", name="Question 1: previous version (1 of 2)").click()
     page.locator("#chatbot").get_by_text("Second answer.").wait_for(timeout=10_000)
     assert "First answer." in chat_text(page) and "Edited answer." not in chat_text(page)
-    page.get_by_role("button", name="Question 1: next version (2 of 2)").click()
+    assert focused(page) == "textbox"
+    page.get_by_role("button", name="Answer 1: next version (2 of 2)").click()
     page.locator("#chatbot").get_by_text("Edited answer.").wait_for(timeout=10_000)
-    # Regenerate keeps the answer it replaces.
+    # Regenerate keeps the answer it replaces; the answer counts three versions, the question two
+    # texts but three versions too (a version is a question with its answer).
     with answering(engine, "Another answer."):
         page.get_by_role("button", name="Regenerate").click()
-        page.locator("#chatbot").get_by_text("Version 3 of 3.").wait_for(timeout=20_000)
+        page.get_by_role("group", name="Answer 1: version 3 of 3").wait_for(timeout=20_000)
         wait_idle(page)
-    page.get_by_role("button", name="Previous version (2 of 3)").click()
+    page.get_by_role("button", name="Answer 1: previous version (2 of 3)").click()
     page.locator("#chatbot").get_by_text("Edited answer.").wait_for(timeout=10_000)
+    page.get_by_role("group", name="Answer 1: version 2 of 3").wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "versions.png"))
     assert focused(page) == "textbox"

@@ -196,7 +196,8 @@ def test_regenerate_replaces_the_last_answer():
     conversation = run(handlers.chat("q", None)).conversation
     reply = run(handlers.regenerate(conversation))
     assert len(reply.conversation.turns) == 1 and reply.conversation.turns[0].answer == "second"
-    assert shown(reply)[-1]["content"] == "second\n\n*Version 2 of 2.*"  # the first answer is kept (see test_newcomer_page)
+    assert shown(reply)[-1]["content"] == "second"  # the first answer is kept (see test_newcomer_page)
+    assert shown(reply)[-1]["metadata"] == {"id": "qvc-version 0 1 2"}
     messages, _ = engine.calls[-1]
     assert [m["role"] for m in messages] == ["system", "user"]  # the old answer is not shown to the model
 

@@ -67,12 +67,13 @@ def test_regenerate_keeps_each_answer_and_the_model_sees_the_one_shown():
     turn = conversation.turns[0]
     assert (turn.answer, turn.version, turn.version_count) == ("three", 2, 3)
     view = chatbot_messages(conversation, "qwen2-vl")
-    assert view[-1]["content"] == "three\n\n*Version 3 of 3.*"
-    assert view[-1]["options"] == [{"value": "0:1", "label": "Previous version (2 of 3)"}]
+    # The answer carries its versions for the page's ‹ 3/3 › arrows; the question (never edited) does not.
+    assert view[-1] == {"role": "assistant", "content": "three", "metadata": {"id": "qvc-version 0 2 3"}}
+    assert "metadata" not in view[-2]
     # Back to the first answer: the record shows it, the next question is asked after it.
     reply = handlers.show_version(conversation, 0, 0)
     assert reply.conversation.turns[0].answer == "one"
-    assert [o["label"] for o in chatbot_messages(conversation, "qwen2-vl")[-1]["options"]] == ["Next version (2 of 3)"]
+    assert chatbot_messages(conversation, "qwen2-vl")[-1]["metadata"] == {"id": "qvc-version 0 0 3"}
     last(handlers.chat("And then?", conversation))
     messages, _ = engine.calls[-1]
     assert [m["content"][-1]["text"] for m in messages if m["role"] == "assistant"] == ["one"]
@@ -90,13 +91,12 @@ def test_an_edited_question_is_answered_anew_and_the_old_branch_is_kept():
     messages, _ = engine.calls[-1]
     assert [m["role"] for m in messages] == ["system", "user"] and messages[1]["content"][-1]["text"] == "first, again"
     view = chatbot_messages(conversation, "qwen2-vl")
-    assert view[-1]["options"] == [{"value": "0:0", "label": "Previous version (1 of 2)"}]
+    assert view[-1]["metadata"] == view[-2]["metadata"] == {"id": "qvc-version 0 1 2"}  # the question was edited
     # The first version comes back with the turn that followed it; the options still reach the edit.
     handlers.show_version(conversation, 0, 0)
     assert texts(conversation) == [("first", "A1"), ("second", "B1")]
-    assert chatbot_messages(conversation, "qwen2-vl")[-1]["options"] == [
-        {"value": "0:1", "label": "Question 1: next version (2 of 2)"}
-    ]
+    view = chatbot_messages(conversation, "qwen2-vl")
+    assert [m.get("metadata") for m in view] == [{"id": "qvc-version 0 0 2"}] * 2 + [None, None]
     handlers.show_version(conversation, 0, 1)
     assert texts(conversation) == [("first, again", "A2")]
 
@@ -109,8 +109,9 @@ def test_every_turns_versions_are_reachable_not_only_the_latest_ones():
     last(handlers.edit(conversation, 0, "first, again"))  # question 1 has two versions
     last(handlers.chat("second, again", conversation))
     last(handlers.regenerate(conversation))  # and now question 2 too
-    labels = [o["label"] for o in chatbot_messages(conversation, "qwen2-vl")[-1]["options"]]
-    assert labels == ["Previous version (1 of 2)", "Question 1: previous version (1 of 2)"]
+    tags = [m.get("metadata") for m in chatbot_messages(conversation, "qwen2-vl")]
+    # question 1 (edited) and its answer; question 2's answer (regenerated: its question is the same)
+    assert tags == [{"id": "qvc-version 0 1 2"}] * 2 + [None, {"id": "qvc-version 1 1 2"}]
     handlers.show_version(conversation, 0, 0)  # the edit's first branch, with its own second turn
     assert texts(conversation) == [("first", "A1"), ("second", "B1")]
 

@@ -8,7 +8,7 @@ from demo.engines.slot import EngineSlot
 from demo.page.chat_page import ChatPage
 from demo.page.handlers import EMPTY_MESSAGE, ChatHandlers, Reply
 from demo.page.ui import build_ui
-from demo.record.conversation import Conversation, Turn
+from demo.record.conversation import Conversation, Turn, Version
 from tests.fakes import ScriptedEngine
 
 SETTINGS = ["max_new_tokens", "temperature", "top_p", "system_prompt", "min_pixels", "max_pixels"]
@@ -61,6 +61,20 @@ def test_page_events_gather_the_settings_into_one_object():
     assert (settings.min_pixels, settings.max_pixels) == (None, 100_000)
     assert updates[0][shown.textbox] == EMPTY_MESSAGE and shown.textbox not in updates[-1]
     assert updates[-1][shown.chatbot][-1]["content"] == "fine"
+
+
+def test_a_version_arrow_shows_that_version_and_anything_else_is_refused_in_one_sentence():
+    """page.js sends "turn:version" (0-based) from a message's ‹ › arrows; the event is queued, so it could carry anything."""
+    shown = page()
+    kept = Turn("Hi", answer="Hello", status="done")
+    conversation = Conversation(turns=[Turn("Hi", answer="Hey", status="done", versions=[Version(kept, [])], version=1)])
+    for wanted in ("", "1", "a:b", "0:-1", "-1:0", "0:0:0", "9" * 7 + ":0", "1:0", "0:2"):  # junk, shapes, no such turn or version
+        update = shown.show_version(wanted, conversation)
+        assert update[shown.chatbot][-1]["content"].startswith("⚠"), wanted
+        assert conversation.turns[0].answer == "Hey"  # nothing changed
+    update = shown.show_version("0:0", conversation)
+    assert conversation.turns[0].answer == "Hello"
+    assert update[shown.chatbot][-1] == {"role": "assistant", "content": "Hello", "metadata": {"id": "qvc-version 0 0 2"}}
 
 
 def _copy_config_as_on_a_page_load(engine) -> tuple[ChatHandlers, dict, list]:

@@ -5,6 +5,7 @@ the page's components). `demo/page/ui.py` lays the page out and wires these to i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -144,10 +145,12 @@ class ChatPage:
         for reply in self.handlers.edit(conversation, turn, text, settings, request):
             yield self.render(reply)
 
-    def show_version(self, conversation: Any, chosen: gr.SelectData) -> dict:
-        """A version picked with the options under the chat (their values are "turn:version")."""
-        index, version = (int(number) for number in str(chosen.value).split(":"))
-        return self.render(self.handlers.show_version(conversation, index, version))
+    def show_version(self, wanted: str, conversation: Any) -> dict:
+        """A version picked with a message's ‹ › arrows (page.js sends "turn:version", both 0-based)."""
+        found = re.fullmatch(r"(\d{1,6}):(\d{1,6})", str(wanted or ""))
+        if found is None:
+            return self.render(self.handlers.show_version(conversation, -1, -1))  # refused, with its sentence
+        return self.render(self.handlers.show_version(conversation, int(found[1]), int(found[2])))
 
     def stop(self, conversation: Any, request: gr.Request | None = None) -> dict:
         return self.render(self.handlers.stop(conversation, request))

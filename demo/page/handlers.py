@@ -232,6 +232,8 @@ class ChatHandlers:
         model sees that one from now on. Nothing changes while an answer is being written."""
         conversation = conversation if conversation is not None else Conversation()
         if conversation.turns and conversation.turns[-1].status not in ("waiting", "streaming"):
+            if not 0 <= index < len(conversation.turns):
+                return self._refusal(conversation, "That version is not in this conversation.", "Not shown")
             try:
                 conversation.show_version(index, version)
             except (IndexError, ValueError) as e:

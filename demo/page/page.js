@@ -17,6 +17,7 @@ const PLACEHOLDER = /«[^»]*»/;
 const labels = new Map(); // file url -> "Picture 2" (or "Picture 1, annotated"), from the chat's value
 let counts = { pictures: 0, videos: 0 };
 let captions = []; // per chat message: is it a picture's label (a user text right before its picture)?
+let versions = []; // per chat message: null, or the versions of its turn ({ turn, shown, count, question })
 
 const textarea = () => document.querySelector("#message textarea");
 
@@ -55,7 +56,7 @@ document.addEventListener(
   (event) => {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
-    if (target.closest("#message .submit-button, #message .stop-button, #restore, #chatbot .option")) refocusSoon();
+    if (target.closest("#message .submit-button, #message .stop-button, #restore")) refocusSoon();
     else if (target.closest("#chatbot .message-buttons button") && document.querySelector("#chatbot textarea.edit-textarea")) refocusSoon(); // an edit sent or cancelled
     else if (target.closest("#presets button")) afterPreset(textarea()?.value ?? "");
     else if (target.closest("#chatbot .example") && !touch) refocusSoon();
@@ -169,6 +170,7 @@ window.qvcChat = (messages) => {
   const list = messages || [];
   const isFile = (m) => m && (Array.isArray(m.content) ? m.content : [m.content]).some((part) => fileOf(part));
   captions = list.map((m, i) => m.role === "user" && !isFile(m) && isFile(list[i + 1]) && list[i + 1].role === "user");
+  versions = list.map((m) => versionOf(m));
   root.dataset.pictures = String(counts.pictures);
   root.dataset.videos = String(counts.videos);
   schedule();
@@ -257,6 +259,57 @@ function markCaptions() {
   });
 }
 
+// -- versions: ‹ 2/3 › arrows on each regenerated answer and each edited question -------------------
+// The server tags those messages (metadata id "qvc-version <turn> <shown> <count>", 0-based: see
+// demo/views/chat.py); an arrow asks for another version through the hidden #show-version event.
+
+function versionOf(message) {
+  const found = /^qvc-version (\d+) (\d+) (\d+)$/.exec(message?.metadata?.id || "");
+  if (!found) return null;
+  const [turn, shown, count] = found.slice(1).map(Number);
+  return { turn, shown, count, question: message.role === "user" };
+}
+
+function arrowsFor(version) {
+  const what = `${version.question ? "Question" : "Answer"} ${version.turn + 1}`;
+  const nav = document.createElement("div");
+  nav.className = "qvc-versions";
+  setAttributes(nav, { role: "group", "aria-label": `${what}: version ${version.shown + 1} of ${version.count}` });
+  const arrow = (text, to, name) => {
+    const button = Object.assign(document.createElement("button"), { type: "button", textContent: text });
+    button.dataset.want = `${version.turn}:${to}`;
+    button.disabled = to < 0 || to >= version.count;
+    setAttributes(button, { "aria-label": `${what}: ${name} version (${to + 1} of ${version.count})` });
+    return button;
+  };
+  const place = Object.assign(document.createElement("span"), { textContent: `${version.shown + 1}/${version.count}` });
+  place.setAttribute("aria-hidden", "true"); // the group's name says it
+  nav.append(arrow("‹", version.shown - 1, "previous"), place, arrow("›", version.shown + 1, "next"));
+  nav.dataset.key = `${version.turn} ${version.shown} ${version.count} ${version.question}`;
+  return nav;
+}
+
+function placeVersionArrows() {
+  const rows = document.querySelectorAll("#chatbot .message-row");
+  if (rows.length !== versions.length) return;
+  rows.forEach((row, i) => {
+    const version = versions[i];
+    const nav = row.querySelector(":scope > .qvc-versions");
+    const key = version && `${version.turn} ${version.shown} ${version.count} ${version.question}`;
+    if (nav && nav.dataset.key === key) return;
+    nav?.remove();
+    if (version) row.append(arrowsFor(version));
+  });
+}
+
+document.addEventListener("click", (event) => {
+  const button = event.target instanceof Element ? event.target.closest("#chatbot .qvc-versions button") : null;
+  if (!button || button.disabled) return;
+  window.qvcVersionWanted = button.dataset.want;
+  document.querySelector("#show-version")?.click();
+  refocusSoon();
+});
+
 // The chat shows a question as inert Markdown (demo/views/markup.py writes the characters that could
 // make HTML, links or code as HTML entities; an older version wrote "![" as "!\[" and left code
 // alone); the edit box Gradio opens holds that text: give it back the question as typed. A
@@ -303,6 +356,7 @@ function schedule() {
     nameControls();
     nameMessages();
     markCaptions();
+    placeVersionArrows();
     restoreEditedText();
     emptyDefaults();
     regenerateOnlyWithAnAnswer();

@@ -57,6 +57,8 @@ class _Parts:
     chatbot: gr.Chatbot
     textbox: gr.MultimodalTextbox
     undo_clear: gr.Row
+    version_btn: gr.Button
+    version_wanted: gr.Textbox
     restore_btn: gr.Button
     preset_buttons: dict[str, gr.Button]
     regenerate_btn: gr.Button
@@ -138,6 +140,9 @@ def _layout(
                 stop_btn=False,
                 elem_id="message",
             )
+            # A message's ‹ › arrows (page.js) show another version through this hidden event.
+            version_btn = gr.Button("Show version", visible="hidden", elem_id="show-version")
+            version_wanted = gr.Textbox(visible="hidden", elem_id="version-wanted")
             with gr.Row(visible=False, elem_id="undo-clear") as undo_clear:
                 gr.Markdown("Conversation cleared.")
                 restore_btn = gr.Button("Undo", size="sm", variant="primary", elem_id="restore")
@@ -188,7 +193,7 @@ def _layout(
         reopen_btn = gr.Button("Open", visible="hidden", elem_id="reopen")
         reopen_file = gr.File(visible="hidden", elem_id="reopen-file")
     return _Parts(
-        status, status_timer, conversation, chatbot, textbox, undo_clear, restore_btn, preset_buttons, regenerate_btn,
+        status, status_timer, conversation, chatbot, textbox, undo_clear, version_btn, version_wanted, restore_btn, preset_buttons, regenerate_btn,
         undo_btn, clear_btn, settings, video_settings, thinking, save_btn, load_btn, snapshot_btn, snapshot_file, reopen_btn, reopen_file, saved_file,
         export_btn, export_files, inspector,
     )
@@ -283,7 +288,11 @@ def _wire(demo: gr.Blocks, handlers: ChatHandlers, p: _Parts, concurrency: int) 
     for trigger, api in ((p.clear_btn.click, {"api_name": "clear"}), (p.chatbot.clear, {"api_visibility": "private"})):
         _then_idle(trigger(page.clear, [conversation], page.clear_outputs, cancels=answering, **api), textbox, glue)
     p.chatbot.example_select(page.example, None, [textbox], **glue)
-    p.chatbot.option_select(page.show_version, [conversation], chat_outputs, **glue)
+    p.version_btn.click(
+        page.show_version, [p.version_wanted, conversation], chat_outputs,
+        js="(wanted, conversation) => [window.qvcVersionWanted ?? '', conversation]", api_visibility="private",
+        concurrency_limit=None,  # queued (a Textbox input could carry anything: demo/web/serve.py), never waits
+    )
     p.restore_btn.click(page.restore, [conversation], page.clear_outputs, **glue)
     for name, button in p.preset_buttons.items():
         # Queued (it takes the textbox, files and all), but never waits: no concurrency limit.

@@ -81,9 +81,9 @@ def chatbot_messages(conversation: Conversation, family: str, waiting_note: str 
 
     `family` is the model's grounding format family (it says how to read the answers);
     `waiting_note` replaces a pending answer's placeholder; `notice` (why something was refused)
-    comes last, marked ⚠. A turn with several versions (Regenerate, an edited question) says
-    which one it shows; the last message offers the others of the latest such turn (the
-    Chatbot's `options`, shown under the last message).
+    comes last, marked ⚠. A turn with several versions (Regenerate, an edited question) tags
+    its answer, and its question when the versions differ in words, with `version_tag`: the
+    page draws ‹ 2/3 › arrows there (demo/page/page.js).
     """
     return _chat(conversation, family, waiting_note, notice)[0]
 
@@ -94,24 +94,24 @@ def question_turn(conversation: Conversation, family: str, message: int) -> int 
     return questions.index(message) if message in questions else None
 
 
-def version_options(conversation: Conversation) -> list[dict]:
-    """The Chatbot options under the chat (Gradio shows options under the last message only): the
-    other versions of every turn that has some, the latest turn first, so that every branch is
-    reachable (values "turn:version", 0-based). None while an answer is being written."""
+VERSION_TAG = "qvc-version"  # demo/page/page.js reads it: "qvc-version <turn> <shown> <count>", 0-based
+
+
+def version_tag(conversation: Conversation, index: int) -> dict | None:
+    """The metadata of turn `index`'s answer (and of an edited question) when it has other versions:
+    {"id": "qvc-version <turn> <shown> <count>"}, for the page's arrows. Gradio keeps a metadata
+    id without a title as data and shows the message as any other (6.31: only a titled message is
+    a thought). None for a single version, and for every turn while an answer is being written."""
     turns = conversation.turns
-    if not turns or turns[-1].status in STILL_CHANGING:
-        return []
-    options = []
-    for index in reversed(range(len(turns))):
-        turn = turns[index]
-        if turn.version_count < 2:
-            continue
-        where = "" if index == len(turns) - 1 else f"Question {index + 1}: "
-        if turn.version > 0:
-            options.append({"value": f"{index}:{turn.version - 1}", "label": f"{where}previous version ({turn.version} of {turn.version_count})"})
-        if turn.version < turn.version_count - 1:
-            options.append({"value": f"{index}:{turn.version + 1}", "label": f"{where}next version ({turn.version + 2} of {turn.version_count})"})
-    return [{**option, "label": option["label"][0].upper() + option["label"][1:]} for option in options]
+    if turns[index].version_count < 2 or turns[-1].status in STILL_CHANGING:
+        return None
+    turn = turns[index]
+    return {"id": f"{VERSION_TAG} {index} {turn.version} {turn.version_count}"}
+
+
+def edited(turn: Turn) -> bool:
+    """Do the turn's versions differ in their question (an edit), not only in their answer?"""
+    return any(version.turn.text != turn.text for version in turn.versions)
 
 
 def _chat(conversation: Conversation, family: str, waiting_note: str = "", notice: str = "") -> tuple[list[dict], list[int | None]]:
@@ -124,8 +124,9 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
             messages.append({"role": "user", "content": caption(label, attachment)})
             messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
         questions.append(len(messages) if turn.text else None)
+        tag = version_tag(conversation, index)
         if turn.text:
-            messages.append({"role": "user", "content": message(turn.text)})
+            messages.append({"role": "user", "content": message(turn.text), **({"metadata": tag} if tag and edited(turn) else {})})
         detections = turn_detections(conversation, index, family)
         emphasize = _TIMESTAMP if has_video else None
         if turn.status in STILL_CHANGING:
@@ -136,16 +137,12 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
             messages.append(reasoning_message(turn))
         if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
             answer = answer_text(turn, shown, waiting_note)
-            if turn.version_count > 1:
-                answer += f"\n\n*Version {turn.version + 1} of {turn.version_count}.*"
-            messages.append({"role": "assistant", "content": answer})
+            messages.append({"role": "assistant", "content": answer, **({"metadata": tag} if tag else {})})
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
             messages.append({"role": "assistant", "content": undrawn})
     if notice:
         messages.append({"role": "assistant", "content": f"⚠ {inert(notice)}"})
-    if options := version_options(conversation):
-        messages[-1] = {**messages[-1], "options": options}
     return messages, questions
 
 
