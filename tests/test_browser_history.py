@@ -165,3 +165,148 @@ def test_an_open_tab_says_when_the_app_is_gone_and_follows_on_when_it_is_back(br
     finally:
         context.close()
         app["demo"].close()
+
+
+def put_records(tab, records: list[dict]) -> None:
+    """Write conversations straight into the page's IndexedDB (as another app version or a full browser would
+    have left them): each {id, title, updated, text} becomes a kept file holding `text`."""
+    tab.evaluate(
+        """async (records) => {
+            const db = await new Promise((ok, ko) => { const r = indexedDB.open("qwen-vl-chat", 1); r.onsuccess = () => ok(r.result); r.onerror = ko; });
+            await new Promise((ok, ko) => {
+                const tx = db.transaction(["conversations", "files"], "readwrite");
+                for (const r of records) {
+                    const blob = new Blob([r.text], { type: "application/json" });
+                    tx.objectStore("conversations").put({ id: r.id, title: r.title, created: r.updated, updated: r.updated, bytes: blob.size });
+                    tx.objectStore("files").put({ id: r.id, blob });
+                }
+                tx.oncomplete = ok; tx.onerror = ko;
+            });
+            db.close();
+        }""",
+        records,
+    )
+
+
+def test_a_second_tab_writing_the_same_conversation_keeps_both(browser, artifacts):
+    """Two tabs of one browser opened one conversation and both went on: the last one kept used to win."""
+    app = started(free_port())
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        first = open_tab(context, app)
+        answered(first, "Shared start", "The cat sleeps.")
+        first.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
+        second = open_tab(context, app)
+        kept_titles(second)
+        second.locator("#history .history-open").first.click()
+        second.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
+        answered(first, "From the first tab", "On a sofa.")
+        first.wait_for_function("() => document.querySelector('#history .history-when') && true")
+        first.wait_for_timeout(1500)  # kept (the page keeps a copy once the chat has settled)
+        answered(second, "From the second tab", "A third answer.")
+        second.locator("#history .history-notice").wait_for(timeout=15_000)
+        assert "changed in another tab" in second.locator("#history .history-notice").inner_text()
+        titles = kept_titles(second)
+        assert len(titles) == 2 and titles[1] == "Shared start" and titles[0].startswith("Shared start (")
+        second.screenshot(path=str(artifacts / "history-two-tabs.png"))
+        # Each is whole: the first tab's turns in one, the second's in the other.
+        second.reload()
+        second.locator("#chatbot").get_by_text("From the second tab").wait_for(timeout=15_000)
+        assert "From the first tab" not in " ".join(chat_texts(second))
+        kept_titles(second)
+        second.locator("#history .history-open", has_text="Shared start").last.click()
+        second.locator("#chatbot").get_by_text("From the first tab").wait_for(timeout=15_000)
+        assert "From the second tab" not in " ".join(chat_texts(second))
+    finally:
+        context.close()
+        app["demo"].close()
+
+
+def test_an_unreadable_kept_conversation_says_why_once_and_loses_nothing_else(browser, artifacts):
+    app = started(free_port())
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = open_tab(context, app)
+        answered(tab, "A good conversation", "The cat sleeps.")
+        tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
+        newer = '{"format": "qwen-vl-chat/conversation", "version": 99, "turns": []}'
+        put_records(tab, [
+            {"id": "broken", "title": "Cut in half", "updated": 1, "text": '{"format": "qwen-vl-chat/conv'},
+            {"id": "newer", "title": "From a newer app", "updated": 2, "text": newer},
+        ])
+        tab.reload()
+        tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
+        for title, why in (("Cut in half", "not"), ("From a newer app", "version 99")):
+            kept_titles(tab)
+            tab.locator("#history .history-open", has_text=title).click()
+            tab.locator("#history .history-unreadable").filter(has_text=why).wait_for(timeout=15_000)
+            refusal = tab.locator("#chatbot [data-testid='bot']").last.inner_text()
+            assert refusal.startswith("⚠") and why in refusal
+            assert any("A good conversation" in t for t in chat_texts(tab))  # the chat shown stays
+        tab.screenshot(path=str(artifacts / "history-unreadable.png"))
+        assert sorted(kept_titles(tab)) == ["A good conversation", "Cut in half", "From a newer app"]  # nothing deleted
+        # The tab still keeps its own conversation (not under the unreadable one's name), and a reload does
+        # not try the refused files again.
+        send(tab, "And a follow-up")  # (the refusal's bubble goes: the chat then counts as many answers as before)
+        tab.locator("#chatbot").get_by_text("On a sofa.").wait_for(timeout=15_000)
+        tab.locator("#message button.submit-button").wait_for(timeout=15_000)
+        tab.wait_for_timeout(1500)
+        tab.reload()
+        tab.locator("#chatbot").get_by_text("And a follow-up").wait_for(timeout=15_000)
+        assert not any(t.startswith("⚠") for t in chat_texts(tab))
+        assert sorted(kept_titles(tab)) == ["A good conversation", "Cut in half", "From a newer app"]
+    finally:
+        context.close()
+        app["demo"].close()
+
+
+def test_a_full_browser_store_says_so_and_keeps_the_chat(browser):
+    """At most 100 conversations are kept: the 101st is not kept, with one sentence, and nothing is dropped."""
+    app = started(free_port())
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = open_tab(context, app)
+        tab.wait_for_function("() => !!window.qvcHistory")
+        put_records(tab, [{"id": f"old-{n}", "title": f"Old {n}", "updated": 1000 + n, "text": "{}"} for n in range(100)])
+        tab.reload()
+        tab.get_by_text("is ready").wait_for(timeout=15_000)
+        answered(tab, "One too many", "The cat sleeps.")
+        notice = tab.locator("#history .history-notice")
+        notice.wait_for(state="attached", timeout=15_000)
+        assert "at most 100 conversations" in notice.inner_text() and "delete some" in notice.inner_text()
+        titles = kept_titles(tab)
+        assert len(titles) == 100 and "One too many" not in titles
+        tab.locator("#history .history-delete").last.click()  # room for one: the next change keeps it
+        answered(tab, "Now there is room", "On a sofa.")
+        tab.locator("#history .history-open", has_text="One too many").wait_for(state="attached", timeout=15_000)
+        assert not tab.locator("#history .history-notice").count()
+    finally:
+        context.close()
+        app["demo"].close()
+
+
+def test_the_list_on_a_phone(browser, artifacts):
+    """On a 390x844 phone the list opens over the chat, and choosing a conversation shows the chat again."""
+    app = started(free_port())
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        tab = open_tab(context, app)
+        answered(tab, "Kept on a phone", "The cat sleeps.")
+        tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
+        tab.locator("#history-sidebar").get_by_role("button", name="Toggle Sidebar").tap()
+        item = tab.locator("#history .history-new")
+        item.wait_for(state="visible", timeout=5_000)
+        tab.wait_for_timeout(500)  # the sidebar's slide
+        box = tab.locator("#history .history-open").first.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 24  # on screen, big enough to tap
+        tab.screenshot(path=str(artifacts / "history-phone.png"))
+        item.tap()  # New chat: the list closes, the chat is empty
+        tab.locator("#chatbot [data-testid='user']").first.wait_for(state="detached", timeout=10_000)
+        tab.wait_for_function("() => !document.querySelector('#history-sidebar').classList.contains('open')", timeout=5_000)
+        tab.locator("#history-sidebar").get_by_role("button", name="Toggle Sidebar").tap()
+        tab.locator("#history .history-open", has_text="Kept on a phone").tap()
+        tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
+        tab.wait_for_function("() => !document.querySelector('#history-sidebar').classList.contains('open')", timeout=5_000)
+    finally:
+        context.close()
+        app["demo"].close()

@@ -24,6 +24,8 @@ let pendingKey = null;
 let pendingTitle = "";
 let timer = null;
 let notice = "";
+let seenUpdated = null; // the kept copy's `updated` when this tab last opened or kept it
+let reopening = null; // { id, previous, previousSeen }: a kept conversation being opened, and the tab's one before
 
 function openDb() {
   return new Promise((resolve, reject) => {
@@ -94,6 +96,7 @@ function firstQuestion(messages) {
 }
 
 const answering = () => !!document.querySelector("#message button.stop-button");
+const textOf = (m) => partsOf(m).map((p) => (typeof p === "string" ? p : (p && p.text) || "")).join("");
 
 // -- keeping -----------------------------------------------------------------------------------------
 
@@ -102,8 +105,21 @@ function changed(messages) {
   const box = document.querySelector("#message textarea");
   if (box && !box.value) sessionStorage.removeItem(DRAFT_KEY); // sent (the app empties the textbox)
   const hasQuestion = (messages || []).some((m) => m.role === "user");
+  const last = (messages || []).at(-1);
+  if (reopening && performance.now() < restoringUntil && last?.role === "assistant" && textOf(last).startsWith("⚠")) {
+    // The app refused the kept file (corrupt, or from a newer version): it says why in the chat, the
+    // tab goes back to what it showed, and the list marks the file, which stays until deleted.
+    const { id, previous, previousSeen } = reopening;
+    reopening = null;
+    restoringUntil = 0;
+    setCurrent(previous);
+    seenUpdated = previousSeen;
+    markUnreadable(id, textOf(last).replace(/^⚠\s*/, ""));
+    return;
+  }
   if (hasQuestion && performance.now() < restoringUntil) {
     restoringUntil = 0;
+    reopening = null;
     lastKey = contentKey(messages);
     if (!lost) showLost(false); // back after the app was gone: the conversation is there again
     return;
@@ -134,20 +150,28 @@ async function storeNow(file) {
   if (!file || !file.url || pendingKey === null) return;
   const key = pendingKey;
   const blob = await (await fetch(file.url, { credentials: "same-origin" })).blob();
-  const id = current || `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+  const fresh = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
   const kept = await listed();
+  let id = current || fresh();
+  let before = kept.find((c) => c.id === id);
+  let forked = "";
+  if (before && before.updated !== seenUpdated) {
+    // Another tab kept this conversation since this one opened it: both go on, as two conversations.
+    forked = ` (${new Date().toLocaleTimeString([], { timeStyle: "short" })}, another tab)`;
+    id = fresh();
+    before = undefined;
+  }
   const others = kept.filter((c) => c.id !== id);
-  const before = kept.find((c) => c.id === id);
   if (others.length + 1 > MAX_KEPT || others.reduce((n, c) => n + c.bytes, 0) + blob.size > MAX_BYTES) {
     notice = FULL;
     render(kept);
     return;
   }
   const now = Date.now();
-  const title = before && before.renamed ? before.title : pendingTitle;
+  const title = (before && before.renamed ? before.title : pendingTitle) + forked;
   try {
     await run("readwrite", (meta, data) => {
-      meta.put({ id, title, renamed: !!(before && before.renamed), created: before ? before.created : now, updated: now, bytes: blob.size });
+      meta.put({ id, title, renamed: !!(before && before.renamed) || !!forked, created: before ? before.created : now, updated: now, bytes: blob.size });
       data.put({ id, blob });
     });
   } catch (error) {
@@ -156,7 +180,17 @@ async function storeNow(file) {
     return;
   }
   setCurrent(id);
+  seenUpdated = now;
   lastKey = key;
+  notice = forked ? "This conversation was changed in another tab meanwhile: what this tab added is kept as a conversation of its own." : "";
+  render(await listed());
+}
+
+async function markUnreadable(id, why) {
+  await run("readwrite", async (meta) => {
+    const record = await asked(meta.get(id));
+    if (record) meta.put({ ...record, unreadable: why.slice(0, 300) });
+  });
   notice = "";
   render(await listed());
 }
@@ -172,8 +206,8 @@ function closeOnPhone() {
 let opening = null; // the uploaded file the #reopen event loads (its `js` takes it from here)
 
 async function open(id) {
-  const record = await run("readonly", (meta, data) => asked(data.get(id)));
-  if (!record) return;
+  const [record, about] = await run("readonly", (meta, data) => Promise.all([asked(data.get(id)), asked(meta.get(id))]));
+  if (!record || !about) return;
   const form = new FormData();
   form.append("files", new File([record.blob], "conversation.json", { type: "application/json" }));
   const answer = await fetch(new URL("gradio_api/upload", location.href), { method: "POST", body: form, credentials: "same-origin" });
@@ -184,7 +218,9 @@ async function open(id) {
   }
   const [path] = await answer.json();
   opening = { path, orig_name: "conversation.json", meta: { _type: "gradio.FileData" } };
+  reopening = { id, previous: current === id ? null : current, previousSeen: seenUpdated };
   setCurrent(id);
+  seenUpdated = about.updated;
   restoringUntil = performance.now() + 10000;
   document.querySelector("#reopen")?.click();
   closeOnPhone();
@@ -193,6 +229,7 @@ async function open(id) {
 
 function startNew() {
   setCurrent(null);
+  seenUpdated = null;
   lastKey = null;
   const clear = document.querySelector("#clear");
   if (document.querySelector("#chatbot [data-testid='user']") && clear) clear.click();
@@ -271,6 +308,10 @@ function render(kept) {
     const openIt = button(c.title, `Open ${c.title}`, () => open(c.id), "history-open");
     if (c.id === current) openIt.setAttribute("aria-current", "true");
     const meta = Object.assign(document.createElement("span"), { className: "history-when", textContent: when });
+    if (c.unreadable) {
+      meta.textContent = `${when} · could not be opened: ${c.unreadable}`;
+      meta.classList.add("history-unreadable");
+    }
     const renameIt = button("Rename", `Rename ${c.title}`, () => {
       const field = Object.assign(document.createElement("input"), { value: c.title, className: "history-title" });
       field.setAttribute("aria-label", "New name");
@@ -361,7 +402,7 @@ restoreDraft();
 
 listed().then((kept) => {
   render(kept);
-  if (current && kept.some((c) => c.id === current)) {
+  if (current && kept.some((c) => c.id === current && !c.unreadable)) {
     // This tab's conversation (a reload, or the server restarted): load it once the page's Load is there.
     const started = performance.now();
     const waitForLoad = () => {

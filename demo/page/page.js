@@ -332,6 +332,23 @@ function restoreEditedText() {
   }
 }
 
+// Gradio 6.31's toast header is a button (it folds the messages) holding the Close button: a button in
+// a button, which screen readers cannot reach (axe: nested-interactive). The title row becomes the
+// folding button instead; its keys still reach the header's own handler (they bubble up to it).
+function fixToasts() {
+  for (const header of document.querySelectorAll(".toast-header[role=button]")) {
+    const row = header.querySelector(".toast-title-row");
+    if (!row || !header.querySelector("button")) continue;
+    header.removeAttribute("role");
+    header.removeAttribute("tabindex");
+    setAttributes(row, { role: "button", tabindex: "0" });
+  }
+  for (const row of document.querySelectorAll(".toast-title-row[role=button]")) {
+    const open = !!row.querySelector(".chevron.expanded");
+    setAttributes(row, { "aria-expanded": String(open) });
+  }
+}
+
 function emptyDefaults() {
   for (const input of document.querySelectorAll("#min-pixels input, #max-pixels input")) {
     if (input.value === "0" && document.activeElement !== input) input.value = "";
@@ -360,6 +377,7 @@ function schedule() {
     restoreEditedText();
     emptyDefaults();
     regenerateOnlyWithAnAnswer();
+    fixToasts();
   });
 }
 

@@ -28,7 +28,9 @@ from demo.page.writing import PREPARING
 from demo.views.markup import CHATBOT_SETTINGS
 from grounding.generations import GENERATIONS, PRESETS, generation
 
-__all__ = ["CSS", "build_ui"]  # CSS: what app.py passes to launch()
+__all__ = ["CSS", "build_ui"]
+
+TO_INSPECTOR_JS = "() => { document.querySelector('#inspector')?.scrollIntoView({ block: 'start' }); }"  # CSS: what app.py passes to launch()
 
 
 def _factors() -> str:
@@ -153,7 +155,8 @@ def _layout(
             )
             gr.Markdown(
                 "**Grounding prompts**: a click writes one in the textbox, in the shape the loaded model knows, "
-                "with the object to find «selected»: type to replace it."
+                "with the object to find «selected»: type to replace it.",
+                elem_id="presets-hint",
             )
             with gr.Row(elem_id="presets"):
                 preset_buttons = {
@@ -163,6 +166,9 @@ def _layout(
                 regenerate_btn = gr.Button("Regenerate", size="sm", elem_id="regenerate")
                 undo_btn = gr.Button("Undo last turn", size="sm")
                 clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
+                # On a phone the inspector is under the chat column: one tap away (page.css shows it there only).
+                to_inspector = gr.Button("Inspector ↓", size="sm", elem_id="to-inspector")
+                to_inspector.click(None, js=TO_INSPECTOR_JS, queue=False)
             settings, video_settings, thinking = _settings_panel(handlers, max_new_tokens, min_pixels, max_pixels, max_answer_tokens)
             with gr.Accordion("Save or load the conversation", open=False, elem_id="save-load"):
                 gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
