@@ -1,4 +1,4 @@
-"""The README's screenshots, docs/desktop.png (1280x900) and docs/phone.png (390x844).
+"""The README's screenshots, docs/desktop.png and docs/history.png (1280x900), docs/phone.png (390x844).
 
     python -m tests.readme_screenshots
 
@@ -53,6 +53,12 @@ def main() -> None:
         )
         desktop.wait_for_timeout(1500)
         desktop.screenshot(path=str(DOCS / "desktop.png"))
+        # The conversations kept in this browser, opened from the title's line.
+        desktop.locator("#history .history-open").first.wait_for(state="attached", timeout=30_000)
+        desktop.locator("#history-show").click()
+        desktop.locator("#history .history-open").first.wait_for(state="visible", timeout=10_000)
+        desktop.wait_for_timeout(800)
+        desktop.screenshot(path=str(DOCS / "history.png"))
 
         phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2).new_page()
         phone.goto(app["url"])
@@ -61,7 +67,7 @@ def main() -> None:
         phone.wait_for_timeout(1500)
         phone.screenshot(path=str(DOCS / "phone.png"))
         browser.close()
-    print(f"wrote {DOCS / 'desktop.png'} and {DOCS / 'phone.png'}")
+    print(f"wrote {DOCS / 'desktop.png'}, {DOCS / 'history.png'} and {DOCS / 'phone.png'}")
 
 
 if __name__ == "__main__":

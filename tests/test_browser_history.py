@@ -111,6 +111,9 @@ def test_new_chat_rename_and_delete(browser, artifacts):
         answered(tab, "First question", "The cat sleeps.")
         assert tab.locator("#regenerate").is_enabled()
         tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
+        # The list is named on the title's line (Gradio's own way in is a small chevron at the edge).
+        tab.get_by_role("button", name="Your conversations (1)").click()
+        tab.wait_for_function("document.querySelector('#history-sidebar').classList.contains('open')", timeout=5_000)
         kept_titles(tab)
         tab.fill("#message textarea", "half a thought")
         tab.locator("#history .history-new").click()

@@ -271,8 +271,23 @@ function button(text, label, onClick, className = "") {
   return b;
 }
 
+// Gradio's sidebar opens with a small chevron at the page's edge: the title's line says the list is there.
+function listButton(count) {
+  const title = document.querySelector("#intro h1");
+  if (!title) return;
+  let open = document.querySelector("#history-show");
+  if (!open) {
+    open = Object.assign(document.createElement("button"), { type: "button", id: "history-show" });
+    open.addEventListener("click", () => document.querySelector("#history-sidebar .toggle-button")?.click());
+    title.after(open);
+  }
+  const text = count ? `Your conversations (${count})` : "Your conversations";
+  if (open.textContent !== text) open.textContent = text;
+}
+
 let confirmingAll = false;
 function render(kept) {
+  listButton(kept.length);
   element.replaceChildren();
   const head = document.createElement("div");
   head.className = "history-head";
