@@ -13,6 +13,8 @@ other, on the same checkpoint, photo and prompt (one new 448×448 picture, greed
 - `int8`: the engine with `quantize="int8"` as the app ships it (`INT8_VISION`: the language
   model, its output layer and the vision encoder in int8; `demo.engines.local.int8`).
 - `int8-text`: the same with the vision encoder left in float32 (to decide `INT8_VISION`).
+- `int4`: the engine with `quantize="int4"`: the language model and its output layer in 4 bits
+  (`demo.engines.local.int4`), the vision encoder in int8.
 - `dynamic`: torch's `quantize_dynamic` (qint8) on the language model and its output layer,
   vision in float32: the built-in alternative, for comparison.
 
@@ -59,8 +61,8 @@ from bench.report import GiB, publish, ratio  # noqa: E402
 from demo.engines.base import GenerationSettings  # noqa: E402
 from demo.record.conversation import Attachment, Conversation, Turn, to_model_messages  # noqa: E402
 
-VARIANTS = ("float32", "engine-float32", "int8", "int8-text", "dynamic")
-QUANTIZED = ("int8", "int8-text", "dynamic")  # the variants the targets are for
+VARIANTS = ("float32", "engine-float32", "int8", "int8-text", "int4", "dynamic")
+QUANTIZED = ("int8", "int8-text", "int4", "dynamic")  # the variants the targets are for
 DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 2, "max_new_tokens": 32}}
 QUESTION = ("Describe Picture 1 in detail.", ["chelsea.png"])
 FIDELITY_PROMPTS = [
@@ -98,8 +100,8 @@ def load(variant: str, path: str):
         return engine
     import demo.engines.local.precision as precision
 
-    precision.INT8_VISION = variant == "int8"
-    return local.TransformersEngine(path, device="cpu", dtype="float32", quantize="int8")
+    precision.INT8_VISION = variant in ("int8", "int4")
+    return local.TransformersEngine(path, device="cpu", dtype="float32", quantize="int4" if variant == "int4" else "int8")
 
 
 def teacher_forced_logits(engine, photos: dict):

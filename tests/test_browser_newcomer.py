@@ -509,7 +509,7 @@ def test_on_a_phone_the_buttons_are_a_compact_toolbar_and_the_inspector_one_tap_
     boxes = [b.bounding_box() for b in presets.all()]
     # The grounding prompts are one line of chips (it scrolls sideways), the actions at most two lines:
     # the eight buttons took 8 stacked lines (304 px) before.
-    assert len({round(b["y"]) for b in boxes}) == 1
+    assert max(b["y"] for b in boxes) < min(b["y"] + b["height"] for b in boxes)  # side by side, on one line
     assert page.locator("#presets").bounding_box()["height"] <= 48
     assert page.locator("#actions").bounding_box()["height"] <= 2 * 44
     # Every chip can be reached: the row scrolls, and a chip scrolled into view can be tapped.

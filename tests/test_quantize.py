@@ -212,7 +212,7 @@ def test_resolve_quantize():
     with pytest.raises(ModelLoadError, match="CPU only"):
         resolve_quantize("int8", "cuda")
     with pytest.raises(ValueError):
-        resolve_quantize("int4", "cpu")
+        resolve_quantize("int2", "cpu")
 
 
 @needs_int8

@@ -45,10 +45,11 @@ def _local_flags(group: Any) -> None:
         "where bfloat16 is emulated and several times slower)",
     )
     group.add_argument(
-        "--quantize", choices=["none", "int8", "auto"], default="none",
+        "--quantize", choices=["none", "int8", "int4", "auto"], default="none",
         help="int8: the local model's linear layers in int8 on the CPU (measured with the 2B model on a 2-core Intel "
         "Xeon: 2.4x float32's decoding speed, 0.44x its time to the first token and 0.44x its peak memory; other CPUs "
-        "differ, see docs/performance.md); auto: int8 on the CPU, none on a GPU. Default: none",
+        "differ, see docs/performance.md); int4: the language model's in 4 bits, faster decoding than int8 but slower "
+        "prompts and pictures (docs/performance.md); auto: int8 on the CPU, none on a GPU. Default: none",
     )
     group.add_argument(
         "--attn-implementation", choices=["sdpa", "eager", "flash_attention_2"], default="sdpa",

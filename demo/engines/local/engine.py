@@ -143,7 +143,7 @@ class TransformersEngine(Engine):
     def _load_model(self, checkpoint: str, attn_implementation: str):
         model = AutoModelForImageTextToText.from_pretrained(
             checkpoint,
-            dtype="auto" if self.quantize == "int8" else self.dtype,  # int8: from the checkpoint's dtype, no float32 copy
+            dtype="auto" if self.quantize in ("int8", "int4") else self.dtype,  # from the checkpoint's dtype, no float32 copy
             attn_implementation=attn_implementation,
         )
         self._set_precision(model)
@@ -154,9 +154,9 @@ class TransformersEngine(Engine):
         return model
 
     def _set_precision(self, model) -> None:
-        """Int8 layers for --quantize int8 (the rest in `self.dtype`); float32 vision under float16."""
-        if self.quantize == "int8":
-            quantize_model(model)
+        """Int8 or int4 layers for --quantize (the rest in `self.dtype`); float32 vision under float16."""
+        if self.quantize in ("int8", "int4"):
+            quantize_model(model, bits=4 if self.quantize == "int4" else 8)
             model.to(self.dtype)
         elif self.dtype == torch.float16:
             guard_float16(model)

@@ -30,6 +30,8 @@ CPU only: `torch.ops.onednn` is missing from builds without oneDNN (most non-x86
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -80,7 +82,8 @@ class Int8Linear(nn.Module):
 
 
 class Int8Group(nn.Module):
-    """Linear layers that read the same input, as one `Int8Linear`; its `Int8Part`s take their share.
+    """Linear layers that read the same input, as one `Int8Linear` (or another kind: `make`); its
+    `Int8Part`s take their share.
 
     The first part called computes every part's output for that input and keeps them until each
     part has taken its own, or another input arrives; a part called with another input (or the
@@ -88,7 +91,7 @@ class Int8Group(nn.Module):
     parts one input is slower, never wrong.
     """
 
-    def __init__(self, linears: list[nn.Linear]) -> None:
+    def __init__(self, linears: list[nn.Linear], make: Callable[[nn.Linear], nn.Module] = Int8Linear) -> None:
         super().__init__()
         first = linears[0]
         if any(linear.in_features != first.in_features for linear in linears):
@@ -100,7 +103,7 @@ class Int8Group(nn.Module):
                 biases = [linear.bias if linear.bias is not None else torch.zeros(linear.out_features) for linear in linears]
                 stacked.bias.copy_(torch.cat([b.detach() for b in biases]))
         self.sizes = [linear.out_features for linear in linears]
-        self.linear = Int8Linear(stacked)
+        self.linear = make(stacked)
         self._input: tuple[torch.Tensor, int] | None = None  # the input the kept outputs are for, and its version
         self._outputs: tuple[torch.Tensor, ...] = ()
         self._waiting: set[int] = set()  # the parts that have not taken theirs yet
@@ -140,8 +143,9 @@ class Int8Part(nn.Module):
 SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
-def quantize_linears(module: nn.Module) -> int:
-    """Replace every `nn.Linear` under `module` with an int8 one (grouped as `SHARED_INPUTS`); how many."""
+def quantize_linears(module: nn.Module, make: Callable[[nn.Linear], nn.Module] = Int8Linear) -> int:
+    """Replace every `nn.Linear` under `module` with an int8 one, or what `make` builds from it (grouped as
+    `SHARED_INPUTS`); how many."""
     if isinstance(module, nn.Linear):
         raise ValueError("pass the module that holds the linear layers, not a layer itself")
     count = 0
@@ -150,13 +154,13 @@ def quantize_linears(module: nn.Module) -> int:
         for names in SHARED_INPUTS:
             linears = [children.get(name) for name in names]
             if all(type(linear) is nn.Linear for linear in linears) and len({linear.in_features for linear in linears}) == 1:
-                group = Int8Group(linears)
+                group = Int8Group(linears, make)
                 for index, name in enumerate(names):
                     setattr(parent, name, Int8Part(group, index))
                 count += len(names)
         for name, child in list(parent.named_children()):
             if type(child) is nn.Linear:
-                setattr(parent, name, Int8Linear(child))
+                setattr(parent, name, make(child))
                 count += 1
     return count
 

@@ -1,9 +1,9 @@
-"""Where and in what precision the local engine computes: device, dtype, int8 quantization.
+"""Where and in what precision the local engine computes: device, dtype, int8 or int4 quantization.
 
 `resolve_*` turn the flags' values ('auto' included) into a choice for this machine, with one
 sentence (`ModelLoadError`) for a choice it cannot honour; `quantize_model` swaps a loaded model's
-linear layers for int8 ones (`demo.engines.local.int8`); `guard_float16` keeps the vision encoder out
-of float16's range problems.
+linear layers for int8 ones (`demo.engines.local.int8`) or, in the language model, 4-bit ones
+(`demo.engines.local.int4`); `guard_float16` keeps the vision encoder out of float16's range problems.
 
 What it does not know: checkpoints, prompts, generation.
 """
@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 
 from demo.engines.base import ModelLoadError
+from demo.engines.local.int4 import Int4Linear, int4_available, int4_fits
 from demo.engines.local.int8 import Int8Linear, int8_available, quantize_linears
 from demo.record.sessions import release_memory
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-QUANTIZE_CHOICES = ("none", "int8", "auto")
+QUANTIZE_CHOICES = ("none", "int8", "int4", "auto")
 # With --quantize int8, the vision encoder's linear layers are int8 too: on the 2B shape this
 # halves a new picture's time to first token for a logit error no larger than the language
 # model's own int8 error (bench/results/quantize-2b.txt, `python -m bench.quantize --shape 2b`).
@@ -53,22 +54,34 @@ def resolve_quantize(quantize: str, device: str) -> str:
         raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {quantize!r}")
     if quantize == "auto":
         return "int8" if device == "cpu" and int8_available() else "none"
-    if quantize == "int8" and device != "cpu":
-        raise ModelLoadError("--quantize int8 runs on the CPU only: use --device cpu, or --quantize none (or auto) on a GPU")
-    if quantize == "int8" and not int8_available():
-        raise ModelLoadError("--quantize int8 needs oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
+    if quantize in ("int8", "int4") and device != "cpu":
+        raise ModelLoadError(f"--quantize {quantize} runs on the CPU only: use --device cpu, or --quantize none (or auto) on a GPU")
+    if quantize in ("int8", "int4") and not int8_available():  # int4 reads pictures and prompts' weights in int8
+        raise ModelLoadError(f"--quantize {quantize} needs oneDNN's int8 kernels, which this torch build lacks (x86 CPUs have them)")
+    if quantize == "int4" and not int4_available():
+        raise ModelLoadError("--quantize int4 needs torch's CPU int4 kernels (torch 2.5 or later)")
     return quantize
 
 
-def quantize_model(model, *, vision: bool | None = None) -> None:
+def _int4_or_int8(linear):
+    """A 4-bit layer where its inputs make whole groups, else an int8 one."""
+    return Int4Linear(linear) if int4_fits(linear) else Int8Linear(linear)
+
+
+def quantize_model(model, *, vision: bool | None = None, bits: int = 8) -> None:
     """Int8 linear layers (`demo.engines.local.int8`) in the language model and its output layer, and in
-    the vision encoder when `vision` (default: `INT8_VISION`). Embeddings, norms and the patch
+    the vision encoder when `vision` (default: `INT8_VISION`); with `bits=4` the language model's and
+    the output layer's are 4-bit (`demo.engines.local.int4`), the vision encoder's int8 (it reads
+    hundreds of patches at once, where the 4-bit kernel is slow). Embeddings, norms and the patch
     embedding keep their dtype."""
+    if bits not in (8, 4):
+        raise ValueError(f"bits must be 8 or 4, got {bits}")
+    make = _int4_or_int8 if bits == 4 else Int8Linear
     language = model.model.language_model
     for part in [*language.layers, language]:  # a layer at a time (its float copies handed back), then the rest
-        quantize_linears(part)
+        quantize_linears(part, make)
         release_memory()
-    model.lm_head = Int8Linear(model.lm_head)  # its own int8 copy: the embedding it may be tied to stays float
+    model.lm_head = make(model.lm_head)  # its own copy: the embedding it may be tied to stays float
     if INT8_VISION if vision is None else vision:
         quantize_linears(model.model.visual)
     release_memory()
