@@ -1,6 +1,7 @@
 """The CPU's int8 path (`--quantize int8`) against float32 raw `generate`: speed, memory, fidelity.
 
     python -m bench.quantize [--shape tiny|2b] [--repeats N] [--max-new-tokens N] [--json out.json]
+                             [--variants ...] [--llama-cpp BUILD --gguf DIR]
 
 Each variant runs in its own child process (so its memory figures are its own), one after the
 other, on the same checkpoint, photo and prompt (one new 448×448 picture, greedy, exactly
@@ -30,6 +31,12 @@ over the tokenizer's real vocabulary: max and mean |Δlogit|, the mean relative 
 logits' standard deviation, top-1 agreement and top-5 overlap. Random weights: these logits are
 nearly flat and have no trained outliers, so the figures show the arithmetic's error, not how
 a trained model's answers change.
+
+With `--llama-cpp` (a llama.cpp build folder) and `--gguf` (the same checkpoint converted by
+llama.cpp), llama.cpp's Q8_0 and Q4_K_M rows are measured in the same run (`bench.llama_cpp`:
+its server answering the same picture and question), and the issue-24 targets are checked:
+int4 decoding >= Q4_K_M's, int4's first token <= int8's, int4's peak memory (loading included)
+<= Q4_K_M's, int8 decoding >= Q8_0's.
 
 Exactness of KV reuse for each variant (float32 included, for scale): a text follow-up answered
 with the session's cache against a re-prefill of the same prompt by the same model (max |Δlogit|
@@ -239,7 +246,7 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
         "load_seconds": load_seconds,
         "rss_after_load_bytes": after_load,
         "linear_layers": {
-            kind: sum(1 for m in engine.model.modules() if linear_kind(m) == kind) for kind in ("Linear", "Int8Linear", "LinearDynamic")
+            kind: sum(1 for m in engine.model.modules() if linear_kind(m) == kind) for kind in ("Linear", "Int8Linear", "Int4Linear", "LinearDynamic")
         },
         "runs": runs,
         **{
@@ -259,8 +266,11 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
     return result
 
 
-def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | None = None, variants=VARIANTS, log=print) -> dict:
-    """Each variant in a child process (float32 first: the others compare with its logits)."""
+def run(
+    shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | None = None, variants=VARIANTS, log=print,
+    llama_cpp: Path | None = None, gguf: Path | None = None,
+) -> dict:
+    """Each variant in a child process (float32 first: the others compare with its logits); then llama.cpp's."""
     import torch
     import transformers
 
@@ -278,11 +288,18 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
                        "--repeats", str(repeats), "--max-new-tokens", str(max_new_tokens), "--reference", str(reference), "--json", str(out)]
             subprocess.run(command, cwd=REPO, check=True)
             results[variant] = json.loads(out.read_text())
+    if llama_cpp is not None:
+        from bench.llama_cpp import run_llama_cpp
+
+        prompt_tokens = results["float32"]["prompt_tokens"]
+        picture = square_photo(QUESTION[1][0])
+        results.update(run_llama_cpp(llama_cpp, gguf, picture, QUESTION[0], prompt_tokens, max_new_tokens, repeats, log=log))
     base = results["float32"]
     for figures in results.values():
-        figures["ratio"] = {key: ratio(figures[key], base[key]) for key, _, _ in TARGETS}
+        figures["ratio"] = {key: ratio(figures.get(key), base[key]) for key, _, _ in TARGETS}
     return {
         "machine": {
+            "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -316,7 +333,39 @@ def run(shape: str = "tiny", repeats: int | None = None, max_new_tokens: int | N
             if variant in QUANTIZED
             for key, limit, at_most in TARGETS
         ],
+        "llama_cpp_targets": llama_cpp_targets(results),
     }
+
+
+# Issue 24's targets against llama.cpp: (variant, figure, other variant, at most?)
+LLAMA_TARGETS = (
+    ("int4", "decode_tok_s", "llama.cpp Q4_K_M", False),
+    ("int4", "first_token_s", "int8", True),
+    ("int4", "vm_hwm_bytes", "llama.cpp Q4_K_M", True),
+    ("int8", "decode_tok_s", "llama.cpp Q8_0", False),
+)
+
+
+def llama_cpp_targets(results: dict) -> list[dict]:
+    """Each issue-24 target whose two variants were measured: both figures and the verdict."""
+    out = []
+    for variant, key, other, at_most in LLAMA_TARGETS:
+        if variant in results and other in results:
+            mine, theirs = results[variant].get(key), results[other].get(key)
+            ok = mine is not None and theirs is not None and (mine <= theirs if at_most else mine >= theirs)
+            out.append({"variant": variant, "figure": key, "value": mine, "against": other, "their_value": theirs, "at_most": at_most, "pass": ok})
+    return out
+
+
+def cpu_model() -> str:
+    """The CPU's name as /proc/cpuinfo gives it (figures differ from one CPU to the next)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def report(results: dict) -> str:
@@ -324,7 +373,7 @@ def report(results: dict) -> str:
     names = list(v)
     out = [
         f"shape {c['shape']}, one new {c['image_side']}² picture, {c['max_new_tokens']} new tokens, median of {c['repeats']}; "
-        f"{m['cpu_count']} CPUs, torch {m['torch']}, transformers {m['transformers']}; load average before "
+        f"{m.get('cpu', 'CPU not recorded')}, {m['cpu_count']} CPUs, torch {m['torch']}, transformers {m['transformers']}; load average before "
         f"{m['loadavg_before'][0]:.2f}, after {m['loadavg_after'][0]:.2f}",
         "float32 = raw generate on the float32 model; the others = the app's engine (dynamic: torch's quantize_dynamic)",
         "",
@@ -332,7 +381,13 @@ def report(results: dict) -> str:
     ]
 
     def row(label: str, fmt, get) -> None:
-        out.append(f"  {label:<32}" + "".join(f"{fmt(get(v[n])):>15}" for n in names))
+        def cell(figures):
+            try:
+                return fmt(get(figures))
+            except (KeyError, TypeError):  # a figure this variant has not (llama.cpp's CPU time, fidelity)
+                return "—"
+
+        out.append(f"  {label:<32}" + "".join(f"{cell(v[n]):>15}" for n in names))
 
     num = lambda d: (lambda x: "—" if x is None else f"{x:.{d}f}")  # noqa: E731
     gib = lambda x: "—" if x is None else f"{x / GiB:.2f}"  # noqa: E731
@@ -365,6 +420,13 @@ def report(results: dict) -> str:
     for t in results["targets"]:
         relation = "<=" if t["at_most"] else ">="
         out.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['variant']:<10} {t['figure']:<16} {t['ratio']:.3f} {relation} {t['limit']}")
+    if results.get("llama_cpp_targets"):
+        out += ["", "Targets against llama.cpp (issue 24)"]
+        for t in results["llama_cpp_targets"]:
+            show = (lambda x: f"{x / GiB:.2f} GiB") if t["figure"].endswith("bytes") else (lambda x: "—" if x is None else f"{x:.2f}")
+            relation = "<=" if t["at_most"] else ">="
+            out.append(f"  {'PASS' if t['pass'] else 'FAIL'}  {t['variant']:<6} {t['figure']:<14} {show(t['value'])} {relation} "
+                       f"{t['against']}'s {show(t['their_value'])}")
     return "\n".join(out)
 
 
@@ -375,6 +437,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--max-new-tokens", type=int, help="tokens every answer decodes (default: 32)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--llama-cpp", type=Path, help="a llama.cpp build folder (bin/llama-server, llama-bench, llama-quantize): adds its rows")
+    parser.add_argument("--gguf", type=Path, help="with --llama-cpp: a folder with model-f16.gguf and mmproj-f16.gguf of the same checkpoint")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in this process
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -384,7 +448,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         result = run_variant(args.child, args.shape, args.repeats, args.max_new_tokens, args.reference)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         return None
-    results = run(args.shape, args.repeats, args.max_new_tokens, args.variants, log=lambda s: print(s, file=sys.stderr, flush=True))
+    if (args.llama_cpp is None) != (args.gguf is None):
+        parser.error("--llama-cpp and --gguf go together")
+    results = run(args.shape, args.repeats, args.max_new_tokens, args.variants, log=lambda s: print(s, file=sys.stderr, flush=True),
+                  llama_cpp=args.llama_cpp, gguf=args.gguf)
     publish(report(results), results, args.json)
     return results
 

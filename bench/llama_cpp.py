@@ -1,0 +1,208 @@
+"""llama.cpp's rows beside the app's CPU variants (`python -m bench.quantize ... --llama-cpp BUILD --gguf DIR`).
+
+What a person running llama.cpp would get on the same machine, same random-weight checkpoint,
+same picture and question: the checkpoint is converted by llama.cpp's own `convert_hf_to_gguf.py`
+into `DIR/model-f16.gguf` and `DIR/mmproj-f16.gguf`:
+
+    python -m bench.llama_cpp --convert CHECKPOINT --source LLAMA_CPP_SOURCE --out DIR
+
+and quantized here with `llama-quantize` to Q8_0 and Q4_K_M when those files are missing. (The
+project's random-weight checkpoints carry a reduced Qwen2 tokenizer: same pre-tokenizer, 817
+tokens; llama.cpp recognizes a pre-tokenizer by a hash of its output, so the conversion is told
+"qwen2", and it is kept off the sentencepiece path it tries first.)
+
+Per quantization, one `llama-server` (2 threads, the f16 projector) answers the app's own request
+through its OpenAI-compatible endpoint (`/v1/chat/completions`, streamed, the picture as a data
+URL), as `--backend openai` sends it:
+
+- time to first token: the request's start to its first streamed text (the picture's encoding and
+  the prompt included; the server's own `timings.prompt_ms` beside it);
+- decode tok/s: the server's `timings.predicted_per_second` for exactly `max_new_tokens` tokens
+  (`ignore_eos`); `llama-bench -n` (decoding alone, no picture) beside it;
+- peak memory: the server process's VmHWM (loading included) and its RSS after the answers.
+
+Fidelity is not compared here: llama.cpp's logits for the same prompt with a picture would need
+its Python bindings' multimodal path; the text says so rather than guess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+QUANTS = ("Q8_0", "Q4_K_M")
+THREADS = 2
+
+
+def ensure_quantized(build: Path, gguf: Path, quant: str) -> Path:
+    """`gguf/model-<quant>.gguf`, made from model-f16.gguf by llama-quantize when missing."""
+    target = gguf / f"model-{quant}.gguf"
+    if not target.exists():
+        source = gguf / "model-f16.gguf"
+        if not source.exists():
+            raise FileNotFoundError(f"{source} is missing: convert the checkpoint first (docs/performance.md)")
+        subprocess.run([str(build / "bin" / "llama-quantize"), str(source), str(target), quant, str(THREADS)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return target
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _data_url(picture) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _ask(port: int, picture, question: str, max_new_tokens: int) -> dict:
+    """One streamed answer: time to the first text, the server's timings, the text."""
+    body = {
+        "model": "model",
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": max_new_tokens,
+        "ignore_eos": True,  # llama-server's own field: exactly max_new_tokens tokens, as the app's variants decode
+        "cache_prompt": False,  # a new picture each time: no prefix (system prompt, picture) reused from the last request
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Picture 1: "},
+                {"type": "image_url", "image_url": {"url": _data_url(picture)}},
+                {"type": "text", "text": question},
+            ]},
+        ],
+    }
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    started = time.perf_counter()
+    first, text, timings = None, [], {}
+    with urllib.request.urlopen(request, timeout=600) as response:
+        for raw in response:
+            line = raw.decode("utf-8").strip()
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            timings = chunk.get("timings", timings)
+            for choice in chunk.get("choices", []):
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    first = first if first is not None else time.perf_counter() - started
+                    text.append(piece)
+    return {"first_token_s": first, "timings": timings, "answer": "".join(text)}
+
+
+def serve_and_measure(build: Path, model: Path, mmproj: Path, picture, question: str, max_new_tokens: int, repeats: int) -> dict:
+    """A llama-server on `model`, asked `repeats` times (after one untimed warm-up); its figures."""
+    port = _free_port()
+    command = [str(build / "bin" / "llama-server"), "-m", str(model), "--mmproj", str(mmproj), "-t", str(THREADS),
+               "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "--no-warmup", "--cache-ram", "0"]
+    started = time.perf_counter()
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"llama-server ended with {server.returncode}: {' '.join(command)}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.25)
+        load_seconds = time.perf_counter() - started
+        rss_after_load = _status_kib(server.pid, "VmRSS") * 1024
+        _ask(port, picture, question, 2)  # untimed: first-call costs
+        runs = [_ask(port, picture, question + f" ({i})", max_new_tokens) for i in range(repeats)]  # a new prompt: nothing reused
+        peak = _status_kib(server.pid, "VmHWM") * 1024
+        rss_now = _status_kib(server.pid, "VmRSS") * 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
+    return {
+        "load_seconds": load_seconds,
+        "rss_after_load_bytes": rss_after_load,
+        "first_token_s": median([r["first_token_s"] for r in runs]),
+        "server_prompt_ms": median([r["timings"].get("prompt_ms", 0.0) for r in runs]),
+        "prompt_tokens": runs[0]["timings"].get("prompt_n"),
+        "decode_tok_s": median([r["timings"].get("predicted_per_second", 0.0) for r in runs]),
+        "new_tokens": runs[0]["timings"].get("predicted_n"),
+        "peak_rss_bytes": rss_now,
+        "vm_hwm_bytes": peak,
+        "answer": runs[0]["answer"][:120],
+        "runs": runs,
+    }
+
+
+def bench_decode(build: Path, model: Path, prompt_tokens: int, max_new_tokens: int) -> dict:
+    """`llama-bench`: prompt and decode tok/s without a picture (llama.cpp's own figure)."""
+    out = subprocess.run([str(build / "bin" / "llama-bench"), "-m", str(model), "-t", str(THREADS), "-p", str(prompt_tokens),
+                          "-n", str(max_new_tokens), "-r", "2", "-o", "json"], check=True, capture_output=True, text=True).stdout
+    tests = json.loads(out)
+    by_kind = {("prompt" if t["n_prompt"] else "decode"): t["avg_ts"] for t in tests}
+    return {"llama_bench_prompt_tok_s": by_kind.get("prompt"), "llama_bench_decode_tok_s": by_kind.get("decode")}
+
+
+def run_llama_cpp(build: Path, gguf: Path, picture, question: str, prompt_tokens: int, max_new_tokens: int, repeats: int, log=print) -> dict:
+    """Every quantization's figures: {"llama.cpp Q8_0": {...}, "llama.cpp Q4_K_M": {...}}."""
+    mmproj = gguf / "mmproj-f16.gguf"
+    results = {}
+    for quant in QUANTS:
+        log(f"llama.cpp {quant}")
+        model = ensure_quantized(build, gguf, quant)
+        figures = serve_and_measure(build, model, mmproj, picture, question, max_new_tokens, repeats)
+        figures.update(bench_decode(build, model, prompt_tokens, max_new_tokens))
+        figures["variant"] = f"llama.cpp {quant}"
+        figures["file_bytes"] = os.path.getsize(model)
+        results[f"llama.cpp {quant}"] = figures
+    return results
+
+
+_CONVERT = """
+import runpy, sys
+sys.path[:0] = ["gguf-py", "."]
+import conversion.base as base
+def no_sentencepiece(self):
+    raise FileNotFoundError("no tokenizer.model")  # Qwen2-VL's set_vocab then reads tokenizer.json
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
+base.TextModel._set_vocab_sentencepiece = no_sentencepiece
+sys.argv = ["convert_hf_to_gguf.py", *sys.argv[1:]]
+runpy.run_path("convert_hf_to_gguf.py", run_name="__main__")
+"""
+
+
+def convert(checkpoint: Path, source: Path, out: Path) -> None:
+    """`out/model-f16.gguf` and `out/mmproj-f16.gguf` from `checkpoint`, by llama.cpp's own converter in `source`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for extra, name in (([], "model-f16.gguf"), (["--mmproj"], "mmproj-f16.gguf")):
+        subprocess.run([sys.executable, "-c", _CONVERT, str(checkpoint), *extra, "--outtype", "f16", "--outfile", str(out / name)],
+                       cwd=source, check=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Convert a checkpoint to GGUF with llama.cpp's converter (for bench.quantize).")
+    parser.add_argument("--convert", type=Path, required=True, help="the checkpoint folder")
+    parser.add_argument("--source", type=Path, required=True, help="llama.cpp's source (e.g. llama-cpp-python's sdist, vendor/llama.cpp)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    convert(args.convert, args.source, args.out)
