@@ -107,7 +107,8 @@ def test_new_chat_rename_and_delete(browser, artifacts):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         tab = open_tab(context, app)
-        assert tab.locator("#regenerate").is_disabled()  # nothing to regenerate yet
+        # nothing to regenerate yet (page.js disables it on the frame after the page renders)
+        tab.wait_for_function("() => document.querySelector('#regenerate')?.disabled === true", timeout=5_000)
         answered(tab, "First question", "The cat sleeps.")
         assert tab.locator("#regenerate").is_enabled()
         tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
