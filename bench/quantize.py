@@ -35,8 +35,8 @@ a trained model's answers change.
 With `--llama-cpp` (a llama.cpp build folder) and `--gguf` (the same checkpoint converted by
 llama.cpp), llama.cpp's Q8_0 and Q4_K_M rows are measured in the same run (`bench.llama_cpp`:
 its server answering the same picture and question), and the issue-24 targets are checked:
-int4 decoding >= Q4_K_M's, int4's first token <= int8's, int4's peak memory (loading included)
-<= Q4_K_M's, int8 decoding >= Q8_0's.
+int4 decoding >= Q4_K_M's, int4's first token <= int8's, int4's peak memory (answering, and
+loading included) <= Q4_K_M's, int8 decoding >= Q8_0's.
 
 Exactness of KV reuse for each variant (float32 included, for scale): a text follow-up answered
 with the session's cache against a re-prefill of the same prompt by the same model (max |Δlogit|
@@ -341,7 +341,8 @@ def run(
 LLAMA_TARGETS = (
     ("int4", "decode_tok_s", "llama.cpp Q4_K_M", False),
     ("int4", "first_token_s", "int8", True),
-    ("int4", "vm_hwm_bytes", "llama.cpp Q4_K_M", True),
+    ("int4", "peak_rss_bytes", "llama.cpp Q4_K_M", True),  # answering
+    ("int4", "vm_hwm_bytes", "llama.cpp Q4_K_M", True),  # loading included
     ("int8", "decode_tok_s", "llama.cpp Q8_0", False),
 )
 

@@ -48,7 +48,7 @@ def _local_flags(group: Any) -> None:
         "--quantize", choices=["none", "int8", "int4", "auto"], default="none",
         help="int8: the local model's linear layers in int8 on the CPU; int4: the language model's in 4 bits (vision in "
         "int8). Measured with the 2B model on a 2-core Intel Xeon @ 2.80GHz against float32 (2026-12-07): int8 answers a "
-        "new picture in 0.49x the time, decodes 2.2x faster, in 0.43x the memory; int4 0.86x, 2.9x, 0.36x. Other CPUs "
+        "new picture in 0.46x the time, decodes 2.2x faster, in 0.39x the memory; int4 0.97x, 3.0x, 0.32x. Other CPUs "
         "differ, see docs/performance.md; auto: int8 on the CPU, none on a GPU. Default: none",
     )
     group.add_argument(

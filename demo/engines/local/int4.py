@@ -61,7 +61,7 @@ class Int4Linear(nn.Module):
         # [groups, outputs, (scale, offset8)] in bfloat16, as the kernel reads them: a plain attribute, so
         # that the model's `.to(float32)` leaves it alone (a buffer would be cast); CPU only anyway.
         self.scales_and_offsets = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32, copy=True), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)

@@ -58,7 +58,7 @@ class Int8Linear(nn.Module):
         self.packed = torch.ops.onednn.qlinear_prepack(quantized, None)
         self.register_buffer("weight_scale", scale)
         self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.int32))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32, copy=True), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.float32)

@@ -82,7 +82,9 @@ class Bfloat16Embedding(nn.Module):
     def __init__(self, embedding: nn.Embedding) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.padding_idx = embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx
-        self.table = embedding.weight.detach().to(torch.bfloat16)
+        # A copy: a checkpoint read in its own dtype may hand out views of the file's memory map, and
+        # one kept view keeps the whole mapping resident (3.2 GiB more after loading the 2B model).
+        self.table = embedding.weight.detach().to(torch.bfloat16, copy=True)
 
     @property
     def weight(self) -> torch.Tensor:
