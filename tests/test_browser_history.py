@@ -314,3 +314,42 @@ def test_the_list_on_a_phone(browser, artifacts):
     finally:
         context.close()
         app["demo"].close()
+
+
+def test_clear_and_load_start_a_conversation_of_their_own(browser, tmp_path):
+    """The next question after Clear (or a loaded file) used to be kept over the conversation it replaced."""
+    app = started(free_port())
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
+        tab = open_tab(context, app)
+        answered(tab, "The first conversation", "The cat sleeps.")
+        tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
+        tab.locator("#clear").click()
+        tab.locator("#restore").click()  # Clear's Undo: the same conversation again, not a copy
+        tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=10_000)
+        tab.wait_for_timeout(1500)
+        assert kept_titles(tab) == ["The first conversation"]
+        tab.locator("#clear").click()
+        tab.locator("#chatbot [data-testid='user']").first.wait_for(state="detached", timeout=10_000)
+        answered(tab, "A second one", "On a sofa.")
+        tab.locator("#history .history-open").nth(1).wait_for(state="attached", timeout=15_000)
+        assert kept_titles(tab) == ["A second one", "The first conversation"]
+        # Load a saved file (the second conversation's) over the first: kept beside it, not over it.
+        saved = tmp_path / "saved.json"
+        tab.locator("#save-load > button").first.click()
+        with tab.expect_download() as download:
+            tab.locator("#save").click()
+        download.value.save_as(saved)
+        tab.locator("#history .history-open", has_text="The first conversation").click()
+        tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
+        tab.wait_for_timeout(1000)
+        tab.set_input_files("#save-load input[type=file]", [str(saved)])
+        tab.locator("#chatbot").get_by_text("On a sofa.").wait_for(timeout=15_000)
+        tab.locator("#history .history-open").nth(2).wait_for(state="attached", timeout=15_000)
+        assert sorted(kept_titles(tab)) == ["A second one", "A second one", "The first conversation"]
+        tab.locator("#history .history-open", has_text="The first conversation").click()
+        tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
+        assert "On a sofa." not in " ".join(chat_texts(tab))  # the first one as it was
+    finally:
+        context.close()
+        app["demo"].close()

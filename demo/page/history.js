@@ -26,6 +26,8 @@ let timer = null;
 let notice = "";
 let seenUpdated = null; // the kept copy's `updated` when this tab last opened or kept it
 let reopening = null; // { id, previous, previousSeen }: a kept conversation being opened, and the tab's one before
+let cleared = null; // { id, seen, key }: the tab's conversation when Clear emptied the chat (its Undo brings it back)
+let loading = false; // a file is being loaded with Load: what it shows is a conversation of its own
 
 function openDb() {
   return new Promise((resolve, reject) => {
@@ -117,6 +119,10 @@ function changed(messages) {
     markUnreadable(id, textOf(last).replace(/^⚠\s*/, ""));
     return;
   }
+  if (last?.role === "assistant" && textOf(last).startsWith("⚠")) {
+    loading = false; // something was refused (a message, a Load): the conversation did not change
+    return;
+  }
   if (hasQuestion && performance.now() < restoringUntil) {
     restoringUntil = 0;
     reopening = null;
@@ -124,8 +130,35 @@ function changed(messages) {
     if (!lost) showLost(false); // back after the app was gone: the conversation is there again
     return;
   }
-  if (!hasQuestion) return; // an empty chat: nothing to keep
+  if (!hasQuestion) {
+    // An empty chat (Clear): the next question starts a conversation of its own, unless Undo brings
+    // this one back. (Before a reload's restore has shown anything, lastKey is null: nothing ends.)
+    if (current && lastKey !== null) {
+      cleared = { id: current, seen: seenUpdated, key: lastKey };
+      setCurrent(null);
+      seenUpdated = null;
+      lastKey = null;
+    }
+    return;
+  }
   const key = contentKey(messages);
+  if (cleared) {
+    const back = cleared.key === key; // Clear's Undo: the same conversation, under its own name
+    if (back) {
+      setCurrent(cleared.id);
+      seenUpdated = cleared.seen;
+      lastKey = key;
+    }
+    cleared = null;
+    if (back) return;
+  }
+  if (loading) {
+    loading = false; // a loaded file is kept beside the conversation it replaced, not over it
+    if (key !== lastKey) {
+      setCurrent(null);
+      seenUpdated = null;
+    }
+  }
   if (key === lastKey) return;
   const settled = () => {
     if (answering()) {
@@ -399,6 +432,15 @@ async function probe() {
   setTimeout(probe, PROBE_MS);
 }
 setTimeout(probe, PROBE_MS);
+
+// Load (a saved file) replaces the chat: the kept conversation it replaces stays as it was.
+document.addEventListener(
+  "change",
+  (event) => {
+    if (event.target instanceof HTMLInputElement && event.target.matches("#save-load input[type=file]")) loading = true;
+  },
+  true,
+);
 
 // The draft survives a reload of the tab.
 document.addEventListener("input", (event) => {
