@@ -8,6 +8,8 @@ browser (its IndexedDB and cookies); its pages are tabs.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from tests.guarded import launch
@@ -15,6 +17,18 @@ from tests.helpers import free_port
 from tests.test_browser import send
 
 pytestmark = pytest.mark.browser
+
+
+@contextmanager
+def one_browser(browser, viewport: dict | None = None, **options):
+    """A scripted app on a port of its own and one browser (a Playwright context) on it, both closed after."""
+    app = started(free_port())
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900}, **options)
+    try:
+        yield app, context
+    finally:
+        context.close()
+        app["demo"].close()
 
 
 def started(port: int) -> dict:
@@ -103,9 +117,7 @@ def test_a_conversation_comes_back_after_a_reload_in_a_second_tab_and_after_a_re
 
 
 def test_new_chat_rename_and_delete(browser, artifacts):
-    app = started(free_port())
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
+    with one_browser(browser) as (app, context):
         tab = open_tab(context, app)
         # nothing to regenerate yet (page.js disables it on the frame after the page renders)
         tab.wait_for_function("() => document.querySelector('#regenerate')?.disabled === true", timeout=5_000)
@@ -137,9 +149,6 @@ def test_new_chat_rename_and_delete(browser, artifacts):
         tab.reload()
         tab.get_by_text("is ready").wait_for(timeout=15_000)
         assert kept_titles(tab) == []  # really gone
-    finally:
-        context.close()
-        app["demo"].close()
 
 
 def test_an_open_tab_says_when_the_app_is_gone_and_follows_on_when_it_is_back(browser, artifacts):
@@ -194,9 +203,7 @@ def put_records(tab, records: list[dict]) -> None:
 
 def test_a_second_tab_writing_the_same_conversation_keeps_both(browser, artifacts):
     """Two tabs of one browser opened one conversation and both went on: the last one kept used to win."""
-    app = started(free_port())
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
+    with one_browser(browser) as (app, context):
         first = open_tab(context, app)
         answered(first, "Shared start", "The cat sleeps.")
         first.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
@@ -221,15 +228,10 @@ def test_a_second_tab_writing_the_same_conversation_keeps_both(browser, artifact
         second.locator("#history .history-open", has_text="Shared start").last.click()
         second.locator("#chatbot").get_by_text("From the first tab").wait_for(timeout=15_000)
         assert "From the second tab" not in " ".join(chat_texts(second))
-    finally:
-        context.close()
-        app["demo"].close()
 
 
 def test_an_unreadable_kept_conversation_says_why_once_and_loses_nothing_else(browser, artifacts):
-    app = started(free_port())
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
+    with one_browser(browser) as (app, context):
         tab = open_tab(context, app)
         answered(tab, "A good conversation", "The cat sleeps.")
         tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
@@ -259,16 +261,11 @@ def test_an_unreadable_kept_conversation_says_why_once_and_loses_nothing_else(br
         tab.locator("#chatbot").get_by_text("And a follow-up").wait_for(timeout=15_000)
         assert not any(t.startswith("⚠") for t in chat_texts(tab))
         assert sorted(kept_titles(tab)) == ["A good conversation", "Cut in half", "From a newer app"]
-    finally:
-        context.close()
-        app["demo"].close()
 
 
 def test_a_full_browser_store_says_so_and_keeps_the_chat(browser):
     """At most 100 conversations are kept: the 101st is not kept, with one sentence, and nothing is dropped."""
-    app = started(free_port())
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    try:
+    with one_browser(browser) as (app, context):
         tab = open_tab(context, app)
         tab.wait_for_function("() => !!window.qvcHistory")
         put_records(tab, [{"id": f"old-{n}", "title": f"Old {n}", "updated": 1000 + n, "text": "{}"} for n in range(100)])
@@ -284,16 +281,11 @@ def test_a_full_browser_store_says_so_and_keeps_the_chat(browser):
         answered(tab, "Now there is room", "On a sofa.")
         tab.locator("#history .history-open", has_text="One too many").wait_for(state="attached", timeout=15_000)
         assert not tab.locator("#history .history-notice").count()
-    finally:
-        context.close()
-        app["demo"].close()
 
 
 def test_the_list_on_a_phone(browser, artifacts):
     """On a 390x844 phone the list opens over the chat, and choosing a conversation shows the chat again."""
-    app = started(free_port())
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
-    try:
+    with one_browser(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True) as (app, context):
         tab = open_tab(context, app)
         answered(tab, "Kept on a phone", "The cat sleeps.")
         tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
@@ -311,16 +303,11 @@ def test_the_list_on_a_phone(browser, artifacts):
         tab.locator("#history .history-open", has_text="Kept on a phone").tap()
         tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
         tab.wait_for_function("() => !document.querySelector('#history-sidebar').classList.contains('open')", timeout=5_000)
-    finally:
-        context.close()
-        app["demo"].close()
 
 
 def test_clear_and_load_start_a_conversation_of_their_own(browser, tmp_path):
     """The next question after Clear (or a loaded file) used to be kept over the conversation it replaced."""
-    app = started(free_port())
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    try:
+    with one_browser(browser, accept_downloads=True) as (app, context):
         tab = open_tab(context, app)
         answered(tab, "The first conversation", "The cat sleeps.")
         tab.locator("#history .history-open").first.wait_for(state="attached", timeout=15_000)
@@ -350,6 +337,3 @@ def test_clear_and_load_start_a_conversation_of_their_own(browser, tmp_path):
         tab.locator("#history .history-open", has_text="The first conversation").click()
         tab.locator("#chatbot").get_by_text("The cat sleeps.").wait_for(timeout=15_000)
         assert "On a sofa." not in " ".join(chat_texts(tab))  # the first one as it was
-    finally:
-        context.close()
-        app["demo"].close()
