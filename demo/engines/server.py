@@ -8,10 +8,12 @@ labels the local engine's `add_vision_id` writes. A video part (a list of PIL fr
 as `Video N: ` then its frames as images, so the server counts each frame as an image.
 
 What it does not know: the server's own min/max pixels (an image outside them is resized again
-there: keep the app's bounds within the server's), and whether the weights are random (only a
+there: keep the app's bounds within the server's; the app's least, 8 visual tokens, is llama.cpp's,
+and a llama.cpp server's own least is measured at start, `demo.engines.llama_server`), and whether the weights are random (only a
 local checkpoint directory with the marker file tells). Qwen2-VL's grounding markers survive
 only if the server keeps special tokens: `transformers serve` streams them, vLLM strips them
-unless asked (`extra_body={"skip_special_tokens": False}`); other Qwen special tokens are
+unless asked (`extra_body={"skip_special_tokens": False}`), llama.cpp unless started with
+`--special` (without the markers the boxes are still read, in Qwen2-VL's bare form); other Qwen special tokens are
 removed here, as the local engine does. `min_new_tokens` has no portable field and is not sent;
 `extra_body` passes server-specific fields (vLLM: `{"min_tokens": 8}`). It may not hold a field
 that the app sets itself or that multiplies what one answer costs (`max_tokens`, `n`, `best_of`,
@@ -36,6 +38,7 @@ import base64
 import io
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -55,6 +58,7 @@ from demo.engines.base import (
     ThinkingMode,
     estimate_tokens,
 )
+from demo.engines.llama_server import is_llama_server, picture_floor_tokens
 from demo.media.resize import DEFAULT_MAX_VISUAL_TOKENS, smart_resize, visual_tokens
 from demo.record.conversation import VisionCost
 from demo.record.reasoning import CLOSE, OPEN
@@ -75,6 +79,10 @@ COSTLY_GENERATION = (
     "output_scores", "output_logits", "output_attentions", "output_hidden_states", "return_dict_in_generate",
 )  # fmt: skip
 POLL_SECONDS = 0.05  # how often the answer loop looks at the stop event
+# The least visual tokens a picture is sent with: llama.cpp's own least for Qwen2-VL, Qwen2.5-VL and
+# Qwen3-VL (tools/mtmd/clip.cpp: set_limit_image_tokens(8, 4096)), above the processors' that vLLM and
+# SGLang use (Qwen2-VL's and Qwen2.5-VL's 56 × 56 pixels: 4 tokens), so none of them enlarges a picture.
+LEAST_VISUAL_TOKENS = 8
 
 # Special tokens a server may leave in the text; the grounding markers are kept.
 _DROPPED_SPECIALS = re.compile("|".join(re.escape(t) for t in QWEN2_SPECIALS if t not in QWEN2_VL_MARKERS))
@@ -142,7 +150,7 @@ class OpenAIEngine(Engine):
         spec = generation(self.family)  # ValueError for an unknown family
         self.patch, self.merge = spec.patch_size, spec.merge_size
         self.factor = self.resize_factor = spec.resize_factor
-        self.default_min_pixels = min_pixels or 56 * 56
+        self.default_min_pixels = min_pixels or LEAST_VISUAL_TOKENS * self.factor**2
         self.default_max_pixels = max_pixels or DEFAULT_MAX_VISUAL_TOKENS * self.factor**2
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
         self.thinking, self.thinking_default = thinking_mode(self.family, model)
@@ -156,11 +164,26 @@ class OpenAIEngine(Engine):
             timeout=timeout,
             max_retries=0,
         )
+        self.floor_pixels = 0  # no picture is sent smaller: the server's own least, when measured
+        if is_llama_server(self.base_url, min(timeout, 5.0)):
+            self._match_llama_floor()
+
+    def _match_llama_floor(self) -> None:
+        """Raise the app's least picture size to a llama.cpp server's, when it is larger (measured)."""
+        least = math.ceil(self.default_min_pixels / self.factor**2)
+        try:
+            floor = picture_floor_tokens(self.client, self.model_name, self.factor, least)
+        except (openai.OpenAIError, ValueError) as e:
+            log.warning("could not measure the llama.cpp server's least picture size, pictures go at the app's sizes: %s", e)
+            return
+        if floor > least:
+            log.warning("the llama.cpp server enlarges pictures to at least %d visual tokens: the app sends them so", floor)
+            self.floor_pixels = floor * self.factor**2
 
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
         width, height = size_wh
-        min_pixels = settings.min_pixels or self.default_min_pixels
-        max_pixels = settings.max_pixels or self.default_max_pixels
+        min_pixels = max(settings.min_pixels or self.default_min_pixels, self.floor_pixels)
+        max_pixels = max(settings.max_pixels or self.default_max_pixels, self.floor_pixels)
         try:
             h, w = smart_resize(height, width, self.factor, min_pixels, max_pixels)
         except (ValueError, ZeroDivisionError) as e:  # an aspect ratio above 200, an empty image
