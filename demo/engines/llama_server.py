@@ -8,8 +8,8 @@ server was started with `--image-min-tokens` / `--image-max-tokens` (it advises
 is kept exactly as sent, so the boxes' pixels (Qwen2.5-VL answers in the pixels it saw) are the
 app's. The app's own least (`OpenAIEngine`: 8 tokens) is llama.cpp's default; a server started
 with a larger one would enlarge the app's small pictures, and no endpoint says so (`/props`
-lists the modalities, not these bounds). So `picture_floor_tokens` measures it: the prompt
-length of one small square picture against the same prompt without it.
+lists the modalities, not these bounds). So `picture_floor_tokens` measures it, from the prompt
+lengths the server reports for a few small pictures.
 
 What it does not know: the server's greatest bound (measuring it would encode a picture of the
 app's largest size at start-up; the app's 1280-token default is below llama.cpp's 4096, keep
@@ -21,13 +21,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import logging
 import math
 import urllib.request
 
 from PIL import Image
 
-log = logging.getLogger(__name__)
 
 def is_llama_server(base_url: str, timeout: float = 5.0) -> bool:
     """True when the server at `base_url` (…/v1) answers llama-server's own `/props` endpoint."""
@@ -40,26 +38,25 @@ def is_llama_server(base_url: str, timeout: float = 5.0) -> bool:
     return isinstance(props, dict) and "build_info" in props and "modalities" in props
 
 
-def _square(side: int) -> dict:
-    """A grey square picture of `side` pixels, as an image part."""
+def _picture(width: int, height: int) -> dict:
+    """A grey picture, as an image part."""
     buffer = io.BytesIO()
-    Image.new("RGB", (side, side), (128, 128, 128)).save(buffer, format="PNG")
+    Image.new("RGB", (width, height), (128, 128, 128)).save(buffer, format="PNG")
     return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")}}
 
 
 def picture_floor_tokens(client, model: str, factor: int, tokens: int) -> int:
     """The least visual tokens a picture must have for the server to keep it as sent: `tokens` when
-    it keeps a square of that many (rounded up to a square number), else the square number it
-    enlarges such a square to, which covers its own least. `client`: an `openai.OpenAI` on it.
+    it keeps a picture of that many, else a number of tokens at least its own least (the square it
+    enlarges a small square to). `client`: an `openai.OpenAI` on the server.
 
-    The prompt's length with a square of k × k tokens, then (k + 1) × (k + 1), at the same place
-    in the same words: kept as sent, the second has 2k + 1 tokens more; enlarged to the server's
-    least, both have the same. Then the words alone give a side surely above that least, and one
-    picture of that side, kept as sent, tells the enlarged square's tokens exactly (what the
-    words and the picture's frame cost differs by tokenizer: it cancels out). One-token answers,
-    `cache_prompt: false` so that nothing is reused between them.
+    Kept as sent, pictures of r × c, r × (c + 1) and r × (c + 2) tokens (r × c = `tokens`) make
+    prompts r tokens apart, at the same place in the same words; one the server enlarges breaks
+    that. Then: the words alone give a side surely above the server's least, and a square of that
+    side, kept as sent, against a small square it enlarged, tells the enlarged square's tokens
+    exactly (what the words and a picture's frame cost differs by tokenizer: it cancels out).
+    One-token answers, `cache_prompt: false` so that nothing is reused between them.
     """
-    side = math.isqrt(tokens - 1) + 1 if tokens > 1 else 1  # a square of at least `tokens` tokens
 
     def prompt_tokens(*picture: dict) -> int:
         content = [{"type": "text", "text": "Picture 1: "}, *picture, {"type": "text", "text": "?"}]
@@ -69,12 +66,15 @@ def picture_floor_tokens(client, model: str, factor: int, tokens: int) -> int:
         )
         return answer.usage.prompt_tokens
 
-    small = prompt_tokens(_square(side * factor))
-    if prompt_tokens(_square((side + 1) * factor)) - small == 2 * side + 1:
+    rows = max(d for d in range(1, math.isqrt(tokens) + 1) if tokens % d == 0)
+    lengths = [prompt_tokens(_picture((tokens // rows + more) * factor, rows * factor)) for more in (0, 1, 2)]
+    if lengths[1] - lengths[0] == lengths[2] - lengths[1] == rows:
         return tokens
-    above = math.isqrt(small - prompt_tokens()) + 1  # the words cost something: this side is above the enlarged one
-    enlarged = above * above - (prompt_tokens(_square(above * factor)) - small)
+    side = math.isqrt(tokens - 1) + 1  # a square of at least `tokens` tokens
+    small = prompt_tokens(_picture(side * factor, side * factor))
+    above = math.isqrt(small - prompt_tokens()) + 1  # the words cost something: a side above the enlarged square's
+    enlarged = above * above - (prompt_tokens(_picture(above * factor, above * factor)) - small)
     grid = math.isqrt(max(enlarged, 0))
-    if grid * grid != enlarged or grid <= side:
+    if grid * grid != enlarged or grid < side:
         raise ValueError(f"the server's picture tokens do not follow llama.cpp's rule (a {side * factor}-pixel square: {enlarged})")
     return enlarged
