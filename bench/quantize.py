@@ -21,7 +21,13 @@ other, on the same checkpoint, photo and prompt (one new 448×448 picture, greed
 
 Per variant: time to first token for the new picture (end of the first forward; `TokenClock`),
 decode tok/s, peak RSS while answering (`PeakRss`, after `malloc_trim`), RSS after loading and
-the process's high-water mark (VmHWM: loading included); medians over `--repeats`. Also this
+the process's high-water mark (VmHWM: loading included, and right after loading); medians over `--repeats`.
+
+The quantized variants (int8, int8-text, int4) start twice, each in a child process of its own, with
+their quantized weights kept in a new temporary store (`demo.engines.local.quantized_store`): the
+first start quantizes the checkpoint and writes the store (its load time includes the writing),
+the later start reads it. For the later start: load seconds, the peak while loading (VmHWM), the
+RSS after, and whether its teacher-forced logits are the first start's bit for bit. Also this
 process's CPU seconds to the first token and per decoded token: on a machine where other work
 competes for the cores the wall-clock figures stretch, and these show by how much.
 
@@ -49,6 +55,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +77,7 @@ from demo.record.conversation import Attachment, Conversation, Turn, to_model_me
 
 VARIANTS = ("float32", "engine-float32", "int8", "int8-text", "int4", "dynamic")
 QUANTIZED = ("int8", "int8-text", "int4", "dynamic")  # the variants the targets are for
+STORED = ("int8", "int8-text", "int4")  # the variants whose quantized weights a later start reads (`quantized_store`)
 DEFAULTS = {"tiny": {"repeats": 3, "max_new_tokens": 32}, "2b": {"repeats": 2, "max_new_tokens": 32}}
 QUESTION = ("Describe Picture 1 in detail.", ["chelsea.png"])
 FIDELITY_PROMPTS = [
@@ -91,11 +99,15 @@ def conversation(question: tuple[str, list[str]], photos: dict) -> Conversation:
     return Conversation(turns=[Turn(text, [Attachment(f"bench/{n}", photos[n], n) for n in names], status="streaming")])
 
 
-def load(variant: str, path: str):
-    """The engine of `variant` on `path`, on the CPU."""
+def load(variant: str, path: str, store: Path | None = None):
+    """The engine of `variant` on `path`, on the CPU; the quantized ones keep their weights under `store`
+    (as the cache root: `store/quantized/...`), or quantize without keeping them when None."""
     import torch
 
     import demo.engines.local.engine as local
+
+    if store is not None:  # the engine's cache root while it loads (the checkpoint was found before)
+        os.environ["QWEN_CHAT_CACHE"] = str(store)
 
     if variant in ("float32", "engine-float32", "dynamic"):
         engine = local.TransformersEngine(path, device="cpu", dtype="float32")
@@ -108,7 +120,9 @@ def load(variant: str, path: str):
     import demo.engines.local.precision as precision
 
     precision.INT8_VISION = variant in ("int8", "int4")
-    return local.TransformersEngine(path, device="cpu", dtype="float32", quantize="int4" if variant == "int4" else "int8")
+    return local.TransformersEngine(
+        path, device="cpu", dtype="float32", quantize="int4" if variant == "int4" else "int8", keep_quantized=store is not None
+    )
 
 
 def teacher_forced_logits(engine, photos: dict):
@@ -209,16 +223,17 @@ def vm_hwm_bytes() -> int:
     return 0
 
 
-def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, reference: Path) -> dict:
-    """Everything measured for one variant, in this process."""
+def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, reference: Path, store: Path | None = None) -> dict:
+    """Everything measured for one variant, in this process (a first start: the quantized weights written to `store`)."""
     import torch
     from transformers import AutoProcessor
 
     checkpoint = ensure_checkpoint(shape)
     started = time.perf_counter()
-    engine = load(variant, str(checkpoint.path))
+    engine = load(variant, str(checkpoint.path), store)
     load_seconds = time.perf_counter() - started
     after_load = rss_bytes()
+    load_peak = vm_hwm_bytes()
     processor = AutoProcessor.from_pretrained(checkpoint.path) if variant == "float32" else None
     photos = {name: square_photo(name) for _, names in [QUESTION, *FIDELITY_PROMPTS] for name in names}
     settings = GenerationSettings(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
@@ -245,6 +260,7 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
         "variant": variant,
         "load_seconds": load_seconds,
         "rss_after_load_bytes": after_load,
+        "load_peak_bytes": load_peak,
         "linear_layers": {
             kind: sum(1 for m in engine.model.modules() if linear_kind(m) == kind) for kind in ("Linear", "Int8Linear", "Int4Linear", "LinearDynamic")
         },
@@ -261,9 +277,30 @@ def run_variant(variant: str, shape: str, repeats: int, max_new_tokens: int, ref
         torch.save(logits, reference)
     else:
         result["fidelity"] = fidelity(logits, torch.load(reference))
+    if store is not None:  # for the later start to compare with
+        store.mkdir(exist_ok=True)
+        torch.save(logits, store / "teacher-forced-logits.pt")
+        result["stored_bytes"] = sum(f.stat().st_size for f in (store / "quantized").rglob("*") if f.is_file())
     result["reuse"] = reuse_exactness(engine, photos)
     result["vm_hwm_bytes"] = vm_hwm_bytes()
     return result
+
+
+def run_later_start(variant: str, shape: str, store: Path) -> dict:
+    """A later start of a quantized variant, in this process: its model read from the weights the first start
+    kept in `store`. Load time and peak memory, and whether its teacher-forced logits are the first start's, bit for bit."""
+    import torch
+
+    checkpoint = ensure_checkpoint(shape)
+    written = {p.name: p.stat().st_mtime_ns for p in store.glob("quantized/*/manifest.json")}
+    started = time.perf_counter()
+    engine = load(variant, str(checkpoint.path), store)
+    load_seconds = time.perf_counter() - started
+    figures = {"load_seconds": load_seconds, "rss_after_load_bytes": rss_bytes(), "load_peak_bytes": vm_hwm_bytes()}
+    photos = {name: square_photo(name) for _, names in FIDELITY_PROMPTS for name in names}
+    same = torch.equal(teacher_forced_logits(engine, photos), torch.load(store / "teacher-forced-logits.pt"))
+    read = bool(written) and {p.name: p.stat().st_mtime_ns for p in store.glob("quantized/*/manifest.json")} == written  # not rebuilt
+    return {**figures, "read_from_store": read, "same_logits": same}
 
 
 def run(
@@ -286,8 +323,18 @@ def run(
             out = Path(folder) / f"{variant}.json"
             command = [sys.executable, "-m", "bench.quantize", "--child", variant, "--shape", shape,
                        "--repeats", str(repeats), "--max-new-tokens", str(max_new_tokens), "--reference", str(reference), "--json", str(out)]
+            store = Path(folder) / f"{variant}-store"  # a new store: the first start writes it, a later one reads it
+            if variant in STORED:
+                command += ["--store", str(store)]
             subprocess.run(command, cwd=REPO, check=True)
             results[variant] = json.loads(out.read_text())
+            if variant in STORED:
+                log(f"[{shape}] {variant}, a later start")
+                later = Path(folder) / f"{variant}-later.json"
+                subprocess.run([sys.executable, "-m", "bench.quantize", "--later-start", variant, "--shape", shape, "--store", str(store),
+                                "--json", str(later)], cwd=REPO, check=True)  # fmt: skip
+                results[variant]["later_start"] = json.loads(later.read_text())
+                shutil.rmtree(store)
     if llama_cpp is not None:
         from bench.llama_cpp import run_llama_cpp
 
@@ -401,6 +448,12 @@ def report(results: dict) -> str:
     row("RSS after load (GiB)", gib, lambda f: f["rss_after_load_bytes"])
     row("process peak, load incl. (GiB)", gib, lambda f: f["vm_hwm_bytes"])
     row("load (s)", num(1), lambda f: f["load_seconds"])
+    row("peak while loading (GiB)", gib, lambda f: f["load_peak_bytes"])
+    row("later start: load (s)", num(1), lambda f: f["later_start"]["load_seconds"])
+    row("later start: peak loading (GiB)", gib, lambda f: f["later_start"]["load_peak_bytes"])
+    row("later start: RSS after (GiB)", gib, lambda f: f["later_start"]["rss_after_load_bytes"])
+    row("later start: same logits", str, lambda f: f["later_start"]["same_logits"] and f["later_start"]["read_from_store"])
+    row("kept on disk (GiB)", gib, lambda f: f["stored_bytes"])
     row("CPU / wall", num(2), lambda f: f["cpu_per_wall"])
     row("CPU s to first token", num(2), lambda f: f["cpu_first_token_s"])
     row("CPU ms per decoded token", num(0), lambda f: f["cpu_per_token_s"] * 1000)
@@ -441,13 +494,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--llama-cpp", type=Path, help="a llama.cpp build folder (bin/llama-server, llama-bench, llama-quantize): adds its rows")
     parser.add_argument("--gguf", type=Path, help="with --llama-cpp: a folder with model-f16.gguf and mmproj-f16.gguf of the same checkpoint")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)  # one variant, in this process
+    parser.add_argument("--later-start", choices=STORED, help=argparse.SUPPRESS)  # its later start, in this process
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)  # the child's cache root for the quantized weights
     args = parser.parse_args(argv)
     if args.repeats is not None and args.repeats < 1 or args.max_new_tokens is not None and args.max_new_tokens < 2:
         parser.error("--repeats must be >= 1 and --max-new-tokens >= 2")
     if args.child:
-        result = run_variant(args.child, args.shape, args.repeats, args.max_new_tokens, args.reference)
+        result = run_variant(args.child, args.shape, args.repeats, args.max_new_tokens, args.reference, args.store)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return None
+    if args.later_start:
+        args.json.write_text(json.dumps(run_later_start(args.later_start, args.shape, args.store), indent=2) + "\n")
         return None
     if (args.llama_cpp is None) != (args.gguf is None):
         parser.error("--llama-cpp and --gguf go together")

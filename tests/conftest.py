@@ -41,6 +41,16 @@ class TinyCheckpoints:
         return self._engines[name]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache_root(tmp_path_factory) -> Iterator[Path]:
+    """$QWEN_CHAT_CACHE for the whole run: what the app keeps there (the quantized weights of every
+    int8/int4 engine, keyed by the tiny checkpoints' new files) stays out of ~/.cache."""
+    root = tmp_path_factory.mktemp("qwen-chat-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QWEN_CHAT_CACHE", str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
     return TinyCheckpoints(tmp_path_factory.mktemp("model-cache"))

@@ -26,7 +26,7 @@ def test_help_lists_every_flag():
     for flag in (
         "--model", "--device", "--dtype", "--attn-implementation", "--host", "--port", "--share",
         "--max-new-tokens", "--min-pixels", "--max-pixels", "--concurrency", "--quantize", "--extra-body",
-        "--zerogpu-max-seconds",
+        "--zerogpu-max-seconds", "--no-quantized-cache",
     ):
         assert flag in result.stdout
 

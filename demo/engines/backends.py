@@ -52,6 +52,12 @@ def _local_flags(group: Any) -> None:
         "differ, see docs/performance.md; auto: int8 on the CPU, none on a GPU. Default: none",
     )
     group.add_argument(
+        "--no-quantized-cache", action="store_true",
+        help="with --quantize int8 or int4: quantize the checkpoint at every start. Otherwise the first start keeps the "
+        "quantized weights in the cache ($QWEN_CHAT_CACHE or ~/.cache/qwen-vl-chat, under quantized/; one entry per "
+        "checkpoint revision, mode, torch and transformers version) and later starts read them, in less memory",
+    )
+    group.add_argument(
         "--attn-implementation", choices=["sdpa", "eager", "flash_attention_2"], default="sdpa",
         help="attention kernel; flash_attention_2 needs the flash-attn package and a GPU. Default: sdpa",
     )
@@ -81,7 +87,7 @@ def _local_build(args: argparse.Namespace, checkpoint: str | None) -> Any:
         log.info("tiny random checkpoint: %s", model)
     engine = TransformersEngine(
         model, device=args.device, dtype=args.dtype, attn_implementation=args.attn_implementation,
-        name=args.model, cache_bytes=args.cache_mb * 2**20, quantize=args.quantize,
+        name=args.model, cache_bytes=args.cache_mb * 2**20, quantize=args.quantize, keep_quantized=not args.no_quantized_cache,
     )
     return zerogpu.on_zero_gpu(engine)
 

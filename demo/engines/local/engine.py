@@ -49,6 +49,7 @@ from demo.engines.base import (
     ModelLoadError,
 )
 from demo.engines.hub.download import local_checkpoint
+from demo.engines.local import quantized_store
 from demo.engines.local.kv_reuse import CacheStore, SessionCache, plan_reuse
 from demo.engines.local.precision import guard_float16, quantize_model, resolve_device, resolve_dtype, resolve_quantize
 from demo.engines.local.prefill import PrefillStopped, StopChecks, prefill
@@ -90,10 +91,12 @@ class TransformersEngine(Engine):
         name: str | None = None,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         quantize: str = "none",
+        keep_quantized: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.quantize = resolve_quantize(quantize, self.device)
+        self.keep_quantized = keep_quantized  # int8/int4: read the quantized weights from the cache, or write them there
         self.model_name = name or model
         checkpoint = local_checkpoint(model)  # a Hub id is downloaded first, with bounded waits and one-line errors
         try:
@@ -141,16 +144,26 @@ class TransformersEngine(Engine):
         return TORCH_THREAD.call(fn, *args, **kwargs) if self.device == "cpu" else fn(*args, **kwargs)
 
     def _load_model(self, checkpoint: str, attn_implementation: str):
-        model = AutoModelForImageTextToText.from_pretrained(
-            checkpoint,
-            dtype="auto" if self.quantize in ("int8", "int4") else self.dtype,  # from the checkpoint's dtype, no float32 copy
-            attn_implementation=attn_implementation,
-        )
-        self._set_precision(model)
+        """The model in its precision. int8/int4 (unless `keep_quantized` is off): read from the quantized
+        weights kept in the cache by an earlier start (`quantized_store`), else quantized here and kept."""
+        entry = quantized_store.entry_dir(checkpoint, self.quantize, self.dtype) if self.quantize in ("int8", "int4") and self.keep_quantized else None
+        model = quantized_store.load(entry, checkpoint, attn_implementation) if entry else None
+        if model is not None:
+            log.info("quantized weights (%s) read from %s", self.quantize, entry)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(
+                checkpoint,
+                dtype="auto" if self.quantize in ("int8", "int4") else self.dtype,  # from the checkpoint's dtype, no float32 copy
+                attn_implementation=attn_implementation,
+            )
+            self._set_precision(model)
         model.to(self.device).eval()
         # Freed load-time copies (int8: each layer's float weights) stay in this thread's malloc arena
         # otherwise: 5.9 GiB resident after loading the 2B shape in int8, 3.7 GiB once trimmed.
         release_memory()
+        if entry and not (entry / quantized_store.MANIFEST).is_file() and quantized_store.save(model, entry):
+            log.info("quantized weights (%s) kept in %s for the next start", self.quantize, entry)
+            release_memory()  # the int8 weights unpacked for writing
         return model
 
     def _set_precision(self, model) -> None:

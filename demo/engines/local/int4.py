@@ -44,24 +44,47 @@ def int4_fits(linear: nn.Linear) -> bool:
 
 
 class Int4Linear(nn.Module):
-    """An `nn.Linear` (float32 in, float32 out) with 4-bit weights; built from a float one."""
+    """An `nn.Linear` (float32 in, float32 out) with 4-bit weights; built from a float one, or from
+    what `stored()` handed out (`from_stored`, for `demo.engines.local.quantized_store`)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         size = group_size(linear.in_features)
         if not int4_fits(linear):
             raise ValueError(f"{linear.in_features} inputs in 32-input groups and {linear.out_features} outputs by 16 do not both fit")
-        self.in_features, self.out_features, self.group_size = linear.in_features, linear.out_features, size
-        weight = linear.weight.detach().to(torch.float32).reshape(self.out_features, -1, size)
+        out_features = linear.out_features
+        weight = linear.weight.detach().to(torch.float32).reshape(out_features, -1, size)
         low, high = weight.amin(dim=-1), weight.amax(dim=-1)
         scale = ((high - low) / _LEVELS).clamp(min=torch.finfo(torch.float32).tiny)
         levels = torch.round((weight - low[..., None]) / scale[..., None]).clamp_(0, _LEVELS).to(torch.int32)
         del weight
-        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels.reshape(self.out_features, -1), _INNER_K_TILES))
-        # [groups, outputs, (scale, offset8)] in bfloat16, as the kernel reads them: a plain attribute, so
-        # that the model's `.to(float32)` leaves it alone (a buffer would be cast); CPU only anyway.
-        self.scales_and_offsets = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32, copy=True), requires_grad=False)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels.reshape(out_features, -1), _INNER_K_TILES)
+        # [groups, outputs, (scale, offset8)] in bfloat16, as the kernel reads them.
+        scales_and_offsets = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        bias = None if linear.bias is None else linear.bias.detach().to(torch.float32, copy=True)
+        self._hold(packed, scales_and_offsets, bias, linear.in_features)
+
+    def _hold(self, packed: torch.Tensor, scales_and_offsets: torch.Tensor, bias: torch.Tensor | None, in_features: int) -> None:
+        groups, self.out_features, _ = scales_and_offsets.shape
+        self.in_features, self.group_size = in_features, in_features // groups
+        self.register_buffer("packed", packed)
+        # A plain attribute, so that the model's `.to(float32)` leaves it alone (a buffer would be cast); CPU only anyway.
+        self.scales_and_offsets = scales_and_offsets
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    @classmethod
+    def from_stored(cls, tensors: dict[str, torch.Tensor], in_features: int) -> Int4Linear:
+        """The layer `stored()` came from, on a CPU of the same kind (the packing's layout is torch's
+        and the CPU's: AVX-512 and AVX2 builds pack in blocks of 64 and 32 outputs)."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._hold(tensors["packed"], tensors["scales_and_offsets"], tensors.get("bias"), in_features)
+        return layer
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        """What rebuilds this layer (with `in_features`): the packed 4-bit weights, scales and offsets, the bias; no copies."""
+        out = {"packed": self.packed, "scales_and_offsets": self.scales_and_offsets}
+        return out if self.bias is None else {**out, "bias": self.bias.detach()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)

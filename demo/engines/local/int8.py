@@ -46,19 +46,42 @@ def int8_available() -> bool:
 
 
 class Int8Linear(nn.Module):
-    """An `nn.Linear` (float32 in, float32 out) computed in int8; built from a float one."""
+    """An `nn.Linear` (float32 in, float32 out) computed in int8; built from a float one, or from
+    what `stored()` handed out (`from_stored`, for `demo.engines.local.quantized_store`)."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().to(torch.float32)
         scale = weight.abs().amax(dim=1).clamp(min=_TINY) / 127
         quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        bias = None if linear.bias is None else linear.bias.detach().to(torch.float32, copy=True)
+        self._hold(quantized, scale, bias)
+
+    def _hold(self, quantized: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.out_features, self.in_features = quantized.shape
         # The packed weight is an opaque oneDNN tensor: kept as a plain attribute, out of state_dict.
         self.packed = torch.ops.onednn.qlinear_prepack(quantized, None)
         self.register_buffer("weight_scale", scale)
         self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.int32))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(torch.float32, copy=True), requires_grad=False)
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    @classmethod
+    def from_stored(cls, tensors: dict[str, torch.Tensor]) -> Int8Linear:
+        """The layer `stored()` came from: its int8 weights packed again for this CPU, the same bits."""
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._hold(tensors["weight"], tensors["weight_scale"], tensors.get("bias"))
+        return layer
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        """What rebuilds this layer: the int8 weights [out, in], their scales and the bias.
+
+        The weights are read back from oneDNN's packing (`to_dense` reorders it to a plain layout,
+        bit for bit), a new tensor at each call: the layer itself keeps no second copy. The packing
+        is not stored: its layout is the CPU's (oneDNN picks it), and packing again is cheap.
+        """
+        out = {"weight": self.packed.to_dense().t().contiguous(), "weight_scale": self.weight_scale}
+        return out if self.bias is None else {**out, "bias": self.bias.detach()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.float32)
@@ -102,8 +125,19 @@ class Int8Group(nn.Module):
             if stacked.bias is not None:
                 biases = [linear.bias if linear.bias is not None else torch.zeros(linear.out_features) for linear in linears]
                 stacked.bias.copy_(torch.cat([b.detach() for b in biases]))
-        self.sizes = [linear.out_features for linear in linears]
-        self.linear = make(stacked)
+        self._hold(make(stacked), [linear.out_features for linear in linears])
+
+    @classmethod
+    def of(cls, linear: nn.Module, sizes: list[int]) -> Int8Group:
+        """A group over an already stacked layer (`linear`, its outputs `sizes` parts in order)."""
+        group = cls.__new__(cls)
+        nn.Module.__init__(group)
+        group._hold(linear, sizes)
+        return group
+
+    def _hold(self, linear: nn.Module, sizes: list[int]) -> None:
+        self.sizes = list(sizes)
+        self.linear = linear
         self._input: tuple[torch.Tensor, int] | None = None  # the input the kept outputs are for, and its version
         self._outputs: tuple[torch.Tensor, ...] = ()
         self._waiting: set[int] = set()  # the parts that have not taken theirs yet

@@ -81,10 +81,25 @@ class Bfloat16Embedding(nn.Module):
 
     def __init__(self, embedding: nn.Embedding) -> None:
         super().__init__()
-        self.num_embeddings, self.embedding_dim, self.padding_idx = embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx
         # A copy: a checkpoint read in its own dtype may hand out views of the file's memory map, and
         # one kept view keeps the whole mapping resident (3.2 GiB more after loading the 2B model).
-        self.table = embedding.weight.detach().to(torch.bfloat16, copy=True)
+        self._hold(embedding.weight.detach().to(torch.bfloat16, copy=True), embedding.padding_idx)
+
+    def _hold(self, table: torch.Tensor, padding_idx: int | None) -> None:
+        (self.num_embeddings, self.embedding_dim), self.padding_idx = table.shape, padding_idx
+        self.table = table
+
+    @classmethod
+    def from_stored(cls, tensors: dict[str, torch.Tensor], padding_idx: int | None) -> Bfloat16Embedding:
+        """The embedding `stored()` came from (`demo.engines.local.quantized_store`)."""
+        embedding = cls.__new__(cls)
+        nn.Module.__init__(embedding)
+        embedding._hold(tensors["table"], padding_idx)
+        return embedding
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        """What rebuilds it (with `padding_idx`): the bfloat16 table."""
+        return {"table": self.table}
 
     @property
     def weight(self) -> torch.Tensor:
