@@ -55,7 +55,9 @@ def _local_flags(group: Any) -> None:
         "--no-quantized-cache", action="store_true",
         help="with --quantize int8 or int4: quantize the checkpoint at every start. Otherwise the first start keeps the "
         "quantized weights in the cache ($QWEN_CHAT_CACHE or ~/.cache/qwen-vl-chat, under quantized/; one entry per "
-        "checkpoint revision, mode, torch and transformers version) and later starts read them, in less memory",
+        "checkpoint revision, mode, torch and transformers version; older ones are not deleted) and later starts read "
+        "them, loading in about the memory they end with (2B model: 3.6 GiB at most in int8 instead of 9-10, 2.6 in int4 "
+        "instead of 7.5-8; 2.5 and 1.8 GiB on disk)",
     )
     group.add_argument(
         "--attn-implementation", choices=["sdpa", "eager", "flash_attention_2"], default="sdpa",
