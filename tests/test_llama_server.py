@@ -252,3 +252,26 @@ def test_the_app_draws_a_llama_server_box_on_the_persons_picture(llama_bin, gguf
     assert detection["raw"] == [560, 280, 840, 504]
     expected = [560 / input_w * image["width"], 280 / input_h * image["height"], 840 / input_w * image["width"], 504 / input_h * image["height"]]
     assert detection["bbox_xyxy"] == pytest.approx(expected, abs=1)
+
+
+def test_the_benchs_llama_cpp_fidelity_reads_the_same_tokens(llama_bin, gguf, tiny_checkpoints, tmp_path):
+    """bench.quantize's llama.cpp fidelity on the tiny Qwen2-VL: the server writes exactly the bench's
+    continuation (a grammar of its token ids) after the app's request for each prompt, and its F16
+    conversion ranks the positions much as the float32 model does (chance would be 1 in 800)."""
+    import torch
+
+    from bench.models import square_photo
+    from bench.quantize import FIDELITY_PROMPTS, llama_fidelity, teacher_forced_logits
+    from demo.engines.local.engine import TransformersEngine
+
+    checkpoint = tiny_checkpoints[TINY["qwen2-vl"]]
+    engine = TransformersEngine(str(checkpoint), device="cpu", dtype="float32")
+    photos = {name: square_photo(name) for _, names in FIDELITY_PROMPTS for name in names}
+    reference = tmp_path / "float32-logits.pt"
+    torch.save(teacher_forced_logits(engine, photos), reference)
+    with llama_server(llama_bin, gguf("qwen2-vl")) as url:
+        figures = llama_fidelity(checkpoint, reference)(url)["fidelity"]
+    print(f"llama.cpp F16 against float32 on the tiny Qwen2-VL: {figures}")
+    positions = torch.load(reference).shape[0] * torch.load(reference).shape[1]
+    assert figures["positions"] == positions  # every position of every prompt, the prompt's last included
+    assert figures["top1_agreement"] >= 0.5 and figures["top5_overlap"] >= 0.5
