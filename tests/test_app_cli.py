@@ -43,6 +43,11 @@ def test_the_quantize_help_gives_the_measured_figures():
     int8 += f"in {ratios['int8', 'peak_rss_bytes']:.2f}x the memory"
     int4 = f"int4 {ratios['int4', 'first_token_s']:.2f}x, {ratios['int4', 'decode_tok_s']:.1f}x, {ratios['int4', 'peak_rss_bytes']:.2f}x"
     assert int8 in help_text and int4 in help_text
+    variants, gib = measured["variants"], lambda x: f"{x / 2**30:.1f}"
+    kept = f"3.6 GiB at most in int8 instead of {gib(variants['int8']['vm_hwm_bytes'])}, "
+    kept += f"{gib(variants['int4']['later_start']['load_peak_bytes'])} in int4 instead of {gib(variants['int4']['vm_hwm_bytes'])}; "
+    kept += f"{gib(variants['int8']['stored_bytes'])} and {gib(variants['int4']['stored_bytes'])} GiB on disk"
+    assert gib(variants["int8"]["later_start"]["load_peak_bytes"]) == "3.6" and kept in help_text  # --no-quantized-cache's
     assert " 3x" not in help_text  # the old, unmeasured claim
 
 
