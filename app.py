@@ -112,10 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    stopped = f"stopped before {args.model} was ready; files already downloaded stay in the cache"
+    if download is not None:
+        # Ctrl+C during the download ends the program here and now, whatever the main thread is doing
+        # meanwhile: a KeyboardInterrupt raised inside an import that catches everything (the page's
+        # modules load while the model downloads) would be lost, and the app would go on waiting.
+        def interrupted(signum, frame) -> None:
+            if not download.done():
+                print(stopped, file=sys.stderr)
+                _end(130, download)  # ends the program: the download is still running
+            signal.default_int_handler(signum, frame)  # downloaded: the usual KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupted)
     try:
         return serve(args, slot, download)
-    except KeyboardInterrupt:  # Ctrl+C before the model is ready, maybe during its download
-        print(f"stopped before {args.model} was ready; files already downloaded stay in the cache", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl+C before the model is ready (its download done, or none)
+        print(stopped, file=sys.stderr)
         return _end(130, download)
 
 
