@@ -37,8 +37,6 @@ log-probabilities of its top tokens only, not logits, so |Δlogit| is not compar
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import os
 import shutil
@@ -50,6 +48,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from demo.engines.llama_server import image_part
 
 QUANTS = ("Q8_0", "Q4_K_M")
 THREADS = 2
@@ -127,12 +127,6 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def _data_url(picture) -> str:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _ask(port: int, picture, question: str, max_new_tokens: int) -> dict:
     """One streamed answer: time to the first text, the server's timings, the text."""
     body = {
@@ -146,7 +140,7 @@ def _ask(port: int, picture, question: str, max_new_tokens: int) -> dict:
             {"role": "system", "content": "You are a helpful assistant."},
             {"role": "user", "content": [
                 {"type": "text", "text": "Picture 1: "},
-                {"type": "image_url", "image_url": {"url": _data_url(picture)}},
+                image_part(picture),  # as the app sends it
                 {"type": "text", "text": question},
             ]},
         ],

@@ -38,11 +38,16 @@ def is_llama_server(base_url: str, timeout: float = 5.0) -> bool:
     return isinstance(props, dict) and "build_info" in props and "modalities" in props
 
 
+def image_part(image: Image.Image) -> dict:
+    """An OpenAI `image_url` part carrying `image` as a PNG data URL, as every server here is sent pictures."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")}}
+
+
 def _picture(width: int, height: int) -> dict:
     """A grey picture, as an image part."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (128, 128, 128)).save(buffer, format="PNG")
-    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")}}
+    return image_part(Image.new("RGB", (width, height), (128, 128, 128)))
 
 
 def picture_floor_tokens(client, model: str, factor: int, tokens: int) -> int:

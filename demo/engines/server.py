@@ -34,8 +34,6 @@ answer. Earlier answers go back without their reasoning: the templates drop it a
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import logging
 import math
@@ -58,7 +56,7 @@ from demo.engines.base import (
     ThinkingMode,
     estimate_tokens,
 )
-from demo.engines.llama_server import is_llama_server, picture_floor_tokens
+from demo.engines.llama_server import image_part, is_llama_server, picture_floor_tokens
 from demo.media.resize import DEFAULT_MAX_VISUAL_TOKENS, smart_resize, visual_tokens
 from demo.record.conversation import VisionCost
 from demo.record.reasoning import CLOSE, OPEN
@@ -213,10 +211,7 @@ class OpenAIEngine(Engine):
         if not isinstance(image, Image.Image):  # never forward a path or URL for the server to fetch
             raise EngineError("this engine sends only images the app has decoded, not paths or URLs")
         size = self.vision_cost(image.size, settings).input_wh
-        buffer = io.BytesIO()
-        image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, format="PNG", compress_level=1)
-        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-        return {"type": "image_url", "image_url": {"url": url}}
+        return image_part(image.convert("RGB").resize(size, Image.Resampling.BICUBIC))
 
     def build_request(self, messages: list[dict], settings: GenerationSettings) -> dict:
         """The keyword arguments of `chat.completions.create` for `messages` (without `stream`)."""
