@@ -34,7 +34,6 @@ from transformers import (
     AutoConfig,
     AutoModelForImageTextToText,
     AutoProcessor,
-    DynamicCache,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -50,6 +49,7 @@ from demo.engines.base import (
 )
 from demo.engines.hub.download import local_checkpoint
 from demo.engines.local import quantized_store
+from demo.engines.local.kv_buffer import session_cache
 from demo.engines.local.kv_reuse import CacheStore, SessionCache, plan_reuse
 from demo.engines.local.precision import guard_float16, quantize_model, resolve_device, resolve_dtype, resolve_quantize
 from demo.engines.local.prefill import PrefillStopped, StopChecks, prefill
@@ -307,7 +307,7 @@ class TransformersEngine(Engine):
         if keep:
             extra["return_dict_in_generate"] = True
         kwargs.update(kwargs["generation_config"].update(**extra))  # generation options go in the config
-        fresh = SessionCache(kv=DynamicCache(config=self.model.config))
+        fresh = SessionCache(kv=session_cache(self.model.config))
         entry = self.caches.take(session, fresh) if keep else fresh
         ids = inputs["input_ids"]
         plan = None

@@ -3,7 +3,8 @@
 A chat re-renders the whole conversation every turn. Instead of running the vision encoder
 and a full prefill over it again, each session keeps:
 
-- the token ids its cache holds, and the cache itself (a transformers `DynamicCache`);
+- the token ids its cache holds, and the cache itself (a transformers `DynamicCache`, its attention
+  layers `demo.engines.local.kv_buffer.RoomyLayer`s);
 - the vision encoder's output for each image or video of the conversation, keyed by the
   content of its preprocessed pixels, so no encoding is computed twice in a session;
 - for caches with linear-attention layers (Qwen3.5's Gated DeltaNet), snapshots.
@@ -43,6 +44,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
+from demo.engines.local.kv_buffer import held_bytes
 from demo.engines.local.prefill import Encoded
 
 # (modality, pixel key, grid key, config attribute of its placeholder token id)
@@ -109,10 +111,10 @@ class SessionCache:
     def nbytes(self) -> int:
         tensors = []
         for layer in self.kv.layers:
-            tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
             for states in (getattr(layer, "conv_states", None), getattr(layer, "recurrent_states", None)):
                 tensors += list((states or {}).values())
-        total = _nbytes(tensors) + sum(e.nbytes() for e in self.encodings.values())
+        total = _nbytes(tensors) + sum(held_bytes(layer) for layer in self.kv.layers)
+        total += sum(e.nbytes() for e in self.encodings.values())
         return total + sum(s.nbytes() for s in self.snapshots)
 
     def snapshot(self, length: int) -> None:
