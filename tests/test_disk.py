@@ -130,11 +130,14 @@ def test_one_save_file_per_session_and_one_export(site, photos, tmp_path):
     assert len(json.loads(Path(second).read_text())["turns"]) == 2
     exports = [chat.predict(api_name="/export") for _ in range(2)]
     folder = only_folder(handlers)
-    assert sorted(n for n in files_in(folder) if n.startswith(("save/", "export/"))) == [
-        "export/detections-coco.json", "export/detections.json", "export/turn1-picture1.png", "export/turn2-picture1.png",
-        "save/conversation.json",
+    listed = [
+        "all-exports.zip", "detections.json", "detections-coco.json", "label-studio-tasks.json", "label-studio-config.xml",
+        "turn1-picture1.png", "turn2-picture1.png",
     ]
-    assert [Path(f["path"]).name for f in exports[1]] == ["detections.json", "detections-coco.json", "turn1-picture1.png", "turn2-picture1.png"]
+    assert sorted(n for n in files_in(folder) if n.startswith(("save/", "export/"))) == sorted(
+        [f"export/{name}" for name in listed] + ["save/conversation.json"]
+    )
+    assert [Path(f["path"]).name for f in exports[1]] == listed
 
     # The saved file loads back (into a new folder: the old one ends with the old conversation).
     chat.predict(handle_file(second), api_name="/load")

@@ -137,6 +137,8 @@ def test_export_handler_gives_files_and_refuses_an_empty_conversation(photos):
     *_, reply = handlers.chat({"text": "cat?", "files": [str(photos["chelsea"])]}, None)
     paths = handlers.export(reply.conversation)
     names = [p.rsplit("/", 1)[-1] for p in paths]
-    assert names == ["detections.json", "detections-coco.json", "turn1-picture1.png"]
-    record = json.loads(open(paths[0]).read())
+    assert names == [
+        "all-exports.zip", "detections.json", "detections-coco.json", "label-studio-tasks.json", "label-studio-config.xml", "turn1-picture1.png",
+    ]  # the zip first (tests/test_exports.py reads each format back)
+    record = json.loads(open(paths[1]).read())
     assert record["detections"][0]["bbox_xyxy"] == [0, 0, 225.5, 150]

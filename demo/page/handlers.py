@@ -45,7 +45,7 @@ from demo.record.session_file import dump_conversation, load_refusal, read_conve
 from demo.record.sessions import Sessions
 from demo.record.uploads import discard_upload
 from demo.views.chat import chatbot_messages
-from demo.views.export import write_exports
+from demo.views.export_tools import write_all
 from demo.views.ground_truth import References
 from demo.views.markup import toast
 from demo.web.clients import client_key
@@ -310,9 +310,10 @@ class ChatHandlers:
         match_labels: bool = True,
         request: gr.Request | None = None,
     ) -> list[str]:
-        """Files with the conversation's groundings: JSON, COCO JSON and the annotated pictures;
-        with reference boxes, the JSON holds the comparison with them (one export per session: a
-        new one replaces the last)."""
+        """Files with the conversation's groundings: a zip of every export first, then JSON, COCO
+        JSON, Label Studio's tasks and config and the annotated pictures (the YOLO dataset is in the
+        zip); with reference boxes, the JSON holds the comparison with them (one export per session:
+        a new one replaces the last)."""
         conversation = conversation if conversation is not None else Conversation()
         if not any(turn.answer for turn in conversation.turns):
             raise gr.Error("There is nothing to export yet.", print_exception=False)
@@ -320,7 +321,7 @@ class ChatHandlers:
         folder = self.sessions.folder(session) / "export"
         shutil.rmtree(folder, ignore_errors=True)
         self.sessions.touch(session)
-        written = write_exports(conversation, self.family, folder, references, threshold, match_labels)
+        written = write_all(conversation, self.family, folder, references, threshold, match_labels)
         return [str(path) for path in written]
 
     def save(self, conversation: Conversation | None, request: gr.Request | None = None) -> str:

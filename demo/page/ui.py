@@ -179,8 +179,10 @@ def _layout(
                 saved_file = gr.File(label="Saved conversation", interactive=False, visible="hidden", elem_id="saved-file")
             with gr.Accordion("Export groundings", open=False, elem_id="export"):
                 gr.Markdown(
-                    "The boxes and points of this conversation: `detections.json` (the model's raw numbers, pixel boxes, "
-                    "Picture numbers, image sizes, family), `detections-coco.json`, and each annotated picture as PNG."
+                    "The boxes and points of this conversation: `all-exports.zip` with everything (and a YOLO dataset in "
+                    "`yolo/`), then `detections.json` (the model's raw numbers, pixel boxes, Picture numbers, image sizes, "
+                    "family), `detections-coco.json`, Label Studio's `label-studio-tasks.json` (predictions) and "
+                    "`label-studio-config.xml`, and each annotated picture as PNG."
                 )
                 export_btn = gr.Button("Export", size="sm")
                 export_files = gr.File(label="Files", file_count="multiple", interactive=False)
