@@ -9,10 +9,14 @@ coordinate space):
       <ref>Two apples</ref><box>(302,257),(582,671)</box><box>(603,252),(878,642)</box>
 
 - Qwen2-VL, 0-1000, special tokens, and the bare form decoding with
-  ``skip_special_tokens=True`` leaves (read for qwen-vl and qwen2-vl only)::
+  ``skip_special_tokens=True`` leaves::
 
       <|object_ref_start|>the man<|object_ref_end|><|box_start|>(123,235),(324,546)<|box_end|>
       the man(123,235),(324,546)
+
+  Fine-tuned Qwen2.5-VL / Qwen3-VL / Qwen3.5 write the same tokens (ms-swift's default grounding
+  format, LLaMA-Factory data), in their own space; their bare form is read when the numbers follow
+  the label directly. Never while any marker is in the text.
 
 - Qwen2.5-VL, ABSOLUTE pixels of the resized image the model saw (``input_sizes``)::
 
@@ -37,8 +41,24 @@ coordinate space):
       {"name": "image_zoom_in_tool", "arguments": {"label": "sign", "bbox_2d": [574, 301, 660, 468], "img_idx": 0}}
       </tool_call>
 
-JSON labels are read from ``label``, ``name``, ``name_en``, ``name_zh``, ``names``
-or ``text_content``; ``bbox`` stands for ``bbox_2d``.
+- Phone and computer-use agents (Qwen2.5-VL pixels, Qwen3-VL 0-1000), tags or none, ``arguments``
+  an object or a JSON string; each coordinate a point named by its action (``Detection.action``),
+  a swipe two (``swipe start``, ``swipe end``); ``type``, ``key``, ``wait``… give nothing::
+
+      <tool_call>
+      {"name": "mobile_use", "arguments": {"action": "click", "coordinate": [639, 1095]}}
+      </tool_call>
+
+- Lists of boxes per object; boxes under the keys a prompt asked for, labelled with the key
+  (4 numbers in order, inside a complete JSON object and the coordinate space)::
+
+      [{"bbox_2d": [[10, 20, 30, 40], [50, 60, 70, 80]], "label": "cup"}]
+      {"cars": [[10, 20, 300, 400], [500, 60, 700, 580]], "people": [[50, 50, 120, 300]]}
+
+JSON labels: the first of ``label``, ``name``; ``label_en``/``name_en`` before ``_zh`` and other
+languages; ``names``; ``object``, ``category``, ``class``; ``text_content``, ``text``;
+``description`` (see :mod:`grounding.json_labels`). ``bbox``, ``boxes``, ``box``… stand for
+``bbox_2d``.
 
 Usage::
 

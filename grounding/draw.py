@@ -81,7 +81,8 @@ def draw(image: Image.Image, detections: Iterable[Detection], fit: tuple[int, in
     Pass only the detections of this image (``d.image``) in its own pixel coordinates
     (the orientation the person sees: apply ``ImageOps.exif_transpose`` first).
     Boxes get an outline, quads a polygon, points a filled circle with a white
-    outline; each labelled one gets its label on a tag of its colour. Transparent
+    outline; each labelled one gets its label on a tag of its colour (an agent's
+    click or swipe end: its label, which names the action). Transparent
     images are flattened on white.
     """
     out = _rgb_copy(image)
@@ -93,18 +94,19 @@ def draw(image: Image.Image, detections: Iterable[Detection], fit: tuple[int, in
     anchors: list[tuple[str, RGB, float, float, float]] = []
     for d in detections:
         color = label_color(d.label)
+        tag = d.label or d.action or ""  # an agent's point says its action
         if d.point is not None:
             x, y = d.point
             r = max(4, 3 * line)
             outline = max(1, line // 2 + 1)
             canvas.ellipse((x - r, y - r, x + r, y + r), fill=color, outline=(255, 255, 255), width=outline)
-            anchors.append((d.label, color, x + r, y - r, y + r))
+            anchors.append((tag, color, x + r, y - r, y + r))
         elif d.quad is not None:
             canvas.polygon([(x, y) for x, y in d.quad], outline=color, width=line)
-            anchors.append((d.label, color, d.bbox[0], d.bbox[1], d.bbox[1]))  # type: ignore[index]
+            anchors.append((tag, color, d.bbox[0], d.bbox[1], d.bbox[1]))  # type: ignore[index]
         elif d.bbox is not None:
             canvas.rectangle(_pixel_box(d.bbox, width, height), outline=color, width=line)
-            anchors.append((d.label, color, d.bbox[0], d.bbox[1], d.bbox[1]))
+            anchors.append((tag, color, d.bbox[0], d.bbox[1], d.bbox[1]))
     for label, color, x, above, below in anchors:  # tags last, so no outline crosses them
         if label.strip():
             _draw_tag(canvas, label, color, (x, above, below), size, out.size)

@@ -8,11 +8,12 @@
     ```
 
 Fenced or not, with prose around it, a list or a single object. Every complete
-object holding ``bbox_2d`` (4 numbers; ``bbox`` when there is no ``bbox_2d``) or
-``point_2d`` (2 numbers) is one grounding; an object cut off by the end of the
-text is not. The label is the first non-empty of ``label``, ``name``,
-``name_en``, ``name_zh``, ``names`` (``{"en": …, "zh": …}`` or a list),
-``text_content`` (what the OCR prompts ask for), else ``""``.
+object holding a box key (``bbox_2d``, else the first of ``bbox``, ``bboxes``,
+``boxes``, ``box``, ``bounding_box``, ``bounding_boxes``) with 4 numbers, or
+``point_2d`` with 2, is a grounding; so is each entry of a list of such boxes or
+points under those keys (``{"bbox_2d": [[…], […]], "label": "cup"}``: a list of
+boxes per object, as people's prompts get). An object cut off by the end of the
+text is not read. The label comes from :mod:`grounding.json_labels`.
 
 As models really write them:
 
@@ -32,15 +33,18 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 
-from grounding.raw import RawGrounding, numbers_of
+from grounding.json_labels import label_of
+from grounding.raw import RawGrounding, list_spans, numbers_of
 
-#: JSON key -> (kind, arity). ``bbox`` is read only where ``bbox_2d`` is absent.
-KEYS: dict[str, tuple[str, int]] = {"bbox_2d": ("box", 4), "point_2d": ("point", 2), "bbox": ("box", 4)}
-#: Keys holding the label, most preferred first (``names`` is handled apart).
-LABEL_KEYS: tuple[str, ...] = ("label", "name", "name_en", "name_zh", "names", "text_content")
+#: Keys holding boxes, most preferred first: an object's first one present is its boxes.
+BOX_KEYS: tuple[str, ...] = ("bbox_2d", "bbox", "bboxes", "boxes", "box", "bounding_box", "bounding_boxes")
+#: JSON key -> (kind, arity).
+KEYS: dict[str, tuple[str, int]] = {**{k: ("box", 4) for k in BOX_KEYS}, "point_2d": ("point", 2)}
 
-_KEY_RE = re.compile(r"""["']?\b(bbox_2d|point_2d|bbox)\b["']?\s*:""")
+# The short keys only when quoted; the Qwen ones also bare (Python-ish, JavaScript-ish text).
+_KEY_RE = re.compile(r"""(?:["'](?:bboxes|boxes|box|bounding_boxes|bounding_box)["']|["']?\b(?:bbox_2d|point_2d|bbox)\b["']?)\s*:""")
 _TOOL_CALL_HEAD_RE = re.compile(r"""\{\s*"name"\s*:\s*"[^"\n]{0,100}"\s*,\s*"arguments"\s*:\s*\Z""")
 _TOOL_CALL_TAIL_RE = re.compile(r"""\s*\}""")
 _TOOL_CALL_OPEN = "<tool_call>"
@@ -65,29 +69,59 @@ _LENIENT_TRIES = 50  # lenient (non-JSON) readings per text
 
 
 def parse_json(text: str) -> list[RawGrounding]:
-    """Every complete ``bbox_2d`` / ``point_2d`` object in ``text``, in order."""
+    """Every complete box / point object in ``text``, in order."""
+    groundings: list[RawGrounding] = []
+    for obj, span, block in objects_at_keys(text, _KEY_RE):
+        found: list[tuple[str, str, tuple[float, ...], int | None, bool]] = []
+        for part in _split_repeats(obj):
+            label, picture = label_of(part), _picture(part)
+            box_key = next((k for k in BOX_KEYS if k in part), None)
+            for key in (box_key, "point_2d"):
+                if key is not None and key in part:
+                    kind, arity = KEYS[key]
+                    listed = numbers_of(part[key], arity) is None  # a list of shapes: each gets its own span
+                    found += [(label, kind, values, picture, listed) for values in shapes_of(part[key], arity)]
+        spans = list_spans(text, span, [values for _, _, values, _, listed in found if listed])[::-1]
+        for label, kind, values, picture, listed in found:
+            own = spans.pop() if listed else span
+            groundings.append(RawGrounding(label, kind, values, own, block, "json", picture))  # type: ignore[arg-type]
+    return groundings
+
+
+def objects_at_keys(
+    text: str,
+    key_re: re.Pattern[str],
+    accept: Callable[[dict], bool] | None = None,
+    skip: Callable[[re.Match[str]], bool] | None = None,
+) -> list[tuple[dict, tuple[int, int], tuple[int, int]]]:
+    """``(object, span, block)`` of each complete object holding a match of ``key_re`` that ``accept`` takes, in order.
+
+    Each object is read once, from the innermost ``{`` around a match (see :func:`_enclosing_object`);
+    matches inside an object already read, or that ``skip`` rejects, are passed over. The block is
+    what :func:`_blocks` gives.
+    """
     entries: list[tuple[dict, tuple[int, int]]] = []
     consumed = 0
     budget = [_LENIENT_TRIES]
-    for m in _KEY_RE.finditer(text):
-        if m.start() < consumed:
+    for m in key_re.finditer(text):
+        if m.start() < consumed or (skip is not None and skip(m)):
             continue
-        found = _enclosing_object(text, consumed, m.start(), budget)
+        found = _enclosing_object(text, consumed, m.start(), budget, accept or _has_key)
         if found is not None:
             entries.append(found)
             consumed = found[1][1]
-    blocks = _blocks(text, [span for _, span in entries])
-    groundings: list[RawGrounding] = []
-    for (obj, span), block in zip(entries, blocks, strict=True):
-        for part in _split_repeats(obj):
-            label, picture = _label(part), _picture(part)
-            for key, (kind, arity) in KEYS.items():
-                if key == "bbox" and "bbox_2d" in part:
-                    continue
-                numbers = numbers_of(part.get(key), arity)
-                if numbers is not None:
-                    groundings.append(RawGrounding(label, kind, numbers, span, block, "json", picture))  # type: ignore[arg-type]
-    return groundings
+    spans = [span for _, span in entries]
+    return [(obj, span, block) for (obj, span), block in zip(entries, _blocks(text, spans), strict=True)]
+
+
+def shapes_of(value: object, arity: int) -> list[tuple[float, ...]]:
+    """One shape of ``arity`` numbers, or each such entry of a list of them (malformed entries skipped)."""
+    one = numbers_of(value, arity)
+    if one is not None:
+        return [one]
+    if isinstance(value, list) and value and all(isinstance(v, (list, tuple)) for v in value):
+        return [n for n in (numbers_of(v, arity) for v in value) if n is not None]
+    return []
 
 
 def _split_repeats(obj: dict) -> list[dict]:
@@ -103,29 +137,6 @@ def _split_repeats(obj: dict) -> list[dict]:
     return parts
 
 
-def _label(obj: dict) -> str:
-    for key in LABEL_KEYS:
-        value = obj.get(key)
-        if key == "names":
-            value = _names(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
-
-
-def _names(value: object) -> str | None:
-    """The English name of ``{"en": …, "zh": …}`` (else the first), or a list's first name."""
-    if isinstance(value, dict):
-        preferred = [value.get("en"), value.get("zh"), *value.values()]
-    elif isinstance(value, list):
-        preferred = value
-    else:
-        return None
-    return next((v.strip() for v in preferred if isinstance(v, str) and v.strip()), None)
-
-
 def _picture(obj: dict) -> int | None:
     """The 1-based Picture a tool call's 0-based ``img_idx`` names, or None."""
     index = obj.get("img_idx")
@@ -138,10 +149,17 @@ def _picture(obj: dict) -> int | None:
     return index + 1
 
 
+def _has_key(obj: dict) -> bool:
+    return any(k in obj for k in KEYS)
+
+
 def _enclosing_object(
-    text: str, low: int, key_at: int, budget: list[int]
+    text: str, low: int, key_at: int, budget: list[int], accept: Callable[[dict], bool] = _has_key
 ) -> tuple[dict, tuple[int, int]] | None:
-    """The complete dict that holds the key found at ``key_at``, starting after ``low``."""
+    """The complete dict that holds the key found at ``key_at``, starting after ``low``, that ``accept`` takes.
+
+    ``budget`` counts the lenient (non-JSON) readings still allowed in this text.
+    """
     start = key_at
     tries = _BACKTRACK
     for _ in range(_SCAN_BACK):
@@ -153,10 +171,10 @@ def _enclosing_object(
             continue
         decoded = _decode_object(text, start, budget)
         if before.endswith("{"):  # a stray "{" before the object, or "{{" in a label: no try spent
-            if decoded is not None and decoded[1] > key_at and any(k in decoded[0] for k in KEYS):
+            if decoded is not None and decoded[1] > key_at and accept(decoded[0]):
                 return decoded[0], (start, decoded[1])
             continue
-        if decoded is not None and decoded[1] > key_at and any(k in decoded[0] for k in KEYS):
+        if decoded is not None and decoded[1] > key_at and accept(decoded[0]):
             return decoded[0], (start, decoded[1])
         tries -= 1
         if tries == 0:

@@ -8,9 +8,11 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 
+from grounding.agent_calls import parse_agent_calls
 from grounding.document import parse_html_bbox, parse_markdown_comments
 from grounding.families import BARE_FORM_FAMILIES, RELATIVE_FAMILIES, RELATIVE_SCALE, check_family
 from grounding.json_format import parse_json
+from grounding.keyed_boxes import parse_keyed_boxes
 from grounding.mentions import find_mentions, mask_reasoning, picture_for
 from grounding.plain_text import parse_plain_text
 from grounding.points_xml import POINTS_RE, parse_points_xml
@@ -24,26 +26,41 @@ Size = tuple[float, float]
 def find_groundings(text: str, family: str) -> list[RawGrounding]:
     """Every grounding in ``text``, unscaled, in text order.
 
-    All explicit formats are read for every family: JSON (tool calls too),
-    ``<points>``, ``<ref>``/``<box>`` tags, Qwen2-VL tokens, QwenVL HTML
-    ``data-bbox`` elements and QwenVL Markdown ``<!-- Image (…) -->`` comments.
-    Then, where none of those claimed the characters, plain-text
-    ``x1,y1,x2,y2 label`` lines; and the bare ``label(x1,y1),(x2,y2)`` form, only for
-    ``qwen-vl`` and ``qwen2-vl``, whose markers decoding may have stripped, and only
-    when the text has none of those markers (so half a box is never read). Reasoning
-    (``<think>…</think>``) is skipped. Where two formats claim the same characters,
-    the first of JSON, tags, XML points, HTML, Markdown comments wins.
+    All explicit formats are read for every family: JSON (tool calls and lists of
+    boxes per object too), agents' click/swipe actions, boxes listed under the keys
+    of a JSON object (:mod:`grounding.keyed_boxes`), ``<points>``, ``<ref>``/``<box>``
+    tags, Qwen2-VL tokens, QwenVL HTML ``data-bbox`` elements and QwenVL Markdown
+    ``<!-- Image (…) -->`` comments. Then, where none of those claimed the characters,
+    plain-text ``x1,y1,x2,y2 label`` lines; and the bare ``label(x1,y1),(x2,y2)`` form
+    that decoding with ``skip_special_tokens=True`` leaves of Qwen2-VL's tokens, only
+    when the text has none of the markers (so half a box is never read). Fine-tuned Qwen2.5-VL,
+    Qwen3-VL and Qwen3.5 models write those tokens too (see :mod:`grounding.tags`), so
+    the bare form is read for every family: leniently for ``qwen-vl`` and ``qwen2-vl``,
+    whose own answers use it, and for the others only where the numbers are attached to
+    the word before them or start a line (``the man(1,2),(3,4)``, not ``solve for
+    (1,2),(3,4)``). Reasoning (``<think>…</think>``) is skipped. Where two formats claim
+    the same characters, the first of JSON, agent actions, keyed boxes, tags, XML points,
+    HTML, Markdown comments wins.
     """
     check_family(family)
     scan = mask_reasoning(text)
     accepted: list[RawGrounding] = []
-    for parser in (parse_json, parse_tags, parse_points_xml, parse_html_bbox, parse_markdown_comments):
+    parsers: tuple[Callable[[str], list[RawGrounding]], ...] = (
+        parse_json,
+        parse_agent_calls,
+        lambda t: parse_keyed_boxes(t, _overlap_test([g.span for g in accepted])),
+        parse_tags,
+        parse_points_xml,
+        parse_html_bbox,
+        parse_markdown_comments,
+    )
+    for parser in parsers:
         overlaps = _overlap_test([g.span for g in accepted])
         accepted += [g for g in parser(scan) if not overlaps(g.span)]
     accepted += parse_plain_text(scan, _overlap_test([g.span for g in accepted] + [g.block for g in accepted]))
-    if family in BARE_FORM_FAMILIES and not any(marker in scan for marker in MARKERS):
+    if not any(marker in scan for marker in MARKERS):
         taken = [g.block for g in accepted] + [m.span() for m in POINTS_RE.finditer(scan)]
-        accepted += parse_bare(scan, taken)
+        accepted += parse_bare(scan, taken, attached_only=family not in BARE_FORM_FAMILIES)
     accepted.sort(key=lambda g: g.span)
     return accepted
 
@@ -79,11 +96,13 @@ def parse(
             resize. Required for ``qwen2.5-vl`` (absolute coordinates) when there are
             images; checked but unused for the relative families.
 
-    Coordinates: ``qwen-vl``, ``qwen2-vl`` and ``qwen3-vl`` write 0-1000 of the
-    image (pixel = v / 1000 * size); ``qwen2.5-vl`` writes pixels of the resized
-    input (pixel = v / input size * size). Inverted corners are swapped; boxes are
-    clipped to the image; a box with no area left after clipping (so one wholly
-    outside), a point outside the image, and anything malformed are dropped.
+    Coordinates: ``qwen-vl``, ``qwen2-vl``, ``qwen3-vl`` and later write 0-1000 of
+    the image (pixel = v / 1000 * size); ``qwen2.5-vl`` writes pixels of the resized
+    input (pixel = v / input size * size). Every shape is read in its family's space,
+    agents' clicks and fine-tunes' tokens included. Inverted corners are swapped;
+    boxes are clipped to the image; a box with no area left after clipping (so one
+    wholly outside), a point outside the image, a box listed under a plain JSON key
+    that is not wholly inside the coordinate space, and anything malformed are dropped.
 
     Which image: a tool call's ``img_idx`` (0-based: Picture ``img_idx + 1``)
     when it is in range; otherwise the Picture named by the last
@@ -119,6 +138,8 @@ def parse(
         if image is None:
             image = picture_for(g.span[0], mentions, len(sizes))
         space = (RELATIVE_SCALE, RELATIVE_SCALE) if family in RELATIVE_FAMILIES else inputs[image - 1]  # type: ignore[index]
+        if g.source == "keyed" and not _within(g.values, space):
+            continue  # a number list under a plain key is a box only inside the coordinate space
         detection = to_detection(g, image, space, sizes[image - 1])
         if detection is not None:
             detections.append(detection)
@@ -139,7 +160,7 @@ def to_detection(g: RawGrounding, image: int, space_wh: Size, image_wh: Size) ->
         (x,), (y,) = xs, ys
         if not (0 <= x <= w and 0 <= y <= h):
             return None
-        return Detection(label=g.label, image=image, point=(x, y), raw=g.values, span=g.span)
+        return Detection(label=g.label, image=image, point=(x, y), raw=g.values, span=g.span, action=g.action)
     x1, x2 = _clip(min(xs), w), _clip(max(xs), w)
     y1, y2 = _clip(min(ys), h), _clip(max(ys), h)
     if x2 <= x1 or y2 <= y1:
@@ -148,6 +169,11 @@ def to_detection(g: RawGrounding, image: int, space_wh: Size, image_wh: Size) ->
     if g.kind == "quad":
         quad = tuple((_clip(x, w), _clip(y, h)) for x, y in zip(xs, ys, strict=True))
     return Detection(label=g.label, image=image, bbox=(x1, y1, x2, y2), quad=quad, raw=g.values, span=g.span)
+
+
+def _within(values: tuple[float, ...], space_wh: Size) -> bool:
+    xs, ys = values[0::2], values[1::2]
+    return all(0 <= x <= space_wh[0] for x in xs) and all(0 <= y <= space_wh[1] for y in ys)
 
 
 def _clip(v: float, limit: float) -> float:

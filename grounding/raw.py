@@ -33,7 +33,8 @@ class RawGrounding:
     plain-text lines, one ``data-bbox`` attribute), which is what
     :func:`grounding.readable` replaces. ``picture`` is the 1-based Picture the
     markup itself names (a tool call's ``img_idx`` + 1), else None; it may be out
-    of range, which :func:`grounding.parse` checks.
+    of range, which :func:`grounding.parse` checks. ``action`` is the agent action
+    a point comes from (``"click"``, ``"swipe"``), else None.
     """
 
     label: str
@@ -41,8 +42,9 @@ class RawGrounding:
     values: tuple[float, ...]
     span: tuple[int, int]
     block: tuple[int, int]
-    source: str  # "tags", "bare", "json", "points-xml", "plain", "html" or "md-comment"
+    source: str  # "tags", "bare", "json", "keyed", "agent", "points-xml", "plain", "html" or "md-comment"
     picture: int | None = None
+    action: str | None = None
 
 
 def to_number(value: object) -> float | None:
@@ -75,3 +77,16 @@ def numbers_of(values: object, arity: int) -> tuple[float, ...] | None:
     if any(n is None for n in numbers):
         return None
     return numbers  # type: ignore[return-value]
+
+
+def list_spans(text: str, span: tuple[int, int], lists: list[tuple[float, ...]]) -> list[tuple[int, int]]:
+    """Where each of ``lists`` (written ``[v1, v2, ...]``, in order) lies in ``text[span]``; ``span`` where not found."""
+    found = []
+    cursor = span[0]
+    for values in lists:
+        pattern = re.compile(r"\[\s*" + r"\s*,\s*".join([f"({NUMBER_PATTERN})"] * len(values)) + r"\s*\]")
+        matches = pattern.finditer(text, cursor, span[1])
+        own = next((m.span() for m in matches if tuple(parse_number(n) for n in m.groups()) == values), None)
+        found.append(own or span)
+        cursor = own[1] if own else cursor
+    return found

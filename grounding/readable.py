@@ -27,8 +27,13 @@ _MARKER_TAIL = 44  # longest marker
 _TOOL_CALL = ("<tool_call>", "</tool_call>")
 _PARTIAL_TARGETS = (*MARKERS, *_TOOL_CALL, "<think>", "</think>", "<points", "<point", "</points>", "</point>")
 _PARTIAL_GENERIC_RE = re.compile(r"<\|[A-Za-z0-9_]{0,40}\|?")
-_DETECTION_KEYS = ("bbox_2d", "point_2d", "bbox", "label", "name_en", "name_zh", "names", "text_content")
+_DETECTION_KEYS = (
+    "bbox_2d", "point_2d", "bbox", "label", "name", "name_en", "name_zh", "names", "text_content", "action", "object",
+)  # fmt: skip
 _DETECTION_STARTS = tuple(f'{bracket}{{"{key}"' for bracket in ("[", "") for key in _DETECTION_KEYS)
+#: A JSON object listing boxes under a key (:mod:`grounding.keyed_boxes`), as its start looks without spaces.
+_KEYED_START_RE = re.compile(r'\[?\{"[^"]{1,80}":\[\[?[-+]?[0-9]')
+_TWO_POINT_END_RE = re.compile(r" (?:start|end)(?=:|$)")
 #: A ``data-bbox`` attribute no complete element claimed (one still being written).
 _DATA_BBOX_RE = re.compile(r"""\s+data-bbox\s*=\s*(?:"[^"<>]{0,200}"?|'[^'<>]{0,200}'?)""", re.IGNORECASE)
 
@@ -39,8 +44,11 @@ def readable(text: str, family: str, detections: Sequence[Detection] | None = No
     - ``<ref>the man</ref><box>…</box>`` (either spelling), ``<points …>the man</points>``
       and the bare ``the man(1,2),(3,4)`` become ``the man [Picture 1]``, or
       ``two apples [2 boxes on Picture 1]`` for several boxes;
-    - a JSON detection list (fenced or not), a tool call with a box and a run of
-      plain-text ``x1,y1,x2,y2 label`` lines become ``[3 boxes on Picture 2: cat, cup ×2]``;
+    - a JSON detection list (fenced or not), a tool call with a box, a JSON object
+      listing boxes under keys and a run of plain-text ``x1,y1,x2,y2 label`` lines
+      become ``[3 boxes on Picture 2: cat, cup ×2]`` (a keyed object parse kept no box
+      of stays as written);
+    - an agent's tool call becomes ``[click on Picture 1]`` / ``[swipe on Picture 1]``;
     - a QwenVL Markdown ``<!-- Table (…) -->`` comment becomes ``Table [Picture 1]``;
     - a QwenVL HTML document stays a document: only its ``data-bbox`` attributes go;
     - every other ``<|…|>`` marker, ref/box/tool_call tag and malformed box is removed;
@@ -59,8 +67,10 @@ def readable(text: str, family: str, detections: Sequence[Detection] | None = No
     pieces: list[str] = []
     cursor = 0
     for start, end, group in _merged_blocks(find_groundings(text, family)):
-        pieces.append(_clean(text[cursor:start], at_end=False))
         pictures = sorted(set().union(*(pictures_at.get(g.span, set()) for g in group)))
+        if detections is not None and not pictures and all(g.source == "keyed" for g in group):
+            continue  # parse kept none of these numbers as boxes: the JSON stays as written
+        pieces.append(_clean(text[cursor:start], at_end=False))
         note = _note(group, pictures)
         before = next((p for p in reversed(pieces) if p), "")
         if note and before and not before[-1].isspace() and (note.startswith("[") or before.endswith("]")):
@@ -89,7 +99,10 @@ def _note(group: list[RawGrounding], pictures: list[int]) -> str:
     if group[0].source == "html":
         return ""  # the attribute goes; the element and its text stay
     on = f" on {_pictures(pictures)}" if pictures else ""
-    if group[0].source in ("json", "plain") or len({g.label for g in group}) > 1:
+    if all(g.source == "agent" for g in group):  # "[click on Picture 1]", "[swipe on Picture 1]"
+        actions = dict.fromkeys(_TWO_POINT_END_RE.sub("", g.label) for g in group)
+        return f"[{', '.join(actions)}{on}]"
+    if group[0].source in ("json", "keyed", "plain") or len({g.label for g in group}) > 1:
         labels = _labels(group)
         return f"[{_counts(group)}{on}{': ' + labels if labels else ''}]"
     label = group[0].label if group[0].source != "bare" else ""
@@ -192,4 +205,6 @@ def _unfinished_json(segment: str, fenced: bool = False) -> int:
 
 def _looks_like_detections(body: str) -> bool:
     compact = re.sub(r"\s", "", body[:200]).replace("'", '"')
-    return any(s.startswith(compact) or compact.startswith(s) for s in _DETECTION_STARTS)
+    return any(s.startswith(compact) or compact.startswith(s) for s in _DETECTION_STARTS) or bool(
+        _KEYED_START_RE.match(compact)
+    )

@@ -7,6 +7,17 @@ Stripped:  ``the man(123,235),(324,546)``
 Quads (``<quad>``/``<|quad_start|>``, four corners) are read too. The two tag
 spellings may be mixed. Only complete elements count: a box whose closing tag has
 not arrived yet (streaming) is not a grounding.
+
+Fine-tuned Qwen2.5-VL, Qwen3-VL and Qwen3.5 models write these tokens too: ms-swift's
+default ``QWENVL_BBOX_FORMAT='legacy'`` trains every Qwen2-VL-derived template on
+``<|object_ref_start|>a dog<|object_ref_end|><|box_start|>(432,991),(1111,2077)<|box_end|>``
+(modelscope/ms-swift ``swift/template/templates/qwen.py``, ``replace_ref`` /
+``replace_bbox``), and LLaMA-Factory users write the same text in their data
+(hiyouga/LlamaFactory#7015, QwenLM/Qwen3-VL#762). The numbers are in the family's
+usual space: ms-swift's ``norm_bbox`` is ``'none'`` (pixels of the image as the
+model gets it) for ``Qwen2_5VLTemplate`` and ``'norm1000'`` for the others
+(``swift/template/base.py``, ``normalize_bbox``), as the Qwen maintainers advise
+(QwenLM/Qwen3-VL#721 for Qwen2.5-VL, #1427 for Qwen3-VL).
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ _BARE_LABEL_BOUNDARY = re.compile(r"[\n.!?;:,。！？；：，、()\[\]{}<>\"]"
 _BARE_LABEL_MAX_WORDS = 6
 _BARE_LABEL_SKIP = frozenset({"and", "or", "&", "和", "与", "以及"})
 _GAP_JOINS_CHAIN = re.compile(r"[\s,;]*")
+#: After a box at the end of a partial text: more corner pairs on their way (a quad being written).
+_MORE_PAIRS_AT_END = re.compile(rf"(?:\s*,\s*{_PAIR})?\s*,\s*(?:\([^()]*)?\Z")
 
 
 def _numbers(body: str, arity: int) -> tuple[float, ...] | None:
@@ -96,13 +109,18 @@ def _close_blocks(found: list[RawGrounding]) -> list[RawGrounding]:
     ]
 
 
-def parse_bare(text: str, taken: Sequence[tuple[int, int]] = ()) -> list[RawGrounding]:
+def parse_bare(text: str, taken: Sequence[tuple[int, int]] = (), attached_only: bool = False) -> list[RawGrounding]:
     """Boxes in the stripped form ``label(x1,y1),(x2,y2)`` (and four-pair quads).
 
     The label is a guess: the words before the numbers back to the previous
     grounding or punctuation, at most six words. A box right after another one
     (``(..),(..)(..),(..)``) shares its label. Matches overlapping a ``taken`` span
-    (markup another parser already read) are skipped.
+    (markup another parser already read) are skipped, and so is a box followed by a
+    comma at the end of the text (a quad still being written).
+
+    ``attached_only``: read only numbers written right after a character or at the
+    start of a line, as stripping ``<|object_ref_end|><|box_start|>`` leaves them
+    (``the man(1,2),(3,4)``), not after a space (``solve for (1,2),(3,4)``).
     """
     if taken:  # blank out other markup with a label boundary, keeping offsets
         chars = list(text)
@@ -115,7 +133,11 @@ def parse_bare(text: str, taken: Sequence[tuple[int, int]] = ()) -> list[RawGrou
         numbers = tuple(parse_number(n) for n in NUMBER_RE.findall(m.group()))
         if any(n is None for n in numbers):
             continue
+        if attached_only and m.start() > 0 and text[m.start() - 1] in " \t\r\f\v":
+            continue
         kind = "box" if len(numbers) == 4 else "quad"
+        if kind == "box" and _MORE_PAIRS_AT_END.match(text, m.end()):
+            continue
         before = text[previous_end : m.start()]
         if found and not before.strip():  # continues the previous box's chain
             label, group_start = found[-1].label, found[-1].block[0]

@@ -21,6 +21,9 @@ class Detection:
             ``bbox`` is then their bounding box.
         raw: The model's own numbers, unscaled, x first.
         span: ``(start, end)`` of this grounding's markup in the parsed text.
+        action: For a point an agent acts on (``"click"``, ``"left_click"``, ``"swipe"``),
+            the action as the model named it; else None. ``label`` says it too, with the
+            action's text and which end of a two-point action it is (``"swipe start"``).
     """
 
     label: str
@@ -30,6 +33,7 @@ class Detection:
     quad: tuple[tuple[float, float], ...] | None = None
     raw: tuple[float, ...] = ()
     span: tuple[int, int] = (0, 0)
+    action: str | None = None
 
     def __post_init__(self) -> None:
         if (self.bbox is None) == (self.point is None):
@@ -40,6 +44,8 @@ class Detection:
             x1, y1, x2, y2 = self.bbox
             if x1 > x2 or y1 > y2:
                 raise ValueError(f"bbox corners are inverted: {self.bbox}")
+        if self.action is not None and (not isinstance(self.action, str) or not self.action.strip()):
+            raise ValueError(f"action is None or an action's name, got {self.action!r}")
 
     @property
     def kind(self) -> str:

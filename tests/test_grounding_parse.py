@@ -59,9 +59,13 @@ FORMAT_CASES = [
                  [("sign", 1, (90, 100, 210, 200))], id="bare-quad"),
     pytest.param("qwen-vl", "击掌(536,509),(588,602)", SQUARE,
                  [("击掌", 1, (536, 509, 588, 602))], id="bare-qwen-vl-cjk"),
-    pytest.param("qwen2.5-vl", "the man(123,235),(324,546)", (SQUARE, SQUARE), [],
-                 id="bare-not-read-for-qwen2.5"),  # only families whose tokens get stripped
-    pytest.param("qwen3-vl", "the man(123,235),(324,546)", SQUARE, [], id="bare-not-read-for-qwen3"),
+    # fine-tuned Qwen2.5-VL / Qwen3-VL write the tokens too (ms-swift's legacy bbox format): each in its own space
+    pytest.param("qwen2.5-vl", "the man(123,235),(324,546)", ([(648, 1092)], [(324, 546)]),
+                 [("the man", 1, (246, 470, 648, 1092))], id="bare-qwen2.5-input-pixels"),  # the input is half size
+    pytest.param("qwen3-vl", "the man(123,235),(324,546)", WIDE, [("the man", 1, (246, 235, 648, 546))],
+                 id="bare-qwen3-relative"),
+    pytest.param("qwen3-vl", "Solve for (1,2),(3,4) in the plane.", SQUARE, [],
+                 id="bare-after-a-space-not-read-for-qwen3"),  # only qwen-vl / qwen2-vl read it loosely
     # --- Qwen2.5-VL / Qwen3-VL JSON ---
     pytest.param("qwen3-vl", '```json\n[\n  {"bbox_2d": [74, 361, 324, 808], "label": "plate/dish"}\n]\n```', WIDE,
                  [("plate/dish", 1, (148, 361, 648, 808))], id="json-fenced"),
@@ -124,7 +128,7 @@ FORMAT_CASES = [
     pytest.param("qwen3-vl", '[{"bbox_2d": [1, 2, 3], "label": "short"}, {"bbox_2d": ["1", 2, 3, 4], "label": "str"},'
                  ' {"bbox_2d": [true, 2, 3, 4], "label": "bool"}, {"bbox_2d": [NaN, 2, 3, 4], "label": "nan"},'
                  ' {"bbox_2d": [1e999, 2, 3, 4], "label": "inf"}, {"point_2d": [1, 2, 3], "label": "pt"},'
-                 ' {"bbox_2d": [[1, 2, 3, 4]], "label": "nested"}, {"bbox_2d": [1, 2, 3, 4], "label": "ok"}]', SQUARE,
+                 ' {"bbox_2d": [[1, 2, 3]], "label": "nested"}, {"bbox_2d": [1, 2, 3, 4], "label": "ok"}]', SQUARE,
                  [("ok", 1, (1, 2, 3, 4))], id="malformed-json-entries-dropped"),
     pytest.param("qwen2-vl", "<|box_start|>(1,2),(3)<|box_end|><|box_start|>(1,2),(3,4),(5,6)<|box_end|>"
                  "<|box_start|>(a,b),(c,d)<|box_end|><|box_start|>(1,2),(3,4)<|box_end|>", SQUARE,

@@ -23,6 +23,9 @@ FRAGMENTS = [
     "<tool_call>", "</tool_call>", '"img_idx"', '"name"', '"name_en"', '"name_zh"', '"names"', '"bbox"', '"en"',
     '{"name": "image_zoom_in_tool", "arguments": ', "<p", "</p>", "<li", "</ol>", "<img", "/>", ' data-bbox="',
     ' class="image"', "&amp;", "<!-- Image (", "<!-- Table (", ") -->", "\n10,20,300,400 cat\n", "\n5, 6, 70, 80 ",
+    # shapes from issue 25: agents' actions, boxes under keys, labels under other keys
+    '{"name": "mobile_use", "arguments": ', '"action"', '"click"', '"swipe"', '"coordinate"', '"coordinate2"', '\\"',
+    '"cars"', '"boxes"', '"object"', '"label_en"', "[[", "]]", "[10, 20, 300, 400]",
 ]
 NUMBER = st.one_of(st.integers(-3000, 3000), st.floats(-5000, 5000, allow_nan=False), st.integers(-10**30, 10**30))
 FRAGMENT_TEXT = st.lists(
@@ -36,7 +39,9 @@ def answers(draw) -> str:
     n = draw(st.integers(1, 4))
     labels = draw(st.lists(st.sampled_from(["cat", "cup", "", "红色的杯子", 'a "q"']), min_size=n, max_size=n))
     boxes = draw(st.lists(st.lists(NUMBER, min_size=4, max_size=4), min_size=n, max_size=n))
-    style = draw(st.sampled_from(["json", "points", "tokens", "qwen-vl", "bare", "tool", "html", "markdown", "names"]))
+    style = draw(st.sampled_from(
+        ["json", "points", "tokens", "qwen-vl", "bare", "tool", "html", "markdown", "names", "agent", "keyed", "box-lists"]
+    ))
     pairs = list(zip(boxes, labels, strict=True))
     if style == "json":
         key = draw(st.sampled_from(["bbox_2d", "point_2d"]))
@@ -65,6 +70,17 @@ def answers(draw) -> str:
     elif style == "names":
         body = json.dumps([{"bbox_2d": b, "names": {"zh": lb, "en": lb}} for b, lb in pairs])
         text = body[:-1] + ", {" + body[-1] if draw(st.booleans()) else body  # maybe a stray "{" at the end
+    elif style == "agent":
+        action = draw(st.sampled_from(["click", "swipe", "type"]))
+        calls = [{"action": action, "coordinate": b[:2], **({"coordinate2": b[2:]} if action == "swipe" else {}),
+                  **({"text": lb} if lb else {})} for b, lb in pairs]
+        string = draw(st.booleans())  # arguments as a JSON string, as OpenAI-style tool_calls give them
+        text = "\n".join("<tool_call>\n" + json.dumps({"name": "mobile_use", "arguments": json.dumps(c) if string else c})
+                         + "\n</tool_call>" for c in calls)
+    elif style == "keyed":
+        text = json.dumps({lb or "thing": [b] for b, lb in pairs})
+    elif style == "box-lists":
+        text = json.dumps([{"bbox_2d": [b for b, _ in pairs], "label_en": labels[0], "label_zh": "猫"}])
     else:
         text = " ".join(f"{lb}({b[0]},{b[1]}),({b[2]},{b[3]})" for b, lb in pairs)
     prefix = draw(st.sampled_from(["", "Picture 1: ", "In 图2, ", "Image 7 "]))
