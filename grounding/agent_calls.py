@@ -12,8 +12,9 @@ read its answer as a Hermes tool call (QwenLM/Qwen-Agent
 ``coordinate`` is in the family's usual space, which :func:`grounding.parse` applies:
 pixels of the resized picture for Qwen2.5-VL (its cookbook tells the model the screen's
 resolution is the ``smart_resize`` size), 0-1000 for Qwen3-VL and Qwen3.5 (its
-computer-use cookbook declares a 1000x1000 screen; its mobile one 999x999, less than a
-pixel apart on a phone screenshot).
+computer-use cookbook declares a 1000x1000 screen; its mobile one 999x999 and divides by
+999: 0.1 % apart, under a pixel near the top left of a phone screenshot, 3 px at the far
+edge of a 3120 px one).
 
 What is read: every complete JSON object with a string ``action`` and a ``coordinate``
 and/or ``coordinate2`` of two numbers (a list, or a string such as ``"(639, 1095)"``),
