@@ -81,6 +81,7 @@ class AtLeast(Engine):
         self.default_min_pixels, self.default_max_pixels = inner.default_min_pixels, inner.default_max_pixels
         self.resize_factor = inner.resize_factor
         self.thinking, self.thinking_default = inner.thinking, inner.thinking_default
+        self.zooms = inner.zooms
 
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:
         return self.inner.vision_cost(size_wh, settings)

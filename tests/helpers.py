@@ -6,7 +6,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,15 @@ def restored(engine) -> Iterator:
 def ok_server(delay: float = 0.0) -> Iterator[tuple[str, list[dict]]]:
     """An OpenAI-compatible server on a free port that streams "ok" to every chat request, after
     `delay` seconds; yields its base URL and the list of request bodies it received."""
+    with scripted_server(lambda _: [{"content": "ok"}], delay) as served:
+        yield served
+
+
+@contextmanager
+def scripted_server(reply: Callable[[int], list[dict]], delay: float = 0.0) -> Iterator[tuple[str, list[dict]]]:
+    """An OpenAI-compatible server on a free port that streams, to its n-th chat request (0-based),
+    the deltas `reply(n)` gives (`{"content": ...}`, `{"tool_calls": [...]}`), then "stop", after
+    `delay` seconds; yields its base URL and the list of request bodies it received."""
     import json
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -108,8 +117,9 @@ def ok_server(delay: float = 0.0) -> Iterator[tuple[str, list[dict]]]:
             bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             time.sleep(delay)
             chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m"}
-            events = [{**chunk, "choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": None}]},
-                      {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]  # fmt: skip
+            deltas = reply(len(bodies) - 1)
+            events = [{**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
+            events.append({**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()

@@ -31,8 +31,8 @@ def test_the_api_keeps_its_endpoints_parameters_and_returns():
     # The inspector's events are private: API clients see the chat's endpoints only.
     assert set(info) == {"/chat", "/regenerate", "/stop", "/undo", "/clear", "/export", "/save", "/load"}
     parameters = {name: [(p["parameter_name"], p["parameter_has_default"]) for p in info[name]["parameters"]] for name in info}
-    assert parameters["/chat"] == [("message", True)] + [(n, True) for n in SETTINGS + ["video_fps", "video_max_frames", "thinking"]]
-    assert parameters["/regenerate"] == [(n, True) for n in SETTINGS + ["thinking"]]
+    assert parameters["/chat"] == [("message", True)] + [(n, True) for n in SETTINGS + ["video_fps", "video_max_frames", "thinking", "zoom"]]
+    assert parameters["/regenerate"] == [(n, True) for n in SETTINGS + ["thinking", "zoom"]]
     assert parameters["/stop"] == parameters["/undo"] == parameters["/clear"] == []
     assert parameters["/load"] == [("file", False)]
     returns = {name: [r["component"] for r in info[name]["returns"]] for name in info}

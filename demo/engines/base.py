@@ -48,7 +48,8 @@ class GenerationSettings:
     None means the model's own default. `min_new_tokens` exists for tests (a random-weight
     model may stop at once); the UI leaves it at 0. `thinking` is the chat template's
     `enable_thinking` for engines whose `thinking` is "switch" (None: the model's own default);
-    other engines ignore it.
+    other engines ignore it. `zoom` offers the model the zoom tool (`grounding.zoom`) when its
+    engine `zooms`.
     """
 
     max_new_tokens: int = 512
@@ -59,6 +60,7 @@ class GenerationSettings:
     max_pixels: int | None = None
     min_new_tokens: int = 0
     thinking: bool | None = None
+    zoom: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -98,6 +100,9 @@ class Engine(ABC):
         thinking: "none", "always" or "switch" (`ThinkingMode`): whether answers start with
             reasoning; with "switch" the settings' `thinking` decides, and `thinking_default`
             is what the model does when not told.
+        zooms: the model can be offered the zoom tool (`grounding.zoom.ZOOM_TOOL`: Qwen3-VL,
+            Qwen3.5): with the settings' `zoom`, it may answer with a call to it, and the app
+            sends the crop back (`demo.page.zooming`).
     """
 
     model_name: str
@@ -108,6 +113,7 @@ class Engine(ABC):
     resize_factor: int = DEFAULT_RESIZE_FACTOR
     thinking: ThinkingMode = "none"
     thinking_default: bool = False
+    zooms: bool = False
 
     @abstractmethod
     def vision_cost(self, size_wh: tuple[int, int], settings: GenerationSettings) -> VisionCost:

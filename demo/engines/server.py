@@ -61,6 +61,7 @@ from demo.media.resize import DEFAULT_MAX_VISUAL_TOKENS, smart_resize, visual_to
 from demo.record.conversation import VisionCost
 from demo.record.reasoning import CLOSE, OPEN
 from grounding.generations import FAMILIES, QWEN2_SPECIALS, QWEN2_VL_MARKERS, family_from_name, generation
+from grounding.zoom import ZOOM_FAMILIES, ZOOM_TOOL, tool_call_text
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class OpenAIEngine(Engine):
         self.default_max_pixels = max_pixels or DEFAULT_MAX_VISUAL_TOKENS * self.factor**2
         self.random_weights = Path(model, RANDOM_WEIGHTS_MARKER).is_file()
         self.thinking, self.thinking_default = thinking_mode(self.family, model)
+        self.zooms = self.family in ZOOM_FAMILIES  # the server's template is not seen: the generations trained for it
         self.timeout = timeout
         check_extra_body(extra_body or {})
         self.extra_body = dict(extra_body or {})
@@ -238,9 +240,13 @@ class OpenAIEngine(Engine):
                     parts += [self._image_part(frame, settings) for frame in frames]
             if message["role"] == "user":
                 converted.append({"role": "user", "content": parts})
+            elif message["role"] == "tool":  # a crop sent back for a zoom (vLLM, SGLang and llama.cpp read its picture)
+                converted.append({"role": "tool", "tool_call_id": f"zoom-{pictures}", "content": parts})
             else:  # system and assistant turns are plain text on every server
                 converted.append({"role": message["role"], "content": "".join(p["text"] for p in parts if "text" in p)})
         request: dict = {"model": self.model_name, "messages": converted, "max_tokens": settings.max_new_tokens}
+        if settings.zoom and self.zooms:
+            request["tools"] = [ZOOM_TOOL]
         # temperature 0 is greedy on vLLM, SGLang and transformers serve. settings.min_new_tokens
         # has no portable field (vLLM: min_tokens, SGLang: min_new_tokens): it is not sent.
         request["temperature"] = settings.temperature
@@ -289,6 +295,7 @@ class OpenAIEngine(Engine):
             return
         threading.Thread(target=read, name="openai-stream", daemon=True).start()
         finished = ended = False  # ended: the reader finished and closed the response itself
+        calls = _ToolCalls()  # structured tool calls (a server that parses them), written out as the model's text at the end
         try:
             while not stop.is_set():
                 try:
@@ -299,12 +306,14 @@ class OpenAIEngine(Engine):
                 if kind == "error":
                     raise self._engine_error(*value)
                 if kind == "end" and finished:
+                    yield from calls.texts()
                     return
                 if kind == "end":
                     raise EngineError(f"the inference server at {self.base_url} closed the stream mid-answer")
                 for choice in value.choices:
                     finished = finished or choice.finish_reason is not None
                     delta = choice.delta
+                    calls.add(getattr(delta, "tool_calls", None) if delta else None)
                     thought = (getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)) if delta else None
                     for text in reasoning.pieces(thought or "", (delta and delta.content) or ""):
                         if piece := _DROPPED_SPECIALS.sub("", text):
@@ -375,6 +384,25 @@ class _ReasoningStream:
                 self.state = "answer"
             out.append(content)
         return out
+
+
+class _ToolCalls:
+    """A stream's structured `tool_calls` deltas, put together (a call's name comes first, its
+    arguments in pieces), and written as the model's own ``<tool_call>`` text (`grounding.zoom`)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
+
+    def add(self, deltas) -> None:
+        for delta in deltas or ():
+            call = self.calls.setdefault(getattr(delta, "index", None) or 0, ["", ""])
+            function = getattr(delta, "function", None)
+            if function is not None:
+                call[0] += getattr(function, "name", None) or ""
+                call[1] += getattr(function, "arguments", None) or ""
+
+    def texts(self) -> list[str]:
+        return [("\n" if i else "") + tool_call_text(name, arguments) for i, (name, arguments) in enumerate(self.calls.values()) if name]
 
 
 def _abort(response: openai.Stream) -> None:

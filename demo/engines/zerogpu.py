@@ -111,7 +111,7 @@ class ZeroGPUEngine(Engine):
 
     def __init__(self, inner: Engine) -> None:
         self.inner = inner
-        for name in ("model_name", "family", "random_weights", "default_min_pixels", "default_max_pixels", "resize_factor"):
+        for name in ("model_name", "family", "random_weights", "default_min_pixels", "default_max_pixels", "resize_factor", "zooms"):
             setattr(self, name, getattr(inner, name))
 
     def __getattr__(self, name: str):  # anything else the app reads is the local engine's

@@ -94,10 +94,11 @@ class ChatPage:
         video_fps: float = _DEFAULTS.video_fps,
         video_max_frames: float = _DEFAULTS.video_max_frames,
         thinking: bool | None = _DEFAULTS.thinking,
+        zoom: bool = _DEFAULTS.zoom,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
         settings = Settings(
-            max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames, thinking
+            max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, video_fps, video_max_frames, thinking, zoom
         )
         for reply in self.handlers.chat(message, conversation, settings, request):
             yield self.render(reply)
@@ -112,9 +113,10 @@ class ChatPage:
         min_pixels: float | None = None,
         max_pixels: float | None = None,
         thinking: bool | None = _DEFAULTS.thinking,
+        zoom: bool = _DEFAULTS.zoom,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
-        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking)
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking, zoom=zoom)
         for reply in self.handlers.regenerate(conversation, settings, request):
             yield self.render(reply)
 
@@ -135,10 +137,11 @@ class ChatPage:
         min_pixels: float | None = None,
         max_pixels: float | None = None,
         thinking: bool | None = _DEFAULTS.thinking,
+        zoom: bool = _DEFAULTS.zoom,
         request: gr.Request | None = None,
     ) -> Iterator[dict]:
         """A question edited in the chat: the chat's message number is mapped to its turn here."""
-        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking)
+        settings = Settings(max_new_tokens, temperature, top_p, system_prompt, min_pixels, max_pixels, thinking=thinking, zoom=zoom)
         conversation = conversation if conversation is not None else Conversation()
         message, text = edited if edited is not None else (-1, "")
         turn = question_turn(conversation, self.handlers.family, message)

@@ -30,14 +30,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo.engines.base import EngineError, GenerationSettings
+from demo.engines.base import Engine, EngineError, GenerationSettings
 from demo.engines.model_input import attach, check_request, model_messages, text_chars, upload_size, vision_costs
 from demo.engines.slot import EngineSlot
 from demo.media.pictures import UploadError, refit
 from demo.media.video import is_video_file
 from demo.page.settings import Settings
 from demo.page.writing import Running, Writing, waiting_note
-from demo.record.conversation import Conversation, Turn
+from demo.page.zooming import zoom_from_call
+from demo.record.conversation import MAX_ZOOMS, Conversation, Turn
 from demo.record.held import Held
 from demo.record.limits import LimitError, Limits
 from demo.record.reasoning import AnswerWriter
@@ -421,27 +422,30 @@ class ChatHandlers:
         self.sessions.touch(session)
         writer = AnswerWriter(turn)  # the stream into the turn: reasoning apart from the answer
         try:
-            uploads = conversation.attachments()
-            for attachment in uploads:  # a video sized for another generation (a saved conversation)
-                if attachment.is_video:
-                    attachment.video = attachment.video.for_factor(engine.resize_factor)
-            costs = vision_costs(engine, uploads, settings, self.limits)
-            for attachment, cost in zip(uploads, costs, strict=True):
-                attachment.cost = cost
-                if attachment.image is not None:  # kept at what this answer needs (decoded again if more)
-                    attachment.image = refit(attachment.image, attachment.size_wh, attachment.path, cost.input_wh)
-            turn.input_sizes = [a.cost.input_wh for a in conversation.images()]
-            messages = model_messages(conversation, settings, costs)
-            self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
+            messages = self._model_messages(conversation, engine, settings)
             turn.status = "streaming"
             yield Reply(conversation, self.family)
             last_update = time.monotonic()
-            with closing(engine.stream(messages, settings, stop, session)) as pieces:
-                for piece in pieces:
-                    writer.write(piece)
-                    if time.monotonic() - last_update >= self.min_update_interval:
-                        last_update = time.monotonic()
-                        yield Reply(conversation, self.family)
+            zooming = settings.zoom and engine.zooms
+            while True:  # one round, then one more after each zoom the model asks for (`demo.page.zooming`)
+                start = len(turn.answer)
+                with closing(engine.stream(messages, settings, stop, session)) as pieces:
+                    for piece in pieces:
+                        writer.write(piece)
+                        if time.monotonic() - last_update >= self.min_update_interval:
+                            last_update = time.monotonic()
+                            yield Reply(conversation, self.family)
+                if stop.is_set() or not zooming or len(turn.zooms) >= MAX_ZOOMS:
+                    break
+                writer.finish()
+                zoom = zoom_from_call(conversation, turn, start, self.family)
+                if zoom is None:
+                    break
+                turn.answer = turn.answer[: zoom.at]  # the round ends with its call: the crop answers it
+                turn.zooms.append(zoom)
+                writer.next_round()
+                messages = self._model_messages(conversation, engine, settings)
+                yield Reply(conversation, self.family)
             turn.status = "stopped" if stop.is_set() else "done"
         except (EngineError, LimitError) as e:
             turn.status, turn.error = "error", str(e)
@@ -456,6 +460,23 @@ class ChatHandlers:
             self.writing.give_back()
             self.writing.end(session, running)
         yield Reply(conversation, self.family)
+
+    def _model_messages(self, conversation: Conversation, engine: Engine, settings: GenerationSettings) -> list[dict]:
+        """The model's messages for answering the last turn, each picture sized for this answer; checked
+        against the prompt's token limit (LimitError)."""
+        uploads = conversation.attachments()
+        for attachment in uploads:  # a video sized for another generation (a saved conversation)
+            if attachment.is_video:
+                attachment.video = attachment.video.for_factor(engine.resize_factor)
+        costs = vision_costs(engine, uploads, settings, self.limits)
+        for attachment, cost in zip(uploads, costs, strict=True):
+            attachment.cost = cost
+            if attachment.image is not None:  # kept at what this answer needs (decoded again if more)
+                attachment.image = refit(attachment.image, attachment.size_wh, attachment.path, cost.input_wh)
+        conversation.turns[-1].input_sizes = [a.cost.input_wh for a in conversation.images()]
+        messages = model_messages(conversation, settings, costs)
+        self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
+        return messages
 
     def _close(self, session: str) -> None:
         """The session's conversation is over: free what the engine kept, its files and its pictures."""

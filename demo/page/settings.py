@@ -19,7 +19,7 @@ class Settings:
     """The settings accordion's values. Empty or 0 pixel bounds mean the model's default.
 
     `thinking` is the "think before answering" switch (models whose template has one; None:
-    the model's own default).
+    the model's own default). `zoom` lets a model trained for it zoom into pictures itself (`grounding.zoom`).
     """
 
     # The defaults are the engine's and the video sampler's own.
@@ -32,6 +32,7 @@ class Settings:
     video_fps: float = VideoSettings.fps
     video_max_frames: float = VideoSettings.max_frames
     thinking: bool | None = None
+    zoom: bool = True
 
     def generation(self) -> GenerationSettings:
         """The engine's settings; ValueError names a bad value."""
@@ -44,6 +45,7 @@ class Settings:
                 min_pixels=int(self.min_pixels) if self.min_pixels else None,
                 max_pixels=int(self.max_pixels) if self.max_pixels else None,
                 thinking=None if self.thinking is None else bool(self.thinking),
+                zoom=bool(self.zoom),
             )
         except (TypeError, ValueError) as e:
             raise ValueError(f"Invalid setting: {e}") from None

@@ -27,6 +27,7 @@ from demo.page.texts import CSS, DOWNLOAD_JS, HERE, HINT, INTRO, ON_SPACES, TITL
 from demo.page.writing import PREPARING
 from demo.views.markup import CHATBOT_SETTINGS
 from grounding.generations import GENERATIONS, PRESETS, generation
+from grounding.zoom import ZOOM_FAMILIES
 
 __all__ = ["CSS", "build_ui"]
 
@@ -69,6 +70,7 @@ class _Parts:
     settings: list[gr.components.Component]  # max new tokens, temperature, top-p, system prompt, min and max pixels
     video_settings: list[gr.components.Component]  # frames a second, at most this many frames
     thinking: gr.Checkbox
+    zoom: gr.Checkbox  # the model may zoom into pictures itself (Qwen3-VL, Qwen3.5)
     save_btn: gr.Button
     load_btn: gr.UploadButton
     snapshot_btn: gr.Button
@@ -169,7 +171,7 @@ def _layout(
                 # On a phone the inspector is under the chat column: one tap away (page.css shows it there only).
                 to_inspector = gr.Button("Inspector ↓", size="sm", elem_id="to-inspector")
                 to_inspector.click(None, js=TO_INSPECTOR_JS, queue=False)
-            settings, video_settings, thinking = _settings_panel(handlers, max_new_tokens, min_pixels, max_pixels, max_answer_tokens)
+            settings, video_settings, thinking, zoom = _settings_panel(handlers, max_new_tokens, min_pixels, max_pixels, max_answer_tokens)
             with gr.Accordion("Save or load the conversation", open=False, elem_id="save-load"):
                 gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
                 with gr.Row():
@@ -202,15 +204,15 @@ def _layout(
         reopen_file = gr.File(visible="hidden", elem_id="reopen-file")
     return _Parts(
         status, status_timer, conversation, chatbot, textbox, undo_clear, version_btn, version_wanted, restore_btn, preset_buttons, regenerate_btn,
-        undo_btn, clear_btn, settings, video_settings, thinking, save_btn, load_btn, snapshot_btn, snapshot_file, reopen_btn, reopen_file, saved_file,
+        undo_btn, clear_btn, settings, video_settings, thinking, zoom, save_btn, load_btn, snapshot_btn, snapshot_file, reopen_btn, reopen_file, saved_file,
         export_btn, export_files, inspector,
     )
 
 
 def _settings_panel(
     handlers: ChatHandlers, max_new_tokens: int, min_pixels: int | None, max_pixels: int | None, max_answer_tokens: int
-) -> tuple[list[gr.components.Component], list[gr.components.Component], gr.Checkbox]:
-    """The Settings accordion: (the answer's settings, the video's, the thinking switch)."""
+) -> tuple[list[gr.components.Component], list[gr.components.Component], gr.Checkbox, gr.Checkbox]:
+    """The Settings accordion: (the answer's settings, the video's, the thinking switch, the zoom switch)."""
     limits = handlers.limits
     with gr.Accordion("Settings", open=False, elem_id="settings"):
         with gr.Row():
@@ -227,6 +229,14 @@ def _settings_panel(
             info="The model reasons first; its reasoning is shown folded above the answer, and never read for boxes.",
             visible=generation(handlers.slot.expected_family).thinking == "switch",
             elem_id="thinking",
+        )
+        zoom_in = gr.Checkbox(
+            True,
+            label="Let the model zoom in",
+            info="Qwen3-VL and Qwen3.5 may ask for a crop of a picture while answering (their image_zoom_in_tool); "
+            "the crop is sent back as a new picture and shown in the answer.",
+            visible=handlers.slot.expected_family in ZOOM_FAMILIES,
+            elem_id="zoom",
         )
         with gr.Row():
             # Empty (None) means the model's default: a placeholder keeps the field empty, not 0.
@@ -251,7 +261,7 @@ def _settings_panel(
             "costs no more than a short one. Its label says how many frames, at what size, and their tokens."
         )
     settings = [max_new_tokens_in, temperature_in, top_p_in, system_prompt_in, min_pixels_in, max_pixels_in]
-    return settings, [video_fps_in, video_frames_in], thinking_in
+    return settings, [video_fps_in, video_frames_in], thinking_in, zoom_in
 
 
 def _wire(demo: gr.Blocks, handlers: ChatHandlers, p: _Parts, concurrency: int) -> None:
@@ -268,19 +278,20 @@ def _wire(demo: gr.Blocks, handlers: ChatHandlers, p: _Parts, concurrency: int) 
     # Files are decoded or written through the queue, a few at a time (the per-client cap counts them).
     files_queue = {"concurrency_id": "files", "concurrency_limit": 2}
     busy_outputs = [p.textbox, p.undo_clear]
-    textbox, conversation, settings, thinking = p.textbox, p.conversation, p.settings, p.thinking
+    textbox, conversation, settings = p.textbox, p.conversation, p.settings
+    switches = [p.thinking, p.zoom]
 
     chat_event = textbox.submit(page.busy, None, busy_outputs, **glue).then(
-        page.chat, [textbox, conversation, *settings, *p.video_settings, thinking], chat_outputs, api_name="chat", **model_queue
+        page.chat, [textbox, conversation, *settings, *p.video_settings, *switches], chat_outputs, api_name="chat", **model_queue
     )
     regenerate_event = p.regenerate_btn.click(page.busy, None, busy_outputs, **glue).then(
-        page.regenerate, [conversation, *settings, thinking], chat_outputs, api_name="regenerate", **model_queue
+        page.regenerate, [conversation, *settings, *switches], chat_outputs, api_name="regenerate", **model_queue
     )
     retry_event = p.chatbot.retry(page.busy, None, busy_outputs, **glue).then(
-        page.regenerate, [conversation, *settings, thinking], chat_outputs, api_visibility="private", **model_queue
+        page.regenerate, [conversation, *settings, *switches], chat_outputs, api_visibility="private", **model_queue
     )
     edit_event = p.chatbot.edit(page.start_edit, None, [*busy_outputs, pending_edit], **glue).then(
-        page.edit, [conversation, pending_edit, *settings, thinking], chat_outputs, api_visibility="private", **model_queue
+        page.edit, [conversation, pending_edit, *settings, *switches], chat_outputs, api_visibility="private", **model_queue
     )
     answering = [chat_event, regenerate_event, retry_event, edit_event]
     for event in answering:
@@ -320,6 +331,6 @@ def _wire(demo: gr.Blocks, handlers: ChatHandlers, p: _Parts, concurrency: int) 
         page.load, [p.reopen_file, conversation], page.clear_outputs, cancels=answering, api_visibility="private",
         js="(file, conversation) => [window.qvcHistory?.opening() ?? null, conversation]", **files_queue,
     )
-    p.status_timer.tick(page.status, None, [p.status, p.status_timer, thinking], **glue)
-    demo.load(page.status, None, [p.status, p.status_timer, thinking], **glue)
+    p.status_timer.tick(page.status, None, [p.status, p.status_timer, p.thinking], **glue)
+    demo.load(page.status, None, [p.status, p.status_timer, p.thinking], **glue)
     demo.unload(handlers.end_session)

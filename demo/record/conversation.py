@@ -29,6 +29,8 @@ class VisionCost:
     tokens: int
 
 
+MAX_ZOOMS = 4  # crops sent back in one answer (`demo.page.zooming`); a call after that stays unanswered
+
 TurnStatus = Literal["waiting", "streaming", "done", "stopped", "error"]
 
 
@@ -61,6 +63,21 @@ class Attachment:
 
 
 @dataclass
+class Zoom:
+    """A crop the model asked for with the zoom tool (`grounding.zoom`) while answering, and was sent.
+
+    It is a picture of the conversation (numbered after the turn's own, in the order they came),
+    sent back as the tool's answer after `answer[:at]`, which ends with the model's call.
+    """
+
+    at: int  # where in the turn's answer the call ended
+    source: int  # the Picture cropped
+    region_xyxy: tuple[int, int, int, int]  # the cropped region, in that picture's pixels
+    attachment: Attachment  # the crop, as sent
+    reasoning: str = ""  # a thinking model's reasoning before the call
+
+
+@dataclass
 class Turn:
     """One question and its answer, as generated so far.
 
@@ -86,6 +103,11 @@ class Turn:
     # shown, which is the one the model sees. `version` is its place among all of them (0-based).
     versions: list[Version] = field(default_factory=list)
     version: int = 0
+    zooms: list[Zoom] = field(default_factory=list)  # the crops sent back while answering, in order
+
+    def pictures(self) -> list[Attachment]:
+        """Its uploads, then the crops sent back while it was answered: the order the model reads them."""
+        return self.attachments + [z.attachment for z in self.zooms]
 
     @property
     def version_count(self) -> int:
@@ -105,8 +127,8 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
 
     def attachments(self) -> list[Attachment]:
-        """Every upload of the conversation, pictures and videos, in the order they were sent."""
-        return [a for turn in self.turns for a in turn.attachments]
+        """Every upload of the conversation, pictures and videos, and the crops the model zoomed into, in the order sent."""
+        return [a for turn in self.turns for a in turn.pictures()]
 
     def images(self) -> list[Attachment]:
         """Every picture of the conversation in Picture order (index 0 is Picture 1)."""
@@ -114,7 +136,7 @@ class Conversation:
 
     def images_until(self, turn_index: int) -> list[Attachment]:
         """The pictures the model had seen when it answered turn `turn_index` (Picture order)."""
-        return [a for turn in self.turns[: turn_index + 1] for a in turn.attachments if not a.is_video]
+        return [a for turn in self.turns[: turn_index + 1] for a in turn.pictures() if not a.is_video]
 
     def branch(self, index: int, text: str | None = None) -> Turn:
         """Start a new version of turn `index`, answered anew: the version shown (its answer, and
@@ -155,11 +177,18 @@ class Conversation:
 
     def labels(self) -> list[list[str]]:
         """Per turn, each upload's label: "Picture n" or "Video n", counted over the conversation."""
+        return [labels[: len(turn.attachments)] for turn, labels in zip(self.turns, self._labels(), strict=True)]
+
+    def zoom_labels(self, index: int) -> list[str]:
+        """The "Picture n" of each crop sent back while turn `index` was answered."""
+        return self._labels()[index][len(self.turns[index].attachments) :]
+
+    def _labels(self) -> list[list[str]]:
         counts = {"Picture": 0, "Video": 0}
         labels = []
         for turn in self.turns:
             labels.append([])
-            for attachment in turn.attachments:
+            for attachment in turn.pictures():
                 kind = "Video" if attachment.is_video else "Picture"
                 counts[kind] += 1
                 labels[-1].append(f"{kind} {counts[kind]}")
@@ -186,6 +215,10 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
     Qwen3.5 templates read first; both leave out the reasoning of every answer before the last
     question, so the prompt holds each earlier answer alone, as their model cards ask.
     Templates without thinking ignore the field.
+
+    A turn whose answer zoomed (`Turn.zooms`) is split there: the answer up to each call, then a
+    "tool" message holding the crop (rendered by the templates with tools as a user message's
+    ``<tool_response>``, labelled "Picture n" like any picture), then the rest.
     """
     messages: list[dict] = []
     if system_prompt.strip():
@@ -198,11 +231,20 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
         if turn.text:
             content.append({"type": "text", "text": turn.text})
         messages.append({"role": "user", "content": content})
+        start = 0
+        for zoom in turn.zooms:  # each zoom: the answer up to its call, then the crop as the tool's answer
+            messages.append(_assistant(turn.answer[start : zoom.at], zoom.reasoning))
+            messages.append({"role": "tool", "content": [{"type": "image", "image": zoom.attachment.image}]})
+            start = zoom.at
         is_pending = index == len(conversation.turns) - 1 and turn.status in ("waiting", "streaming")
         if not is_pending:
             failed = turn.status == "error"
-            message = {"role": "assistant", "content": [{"type": "text", "text": "" if failed else turn.answer}]}
-            if turn.reasoning and not failed:
-                message["reasoning_content"] = turn.reasoning
-            messages.append(message)
+            messages.append(_assistant("" if failed else turn.answer[start:], "" if failed else turn.reasoning))
     return messages
+
+
+def _assistant(text: str, reasoning: str) -> dict:
+    message = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return message

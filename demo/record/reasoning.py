@@ -93,12 +93,19 @@ class AnswerWriter:
         self.text = ""  # the stream so far: only while it lasts, the turn holds the result
         self.clock = clock
         self.started = clock()
+        self.before = ""  # the answer of the rounds before this one (a zoom's call and what led to it)
         turn.reasoning, turn.answer, turn.thought_seconds = "", "", None
+
+    def next_round(self) -> None:
+        """After `finish()` and a zoom (`Turn.zooms`): the next stream continues the answer as the turn
+        holds it now (cut after the call), with reasoning of its own."""
+        self.before, self.text = self.turn.answer, ""
+        self.turn.reasoning = ""
 
     def write(self, piece: str, final: bool = False) -> None:
         self.text += piece
         split = split_reasoning(self.text, final)
-        self.turn.reasoning, self.turn.answer = split.reasoning, split.answer
+        self.turn.reasoning, self.turn.answer = split.reasoning, self.before + split.answer
         if split.closed and self.turn.thought_seconds is None:
             self.turn.thought_seconds = round(self.clock() - self.started, 1)
 

@@ -16,7 +16,8 @@ Nothing is written until the whole file has been decoded and checked (`read_conv
 
 A thinking model's reasoning is kept beside its answer (`reasoning`, `thought_seconds`), fields
 added to version 1 without changing it: files written before have neither, and an answer of
-theirs that holds a ``</think>`` is split into its reasoning and its answer when loaded.
+theirs that holds a ``</think>`` is split into its reasoning and its answer when loaded. So are
+the crops a model zoomed into (`zooms`: where in the answer, which picture, the region, the crop).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from PIL import Image
 from demo.media.pictures import DISPLAY_SIDE, UploadError, load_picture, probe_image
 from demo.media.video import DEFAULT_SETTINGS as VIDEO_SETTINGS
 from demo.media.video import SampledVideo
-from demo.record.conversation import Attachment, Conversation, Turn, Version
+from demo.record.conversation import MAX_ZOOMS, Attachment, Conversation, Turn, Version, Zoom
 from demo.record.limits import MB, LimitError, Limits
 from demo.record.reasoning import CLOSE, split_reasoning
 from grounding.generations import GENERATIONS
@@ -92,6 +93,10 @@ def _dump_answer(turn: Turn) -> dict:
         "status": turn.status if turn.status in _STATUSES else "stopped",  # an answer cut by saving mid-stream
         "error": turn.error,
         "input_sizes": [list(size) for size in turn.input_sizes],
+        "zooms": [
+            {"at": z.at, "source": z.source, "region_xyxy": list(z.region_xyxy), "reasoning": z.reasoning, "image": _dump_attachment(z.attachment)}
+            for z in turn.zooms
+        ],
     }
 
 
@@ -231,13 +236,15 @@ def _turns(raw_turns: object, limits: Limits, files: list, count: _Count, pictur
         _expect(count.images <= limits.max_images, f"it holds more than the {limits.max_images} images allowed")
         attachments = [_attachment(item, limits, number, files) for item in raw_images]
         pictures += sum(not a.is_video for a in attachments)
-        turn = _turn(raw, attachments, limits, number, pictures)
+        turn = _turn(raw, attachments, limits, number, pictures, files)
         raw_versions = raw.get("versions", [])
         _expect(isinstance(raw_versions, list), f"turn {number} has malformed versions")
         for raw_version in raw_versions:
             _expect(isinstance(raw_version, dict) and isinstance(raw_version.get("turn"), dict), f"turn {number} has a malformed version")
-            shown = _turn(raw_version["turn"], attachments, limits, number, pictures)
-            turn.versions.append(Version(shown, _turns(raw_version.get("later"), limits, files, count, pictures)))
+            shown = _turn(raw_version["turn"], attachments, limits, number, pictures, files)
+            later = _turns(raw_version.get("later"), limits, files, count, pictures + len(shown.zooms))
+            turn.versions.append(Version(shown, later))
+        pictures += len(turn.zooms)  # the crops sent back while it was answered are pictures too
         version = raw.get("version", 0)
         _expect(type(version) is int and 0 <= version <= len(turn.versions), f"turn {number} has a malformed version number")
         turn.version = version
@@ -245,19 +252,39 @@ def _turns(raw_turns: object, limits: Limits, files: list, count: _Count, pictur
     return turns
 
 
-def _turn(raw: dict, attachments: list[Attachment], limits: Limits, number: int, pictures: int) -> Turn:
-    """A turn's (or one of its versions') words, answer and status, checked; `pictures`: those seen by then."""
+def _turn(raw: dict, attachments: list[Attachment], limits: Limits, number: int, pictures: int, files: list) -> Turn:
+    """A turn's (or one of its versions') words, answer, status and zooms, checked; `pictures`: those seen
+    by then (its own included, its crops not)."""
     text, answer, status, error = (raw.get(k) for k in ("text", "answer", "status", "error"))
     _expect(all(isinstance(v, str) for v in (text, answer, error)), f"turn {number} has a text that is not a string")
     _expect(status in _STATUSES, f"turn {number} has an unknown status")
     _expect(len(text) <= limits.max_prompt_chars, f"turn {number}'s question is over the length limit")
     _expect(len(answer) <= limits.max_answer_chars, f"turn {number}'s answer is too long")
     reasoning, answer, thought_seconds = _reasoning(raw, answer, limits, number)
-    input_sizes = _sizes(raw.get("input_sizes", []), pictures, number)
+    zooms = _zooms(raw.get("zooms", []), answer, limits, number, pictures, files)
+    input_sizes = _sizes(raw.get("input_sizes", []), pictures + len(zooms), number)
     return Turn(
         text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
-        status=status, error=error, input_sizes=input_sizes,
+        status=status, error=error, input_sizes=input_sizes, zooms=zooms,
     )
+
+
+def _zooms(raw: object, answer: str, limits: Limits, number: int, pictures: int, files: list) -> list[Zoom]:
+    """A turn's zooms: each after the previous one in its answer, cropping a picture seen before it."""
+    _expect(isinstance(raw, list) and len(raw) <= MAX_ZOOMS, f"turn {number} has malformed zooms")
+    zooms: list[Zoom] = []
+    for item in raw:
+        _expect(isinstance(item, dict), f"a zoom of turn {number} is not an object")
+        at, source, region, reasoning = (item.get(k) for k in ("at", "source", "region_xyxy", "reasoning"))
+        after = zooms[-1].at if zooms else 0
+        _expect(type(at) is int and after <= at <= len(answer), f"a zoom of turn {number} is not in its answer")
+        _expect(type(source) is int and 1 <= source <= pictures + len(zooms), f"a zoom of turn {number} names no picture")
+        ok = isinstance(region, list) and len(region) == 4 and all(type(v) is int and 0 <= v < 100_000 for v in region)
+        _expect(ok and isinstance(reasoning, str) and len(reasoning) <= limits.max_answer_chars, f"a zoom of turn {number} is malformed")
+        attachment = _attachment(item.get("image"), limits, number, files)
+        _expect(not attachment.is_video, f"a zoom of turn {number} is not a picture")
+        zooms.append(Zoom(at=at, source=source, region_xyxy=tuple(region), attachment=attachment, reasoning=reasoning))
+    return zooms
 
 
 def _check_size(raw_turns: list, limits: Limits) -> None:

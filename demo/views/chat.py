@@ -138,6 +138,7 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
         if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
             answer = answer_text(turn, shown, waiting_note)
             messages.append({"role": "assistant", "content": answer, **({"metadata": tag} if tag else {})})
+        messages += zoom_messages(conversation, index)
         messages += grounding_messages(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
             messages.append({"role": "assistant", "content": undrawn})
@@ -171,6 +172,17 @@ def reasoning_message(turn: Turn) -> dict:
 
 def _still_thinking(turn: Turn) -> bool:
     return turn.status == "streaming" and turn.thought_seconds is None
+
+
+def zoom_messages(conversation: Conversation, index: int) -> list[dict]:
+    """Under an answer that zoomed: each crop sent back to the model, with its label and where it was cut."""
+    messages = []
+    for zoom, label in zip(conversation.turns[index].zooms, conversation.zoom_labels(index), strict=True):
+        x1, y1, x2, y2 = zoom.region_xyxy
+        text = f"🔍 {caption(label, zoom.attachment)} · zoomed into Picture {zoom.source} at ({x1}, {y1})–({x2}, {y2}) px"
+        messages.append({"role": "assistant", "content": text})
+        messages.append({"role": "assistant", "content": {"path": zoom.attachment.path, "alt_text": f"{label}, a crop of Picture {zoom.source}"}})
+    return messages
 
 
 def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:

@@ -61,6 +61,7 @@ from demo.record.conversation import VisionCost
 from demo.record.reasoning import OPEN, prompt_opens_reasoning
 from demo.record.sessions import release_memory
 from grounding.generations import GENERATIONS, family_from_model_type, generation
+from grounding.zoom import ZOOM_TOOL
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class TransformersEngine(Engine):
         self._turn_start_id = self.tokenizer.convert_tokens_to_ids("<|im_start|>")
         self._placeholder_ids = {"image": self.model.config.image_token_id, "video": self.model.config.video_token_id}
         self.thinking, self.thinking_default = self._thinking_mode()
+        self.zooms = "tools" in str(self.processor.chat_template)  # Qwen3-VL's and Qwen3.5's templates declare tools
 
     def _in_torch_thread(self, fn: Callable, *args, **kwargs):
         """`fn(*args, **kwargs)` in `TORCH_THREAD` on the CPU, here on a GPU."""
@@ -190,12 +192,15 @@ class TransformersEngine(Engine):
 
     # -- prompts and generation ---------------------------------------------------------------
 
-    def render_prompt(self, messages: list[dict], thinking: bool | None = None) -> str:
+    def render_prompt(self, messages: list[dict], thinking: bool | None = None, zoom: bool = False) -> str:
         """The prompt text exactly as the model reads it, images as their placeholder tokens.
 
-        `thinking` is the template's `enable_thinking` where it has that switch (None: its default).
+        `thinking` is the template's `enable_thinking` where it has that switch (None: its default);
+        `zoom` offers the zoom tool (`grounding.zoom`) where the template declares tools.
         """
         switch = {"enable_thinking": thinking} if self.thinking == "switch" and thinking is not None else {}
+        if zoom and self.zooms:
+            switch["tools"] = [ZOOM_TOOL]
         return self.processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, add_vision_id=True, **switch
         )
@@ -228,7 +233,7 @@ class TransformersEngine(Engine):
         min_pixels, max_pixels = self._pixel_bounds(settings)
         try:
             inputs = self.processor(
-                text=[self.render_prompt(messages, settings.thinking)],
+                text=[self.render_prompt(messages, settings.thinking, settings.zoom)],
                 images=images or None,
                 size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
                 return_tensors="pt",
@@ -248,7 +253,7 @@ class TransformersEngine(Engine):
         # the template's <|vision_start|><|video_pad|><|vision_end|> into the per-frame-pair blocks it
         # writes (`get_text_with_replacements`), two tokens fewer per video. Images stay one token here.
         (text,), _ = self.processor.get_text_with_replacements(
-            [self.render_prompt(messages, settings.thinking)], videos_replacements=videos
+            [self.render_prompt(messages, settings.thinking, settings.zoom)], videos_replacements=videos
         )
         count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         for part in parts:
@@ -346,7 +351,7 @@ class TransformersEngine(Engine):
     def stream(
         self, messages: list[dict], settings: GenerationSettings, stop: threading.Event, session: str | None = None
     ) -> Iterator[str]:
-        prompt = self.render_prompt(messages, settings.thinking)
+        prompt = self.render_prompt(messages, settings.thinking, settings.zoom)
         opening = prompt[prompt.rfind(OPEN) :] if prompt_opens_reasoning(prompt) else ""  # "<think>\n"
         streamer = TokenStreamer(self.tokenizer, skip_prompt=True, timeout=0.05, skip_special_tokens=False)
         failure: list[BaseException] = []
