@@ -125,7 +125,8 @@ def forced_answer(engine, answer: str):
 
     def generate(**kwargs):
         force = Force(kwargs["input_ids"].shape[1])
-        return original(**kwargs, logits_processor=LogitsProcessorList([force]))
+        earlier = kwargs.pop("logits_processor", [])  # the engine's own (min_new_tokens)
+        return original(**kwargs, logits_processor=LogitsProcessorList([*earlier, force]))
 
     engine.model.generate = generate
     try:

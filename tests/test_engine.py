@@ -141,3 +141,17 @@ def test_engine_reads_its_capabilities_from_the_checkpoint(engine):
     assert engine.family == "qwen2-vl"
     assert engine.random_weights is True
     assert (engine.default_min_pixels, engine.default_max_pixels) == (56 * 56, 28 * 28 * 64)
+
+
+def test_min_new_tokens_holds_the_end_tokens_back_exactly_that_long():
+    """The engine's own min_new_tokens processor (transformers' rebuilds a vocabulary-wide mask every step)."""
+    import torch
+
+    from demo.engines.local.engine import _NoEndBefore
+
+    processor = _NoEndBefore(2, [5, 7])
+    allowed = []
+    for length in (10, 11, 12, 13):  # a prompt of 10 tokens, then one more per step
+        scores = processor(torch.zeros(1, length, dtype=torch.long), torch.zeros(1, 9))
+        allowed.append([bool(torch.isfinite(scores[0, i])) for i in (4, 5, 7)])
+    assert allowed == [[True, False, False], [True, False, False], [True, True, True], [True, True, True]]

@@ -25,7 +25,7 @@ from demo.record.limits import Limits
 from demo.views.chat import chatbot_messages
 from grounding.zoom import ZOOM_TOOL, crop_region_xyxy, crop_size_wh, find_zoom_calls, tool_call_text
 from tests.fakes import ScriptedEngine
-from tests.helpers import scripted_server
+from tests.helpers import parts, scripted_server
 
 
 def call(bbox, img_idx: int = 0, label: str = "cat") -> str:
@@ -209,10 +209,10 @@ def test_a_zoom_call_is_answered_with_the_crop_and_the_answer_goes_on(photos):
     assert settings.zoom
     # The chat shows the crop, labelled, and never the raw call.
     chat = chatbot_messages(conversation, "qwen3-vl")
-    texts = [m["content"] for m in chat if isinstance(m["content"], str)]
+    texts = [p for p in parts(chat) if isinstance(p, str)]
     assert not any("<tool_call>" in t or "image_zoom_in_tool" in t for t in texts)
     assert any(t.startswith("🔍 **Picture 2** · crop of Picture 1") and "(112, 75)–(339, 225)" in t for t in texts)
-    assert {"path": zoom.attachment.path, "alt_text": "Picture 2, a crop of Picture 1"} in [m["content"] for m in chat]
+    assert {"path": zoom.attachment.path, "alt_text": "Picture 2, a crop of Picture 1"} in parts(chat[-1:])  # in the answer
 
 
 def test_the_rounds_are_bounded(photos):
@@ -311,7 +311,8 @@ def test_the_tiny_qwen3_vl_model_zooms_through_generate(photos, tiny_checkpoints
                 scores[:, tokens[min(input_ids.shape[1] - start, len(tokens) - 1)]] = 0
                 return scores
 
-        return original(**kwargs, logits_processor=LogitsProcessorList([Force()]))
+        earlier = kwargs.pop("logits_processor", [])  # the engine's own (min_new_tokens)
+        return original(**kwargs, logits_processor=LogitsProcessorList([*earlier, Force()]))
 
     engine.model.generate = generate
     slot = EngineSlot("tiny-random-qwen3-vl", "qwen3-vl")

@@ -34,6 +34,8 @@ from transformers import (
     AutoConfig,
     AutoModelForImageTextToText,
     AutoProcessor,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -77,6 +79,22 @@ class _StopOnEvent(StoppingCriteria):
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         stop = any(event.is_set() for event in self.events)
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class _NoEndBefore(LogitsProcessor):
+    """`min_new_tokens` (tests and the bench; a person's answers have none): the end tokens get no
+    probability before that many new tokens. transformers' own processor builds a vocabulary-wide mask
+    with `isin` at every step, 1.7 ms of a ~90 ms 4-bit decode step on the 2B shape."""
+
+    def __init__(self, minimum: int, ends: list[int]) -> None:
+        self.minimum, self.ends, self.prompt = minimum, torch.tensor(ends, dtype=torch.long), None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt is None:  # the first call comes with the prompt alone
+            self.prompt = input_ids.shape[1]
+        if input_ids.shape[1] - self.prompt < self.minimum:
+            scores[:, self.ends] = float("-inf")
+        return scores
 
 
 class TransformersEngine(Engine):
@@ -280,13 +298,16 @@ class TransformersEngine(Engine):
         sampling = settings.temperature > 0
         config.update(
             max_new_tokens=settings.max_new_tokens,
-            min_new_tokens=settings.min_new_tokens or None,
             do_sample=sampling,
             temperature=settings.temperature if sampling else None,
             top_p=settings.top_p if sampling else None,
             top_k=0 if sampling else None,  # the checkpoints' top_k=1 would make "sampling" greedy
         )
-        return {"generation_config": config, "stopping_criteria": StoppingCriteriaList([_StopOnEvent(*stops)])}
+        kwargs = {"generation_config": config, "stopping_criteria": StoppingCriteriaList([_StopOnEvent(*stops)])}
+        ends = config.eos_token_id
+        if settings.min_new_tokens and ends is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([_NoEndBefore(settings.min_new_tokens, ends if isinstance(ends, list) else [ends])])
+        return kwargs
 
     def generate(
         self,
