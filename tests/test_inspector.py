@@ -10,7 +10,7 @@ from PIL import Image
 
 from demo.record.conversation import Attachment, Conversation, Turn
 from demo.views.ground_truth import Reference, References
-from demo.views.inspector import Picks, answer_segments, inspect, servable_path, shape
+from demo.views.inspector import LATEST, Picks, answer_segments, inspect, servable_path, shape
 from grounding import parse
 
 CAT = "<|object_ref_start|>the cat<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>"
@@ -36,7 +36,31 @@ def no_files(monkeypatch):
 
 def test_an_empty_conversation_says_what_to_do():
     shown = inspect(Conversation(), "qwen2-vl", Picks(), None)
-    assert shown.turns == [("Latest answer", 0)] and shown.view["message"].startswith("Ask about a picture")
+    assert shown.turns == [(LATEST, 0)] and shown.view["message"].startswith("Ask about a picture")
+
+
+def test_the_latest_turn_with_groundings_stays_in_view_and_says_so():
+    """Issue 25: an answer without boxes leaves the last one with some in view; the page hides the
+    inspector while no answer has any (`has_groundings`)."""
+    conversation = chat(
+        Turn("find the cups", [picture("a.png")], answer="In Picture 1 " + JSON, status="done"),
+        Turn("and now?", answer="Nothing more.", status="done"),
+        Turn("more?", answer="", status="streaming"),
+    )
+    shown = inspect(conversation, "qwen3-vl", Picks(), None)
+    assert shown.has_groundings and shown.answering and shown.view["title"] == "Turn 1 · Picture 1 · a.png"
+    assert inspect(conversation, "qwen3-vl", Picks(turn=2, shape=shape(conversation)), None).view["title"] == "Turn 2 · Picture 1 · a.png"  # still choosable
+    none = inspect(chat(Turn("look", [picture("a.png")], answer="Nice.", status="done")), "qwen3-vl", Picks(), None)
+    assert not none.has_groundings and not none.answering and none.view["title"] == "Turn 1 · Picture 1 · a.png"
+
+
+def test_a_drawn_box_is_shown_selected_and_forgotten_with_the_conversations_shape():
+    conversation = chat(Turn("find the cups", [picture("a.png")], answer="In Picture 1 " + JSON, status="done"))
+    picks = Picks(selected="drawn", drawn=(10, 20, 30, 40), picture=1, shape=shape(conversation))
+    view = inspect(conversation, "qwen3-vl", picks, None).view
+    assert (view["selected"], view["drawn"]) == ("drawn", [10, 20, 30, 40])
+    conversation.turns.append(Turn("next"))
+    assert inspect(conversation, "qwen3-vl", picks, None).view.get("drawn") is None
 
 
 def test_the_latest_turn_and_the_first_picture_it_grounded_on_are_shown():
@@ -45,7 +69,7 @@ def test_the_latest_turn_and_the_first_picture_it_grounded_on_are_shown():
         Turn("find the cups in Picture 2", answer="In Picture 2 " + JSON, status="done"),
     )
     shown = inspect(conversation, "qwen3-vl", Picks(), None)
-    assert shown.turns == [("Latest answer", 0), ("Turn 1 · look", 1), ("Turn 2 · find the cups in Picture 2", 2)]
+    assert shown.turns == [(LATEST, 0), ("Turn 1 · look", 1), ("Turn 2 · find the cups in Picture 2", 2)]
     assert shown.pictures == [("Picture 1 · a.png · 0 groundings", 1), ("Picture 2 · b.png · 3 groundings", 2)]
     assert (shown.turn, shown.picture) == (0, 2)
     assert shown.view["title"] == "Turn 2 · Picture 2 · b.png"

@@ -227,18 +227,19 @@ def test_qwen25_vl_absolute_pixels_two_pictures_and_the_pickers(page, app, photo
     page.get_by_role("option", name="Latest answer").click()
     page.wait_for_function("document.querySelector('#inspect-view .qi-title').textContent === 'Turn 2 · Picture 2 · rocket.jpg'")
 
-    # Undo follows: the inspector shows turn 1 again; Clear empties it.
+    # Undo follows: the inspector shows turn 1 again; Clear empties it, and it gets out of the way.
     page.get_by_role("button", name="Undo last turn").click()
     page.wait_for_function("document.querySelector('#inspect-view .qi-title').textContent === 'Turn 1 · Picture 1 · coffee.png'")
     page.get_by_text("Clear", exact=True).click()
-    page.get_by_text("Ask about a picture: its boxes and points show here.").wait_for(timeout=10_000)
+    page.locator("#inspector").wait_for(state="hidden", timeout=10_000)
 
     # Loading a saved conversation: the inspector shows its latest answer.
     page.get_by_text("Save or load the conversation").click()
     with page.expect_file_chooser() as chooser:
         page.get_by_text("Load a saved conversation").click()
     chooser.value.set_files(saved_conversation(tmp_path, photos["rocket"], ROCKET.replace("Picture 2", "Picture 1")))
-    page.wait_for_function("document.querySelector('#inspect-view .qi-title').textContent === 'Turn 1 · Picture 1 · rocket.jpg'")
+    # (the inspector comes back into the page: no title until it is there)
+    page.wait_for_function("document.querySelector('#inspect-view .qi-title')?.textContent === 'Turn 1 · Picture 1 · rocket.jpg'")
     drawn(page, 2)
 
 
@@ -274,7 +275,7 @@ def test_the_inspector_updates_live_while_the_answer_streams(page, app, photos):
             tuple(
                 page.evaluate(
                     """() => [document.querySelectorAll('#inspect-view .qi-overlay .qi-shape').length,
-                              !document.querySelector('#inspect-view .qi-live').hidden]"""
+                              document.querySelector('#inspect-view .qi-live')?.hidden === false]"""
                 )
             )
         )

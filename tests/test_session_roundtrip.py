@@ -86,7 +86,7 @@ def round_trip(chat: ChatHandlers, conversation: Conversation, session: str) -> 
 def same(loaded: Conversation, original: Conversation) -> bool:
     """The same turns, pictures and videos, and the same versions of each turn (issue 23: Save dropped
     the versions not shown), each with the same turns after it."""
-    fields = ("text", "answer", "reasoning", "thought_seconds", "error", "input_sizes")
+    fields = ("text", "region", "answer", "reasoning", "thought_seconds", "error", "input_sizes")
     for a, b in zip(loaded.turns, original.turns, strict=True):
         assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
         assert a.status == (b.status if b.status in ("done", "stopped", "error") else "stopped")
@@ -114,6 +114,13 @@ SHAPES = {
     "both in one turn": [("ask", "Compare", ["clip.mp4", "red.png", "long.mp4", "blue.jpg"])],
     "several turns, an error among them": [("ask", "one", ["red.png"]), ("ask", "two", []), ("ask", "three", []), ("ask", "four", ["clip.mp4"]), ("ask", "five", [])],
     "versions": [("ask", "Where?", ["red.png"]), ("regenerate",), ("ask", "Next", ["clip.mp4"]), ("edit", 0, "Where is it?"), ("version", 0, 0)],
+    # Questions about a region (issue 25): on a picture of this turn, of an earlier one, in an edit.
+    "regions": [
+        ("ask", "About Picture 1 (1, 2)–(60, 40): what?", ["red.png"]),
+        ("ask", 'About "sky" in Picture 2 (0, 0)–(1500, 900): and this?', ["blue.jpg"]),
+        ("edit", 1, "About Picture 1 (0, 0)–(64, 48): the whole first one?"),
+        ("version", 1, 0),
+    ],
 }
 
 

@@ -61,10 +61,12 @@ def vision_costs(engine: Engine, uploads: list[Attachment], settings: Generation
     return costs
 
 
-def model_messages(conversation: Conversation, settings: GenerationSettings, costs: list[VisionCost]) -> list[dict]:
-    """The model's messages, each picture at exactly the size its cost says (`costs`: one per upload)."""
-    messages = to_model_messages(conversation, settings.system_prompt)
-    sizes = iter([cost.input_wh for a, cost in zip(conversation.attachments(), costs, strict=True) if not a.is_video])
+def model_messages(conversation: Conversation, settings: GenerationSettings, costs: list[VisionCost], family: str = "") -> list[dict]:
+    """The model's messages, each picture at exactly the size its cost says (`costs`: one per upload),
+    a question about a region holding it in `family`'s format, at those sizes."""
+    seen = [cost.input_wh for a, cost in zip(conversation.attachments(), costs, strict=True) if not a.is_video]
+    messages = to_model_messages(conversation, settings.system_prompt, family, seen)
+    sizes = iter(seen)
     for part in (p for m in messages for p in m["content"] if p.get("type") == "image"):
         size = next(sizes)
         if part["image"].size != size:
@@ -75,4 +77,4 @@ def model_messages(conversation: Conversation, settings: GenerationSettings, cos
 def check_request(engine: Engine, conversation: Conversation, settings: GenerationSettings, limits: Limits) -> None:
     """LimitError (or EngineError) if answering `conversation`'s last turn is over a limit."""
     costs = vision_costs(engine, conversation.attachments(), settings, limits)
-    limits.check_prompt_tokens(engine.count_tokens(model_messages(conversation, settings, costs), settings))
+    limits.check_prompt_tokens(engine.count_tokens(model_messages(conversation, settings, costs, engine.family), settings))

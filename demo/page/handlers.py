@@ -42,6 +42,7 @@ from demo.record.conversation import MAX_ZOOMS, Conversation, Turn
 from demo.record.held import Held
 from demo.record.limits import LimitError, Limits
 from demo.record.reasoning import AnswerWriter
+from demo.record.region import Region, check_region, split_region, with_question
 from demo.record.session_file import dump_conversation, load_refusal, read_conversation, write_pictures
 from demo.record.sessions import Sessions
 from demo.record.uploads import discard_upload
@@ -132,11 +133,12 @@ class ChatHandlers:
         settings = settings or Settings()
         if isinstance(message, str):
             message = {"text": message, "files": []}
-        text = ((message or {}).get("text") or "").strip()
+        region, text = split_region(((message or {}).get("text") or "").strip())  # "About Picture 1 (…)–(…): …"
+        text = text.strip()
         files = [f if isinstance(f, str) else f["path"] for f in (message or {}).get("files") or []]
         try:
             if not text and not files:
-                raise UploadError("Type a question or attach an image first.")
+                raise UploadError("Type a question after the region's colon." if region else "Type a question or attach an image first.")
             generation = settings.generation()
             self.limits.check_system_prompt(generation.system_prompt)
             self.limits.check_turn(text, len(conversation.attachments()), len(files))
@@ -146,9 +148,11 @@ class ChatHandlers:
             factor = engine.resize_factor if engine is not None else generation_of(self.slot.expected_family).resize_factor
             video_settings = settings.video(factor)
             attachments = [attach(path, video_settings, engine, generation) for path in files]
+            if region is not None:
+                check_region(region, [a.size_wh for a in [*conversation.images(), *attachments] if not a.is_video])
             if engine is not None:  # refuse now what the model cannot take (else when it has loaded)
-                check_request(engine, Conversation([*conversation.turns, Turn(text, attachments)]), generation, self.limits)
-            if refusal := self.held.hold(session, _client(request), Conversation([*conversation.turns, Turn(text, attachments)])):
+                check_request(engine, Conversation([*conversation.turns, Turn(text, attachments, region=region)]), generation, self.limits)
+            if refusal := self.held.hold(session, _client(request), Conversation([*conversation.turns, Turn(text, attachments, region=region)])):
                 raise LimitError(refusal)
         except (UploadError, EngineError, LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e))
@@ -156,7 +160,7 @@ class ChatHandlers:
         moved = self.sessions.adopt(session, files)
         for attachment in attachments:
             attachment.path = moved[attachment.path]
-        conversation.turns.append(Turn(text=text, attachments=attachments))
+        conversation.turns.append(Turn(text=text, attachments=attachments, region=region))
         self.sessions.track(session, conversation)
         yield from self._answer(conversation, generation, session)
 
@@ -195,37 +199,44 @@ class ChatHandlers:
         version (with its answer and the turns after it) stays among the turn's versions. The
         pictures stay; an unchanged question changes nothing; None (not a question) is refused."""
         conversation = conversation if conversation is not None else Conversation()
-        text = (text or "").strip()
+        region, text = split_region((text or "").strip())
+        text = text.strip()
         try:
             if index is None or not 0 <= index < len(conversation.turns):
                 raise ValueError("Only a question can be edited (not a picture, its label or an answer).")
             if not text:
                 raise ValueError("An edited question cannot be empty.")
+            if region is not None:
+                seen = [*conversation.images_until(index - 1), *conversation.turns[index].attachments]
+                check_region(region, [a.size_wh for a in seen if not a.is_video])
             self.limits.check_turn(text, 0, 0)
             generation = (settings or Settings()).generation()
         except (LimitError, ValueError) as e:
             yield self._refusal(conversation, str(e), "Not edited")
             return
-        if text == conversation.turns[index].text:
+        if (text, region) == (conversation.turns[index].text, conversation.turns[index].region):
             yield Reply(conversation, self.family)
             return
         try:
-            self._check_again(conversation, index, text, generation)
+            self._check_again(conversation, index, text, generation, region)
         except (EngineError, LimitError) as e:
             yield self._refusal(conversation, str(e), "Not edited")
             return
-        conversation.branch(index, text)
+        conversation.branch(index, text, region)
         self.sessions.track(_session(request), conversation)
         yield from self._answer(conversation, generation, _session(request), clear_textbox=False)
 
-    def _check_again(self, conversation: Conversation, index: int, text: str | None, generation: GenerationSettings) -> None:
+    def _check_again(
+        self, conversation: Conversation, index: int, text: str | None, generation: GenerationSettings, region: Region | None = None
+    ) -> None:
         """Refuse (LimitError, EngineError) what answering turn `index` anew would send, before the
-        turn is touched: its question (`text`, or as it is) with the turns before it."""
+        turn is touched: its question (`text` and `region`, or as it is) with the turns before it."""
         self.limits.check_system_prompt(generation.system_prompt)
         engine = self.slot.wait(timeout=0)
         if engine is not None:
             turn = conversation.turns[index]
-            again = replace(turn, text=turn.text if text is None else text, answer="", status="waiting", error="")
+            asked = (turn.text, turn.region) if text is None else (text, region)
+            again = replace(turn, text=asked[0], region=asked[1], answer="", status="waiting", error="")
             check_request(engine, Conversation([*conversation.turns[:index], again]), generation, self.limits)
 
     def show_version(self, conversation: Conversation | None, index: int, version: int) -> Reply:
@@ -247,7 +258,7 @@ class ChatHandlers:
         if not conversation.turns:
             return Reply(conversation, self.family, message=EMPTY_MESSAGE)
         turn = conversation.turns.pop()
-        restored = {"text": turn.text, "files": [a.path for a in turn.attachments]}
+        restored = {"text": with_question(turn.region, turn.text), "files": [a.path for a in turn.attachments]}
         return Reply(conversation, self.family, message=restored)
 
     def clear(self, request: gr.Request | None = None, conversation: Conversation | None = None) -> Reply:
@@ -474,7 +485,7 @@ class ChatHandlers:
             if attachment.image is not None:  # kept at what this answer needs (decoded again if more)
                 attachment.image = refit(attachment.image, attachment.size_wh, attachment.path, cost.input_wh)
         conversation.turns[-1].input_sizes = [a.cost.input_wh for a in conversation.images()]
-        messages = model_messages(conversation, settings, costs)
+        messages = model_messages(conversation, settings, costs, engine.family)
         self.limits.check_prompt_tokens(engine.count_tokens(messages, settings))
         return messages
 

@@ -9,6 +9,9 @@
 // their width and size at any zoom. Hovering a box (the smallest one under the pointer) or its
 // span in the answer highlights both; a click selects it and tells the server
 // (trigger("select")), which highlights its row in the list.
+//
+// Drawing a box of one's own ("Draw a box", Shift+drag): demo/page/inspector_draw.js, appended to
+// this script; `draw()` shows the drawn box the server sends back (`props.value.drawn`).
 
 const root = element.querySelector(".qi");
 const $ = (selector) => root.querySelector(selector);
@@ -69,6 +72,7 @@ function apply() {
   stage.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.s})`;
   $(".qi-zoom").textContent = `${Math.round(view.s * 100)}%`;
   layout();
+  drawSketch();
   if (hot) mark();
 }
 
@@ -103,6 +107,7 @@ function itemText(item) {
   const round = (values) => `(${values.map((n) => Math.round(n)).join(", ")})`;
   const where = item.point ? round(item.point) : round(item.box);
   const kind = item.kind || "reference";
+  if (kind === "drawn") return `your box ${where} px`;
   let text = `${item.id[0] === "r" ? "r" : "#"}${item.n} ${item.label || "(no label)"} · ${kind} ${where} px`;
   if (item.status) text += ` · ${item.status}${item.iou != null ? ` IoU ${item.iou.toFixed(2)}` : ""}`;
   return text;
@@ -143,6 +148,17 @@ function draw() {
     }
     shapes.push({ item, node, tag });
   }
+  if (v.drawn && v.width) {
+    const item = { id: "drawn", n: "", label: "your box", kind: "drawn", color: "#22d3ee", ink: "#000", box: v.drawn };
+    const node = el("rect", "qi-shape qi-drawn", svg, true);
+    node.dataset.id = item.id;
+    const tag = el("div", "qi-tag qi-tag-drawn", tags);
+    tag.textContent = item.label;
+    tag.dataset.id = item.id;
+    shapes.push({ item, node, tag });
+  }
+  sketchNode = el("rect", "qi-sketch", svg, true);
+  sketchNode.setAttribute("hidden", "");
 }
 
 function drawAnswer() {
@@ -266,11 +282,22 @@ viewport.addEventListener("wheel", (event) => {
 
 viewport.addEventListener("pointerdown", (event) => {
   if (event.button !== 0) return;
-  drag = { x: event.clientX, y: event.clientY, vx: view.x, vy: view.y, moved: false };
   viewport.setPointerCapture(event.pointerId);
+  if ((drawing || event.shiftKey) && v.width) {
+    const [x, y] = toPicture(event);
+    sketch = { x0: x, y0: y, x1: x, y1: y };
+    drawSketch();
+    return;
+  }
+  drag = { x: event.clientX, y: event.clientY, vx: view.x, vy: view.y, moved: false };
 });
 
 viewport.addEventListener("pointermove", (event) => {
+  if (sketch) {
+    [sketch.x1, sketch.y1] = toPicture(event);
+    drawSketch();
+    return;
+  }
   if (drag) {
     const dx = event.clientX - drag.x;
     const dy = event.clientY - drag.y;
@@ -287,6 +314,12 @@ viewport.addEventListener("pointermove", (event) => {
 });
 
 viewport.addEventListener("pointerup", (event) => {
+  if (sketch) {
+    if (finishSketch()) return;
+    const item = under(event); // too small to be a box: a click
+    if (item) select(item.id);
+    return;
+  }
   const moved = drag && drag.moved;
   drag = null;
   if (!moved) {
@@ -312,7 +345,7 @@ answer.addEventListener("click", (event) => {
 });
 
 root.querySelector(".qi-tools").addEventListener("click", (event) => {
-  const button = event.target.closest("button");
+  const button = event.target.closest("button[data-zoom]");
   if (!button || !v.width) return;
   const cx = viewport.clientWidth / 2;
   const cy = viewport.clientHeight / 2;

@@ -5,7 +5,9 @@ groundings, the ground-truth comparison) inside the current Blocks, and `wire` c
 it redraws whenever the chat changes (every streamed update, undo, regenerate, load, clear)
 and whenever the person picks, toggles, selects or loads reference boxes. Its events are
 private: API clients of /chat never pay for it. What it shows is `demo/views/inspector.py: inspect`
-of the conversation record; this module only maps that to components.
+of the conversation record; this module only maps that to components. Its column stays hidden
+until an answer has boxes or points. "Ask about this box" and "Zoom into this box" write the selected
+(or drawn) box into the message being typed (`demo/page/regions.py`).
 
 Why a custom view (a `gr.HTML` running demo/page/inspector.js) rather than `gr.AnnotatedImage`:
 AnnotatedImage draws each box as a full-size mask PNG on the server (one per box, at every
@@ -23,7 +25,9 @@ from typing import Any
 
 import gradio as gr
 
+from demo.media.errors import UploadError
 from demo.page.handlers import ChatHandlers
+from demo.page.regions import ask_message, drawn_box, selected_region, zoom_message
 from demo.record.conversation import Conversation
 from demo.views.ground_truth import ReferenceFileError, References, load_references
 from demo.views.inspector import HEADERS, SCORE_HEADERS, Inspection, Picks, inspect
@@ -34,7 +38,8 @@ TEMPLATE = """<div class="qi">
 <div class="qi-head"><span class="qi-title"></span><span class="qi-live" hidden>live</span>
 <span class="qi-tools"><button type="button" data-zoom="out" title="Zoom out">−</button><span class="qi-zoom"></span>
 <button type="button" data-zoom="in" title="Zoom in">+</button><button type="button" data-zoom="fit" title="Fit the picture">Fit</button>
-<button type="button" data-zoom="one" title="One picture pixel per screen pixel">1:1</button></span></div>
+<button type="button" data-zoom="one" title="One picture pixel per screen pixel">1:1</button>
+<button type="button" class="qi-draw" aria-pressed="false" title="Drag on the picture to draw a box to ask about or zoom into (or hold Shift and drag; Escape cancels)">Draw a box</button></span></div>
 <div class="qi-about"></div>
 <div class="qi-truth" hidden></div>
 <div class="qi-viewport"><div class="qi-stage"><img class="qi-img" alt="The picture inspected" draggable="false" hidden></div>
@@ -46,18 +51,26 @@ TEMPLATE = """<div class="qi">
 <div class="qi-answer" hidden></div>
 </div>"""
 MB = 1024 * 1024
+# After "Ask about this box": the caret at the end of the question, to type it.
+FOCUS_JS = "() => { const t = document.querySelector('#message textarea'); if (t) { t.focus(); t.setSelectionRange(t.value.length, t.value.length); } }"
+NO_BOX = "Select a box first: click one on the picture, its row or its words in the answer, or draw one (Draw a box, or Shift+drag)."
 
 
 class InspectorPage:
     """The inspector's components (built in the current Blocks context) and its event methods."""
 
-    def __init__(self, handlers: ChatHandlers, conversation: gr.State) -> None:
+    def __init__(
+        self, handlers: ChatHandlers, conversation: gr.State, column: gr.Column | None = None, opener: gr.Button | None = None
+    ) -> None:
         self.handlers = handlers
         self.conversation = conversation
+        self.column = column  # shown once an answer has boxes or points, or when `opener` is clicked
+        self.opener = opener  # "Inspect a picture", beside the chat while the column is hidden and there are pictures
         self.picks = gr.State(Picks())
         self.references = gr.State(None)
         gr.Markdown("### Inspector\nAn answer's boxes and points on its picture at full resolution. Scroll to zoom, drag to pan; "
-                    "hover or click a box, its row or its span in the answer.")
+                    "hover or click a box, its row or its span in the answer. **Draw a box** (or Shift+drag) marks a region of your own; "
+                    "ask about the selected box, or zoom into it: the crop goes with your next message as a new picture.")
         with gr.Row():
             self.turn = gr.Dropdown([("Latest answer", 0)], value=0, label="Turn", elem_id="inspect-turn", scale=3)
             self.picture = gr.Dropdown([], value=None, label="Picture", elem_id="inspect-picture", scale=2)
@@ -65,9 +78,12 @@ class InspectorPage:
             {"message": "Ask about a picture: its boxes and points show here.", "items": [], "answer": []},
             html_template=TEMPLATE,
             css_template=(HERE / "inspector.css").read_text(),
-            js_on_load=(HERE / "inspector.js").read_text(),
+            js_on_load=(HERE / "inspector.js").read_text() + (HERE / "inspector_draw.js").read_text(),
             elem_id="inspect-view",
         )
+        with gr.Row(elem_id="inspect-region"):
+            self.ask = gr.Button("Ask about this box", size="sm", interactive=False, elem_id="inspect-ask")
+            self.zoom = gr.Button("Zoom into this box", size="sm", interactive=False, elem_id="inspect-zoom")
         with gr.Row():
             self.labels = gr.CheckboxGroup([], label="Labels shown", elem_id="inspect-labels", scale=3)
             with gr.Column(scale=1, min_width=160):
@@ -95,10 +111,11 @@ class InspectorPage:
 
     @property
     def outputs(self) -> list[gr.components.Component]:
-        return [self.turn, self.picture, self.view, self.labels, self.rows, self.scores]
+        shown = [self.turn, self.picture, self.view, self.labels, self.rows, self.scores, self.ask, self.zoom]
+        return shown + [c for c in (self.column, self.opener) if c is not None]
 
-    def wire(self, chatbot: gr.Chatbot) -> None:
-        """Redraw on every change of the chat and on every control."""
+    def wire(self, chatbot: gr.Chatbot, textbox: gr.MultimodalTextbox | None = None) -> None:
+        """Redraw on every change of the chat and on every control; the region buttons write into `textbox`."""
         state = [self.conversation, self.picks, self.references]
         quiet = {"api_visibility": "private", "show_progress": "hidden", "concurrency_limit": None}
         chatbot.change(self.show, state, self.outputs, trigger_mode="always_last", **quiet)
@@ -118,17 +135,29 @@ class InspectorPage:
         truth = [self.references, self.status, *self.outputs]
         self.upload.upload(self.load_references, [self.upload, *state], truth, **quiet)
         self.remove.click(self.remove_references, state, truth, **quiet)
+        if self.opener is not None:
+            self.opener.click(self.open, state, with_picks, **quiet)
+        if textbox is not None:
+            self.ask.click(self.ask_about, [*state, textbox], [textbox], **quiet).then(None, js=FOCUS_JS, queue=False, api_visibility="private")
+            files = {"api_visibility": "private", "show_progress": "hidden", "concurrency_id": "files", "concurrency_limit": 2}
+            self.zoom.click(self.zoom_into, [*state, textbox], [textbox], **files).then(
+                None, js=FOCUS_JS, queue=False, api_visibility="private"
+            )
 
     # -- events ---------------------------------------------------------------------------------
 
     def show(self, conversation: Conversation | None, picks: Picks, references: References | None) -> dict:
-        return self._render(inspect(conversation or Conversation(), self.handlers.family, picks, references))
+        return self._render(inspect(conversation or Conversation(), self.handlers.family, picks, references), picks)
+
+    def open(self, conversation, picks, references) -> dict:
+        """Show the inspector before any answer has groundings (to see a picture whole, or draw a box on it)."""
+        return self._changed(conversation, picks, references, opened=True)
 
     def pick_turn(self, turn, conversation, picks, references) -> dict:
-        return self._changed(conversation, picks, references, turn=int(turn or 0), picture=0, selected=None)
+        return self._changed(conversation, picks, references, turn=int(turn or 0), picture=0, selected=None, drawn=None)
 
     def pick_picture(self, picture, conversation, picks, references) -> dict:
-        return self._changed(conversation, picks, references, picture=int(picture or 0), selected=None)
+        return self._changed(conversation, picks, references, picture=int(picture or 0), selected=None, drawn=None)
 
     def toggle_labels(self, shown: list[str], conversation, picks, references) -> dict:
         """`shown` are the labels left ticked: the others of this picture are hidden (other pictures' stay as they were)."""
@@ -149,8 +178,37 @@ class InspectorPage:
         return self._changed(conversation, picks, references, threshold=min(max(float(threshold), 0.05), 1.0))
 
     def select_on_picture(self, conversation, picks, references, evt: gr.SelectData) -> dict:
+        """A box clicked (its id, or None to let go), or drawn: index "drawn", value its corners in picture pixels."""
         selected = evt.index if isinstance(evt.index, str) else None
+        if selected == "drawn" and isinstance(evt.value, list):
+            shown = inspect(conversation or Conversation(), self.handlers.family, picks, None)
+            box = drawn_box(evt.value, shown.view.get("width") or 0, shown.view.get("height") or 0)
+            if box is None or not shown.picture:
+                return {}
+            # The drawn box belongs to this picture: it stays chosen while the answer streams on.
+            return self._changed(conversation, picks, references, selected="drawn", drawn=box, picture=shown.picture)
         return self._changed(conversation, picks, references, selected=selected)
+
+    def ask_about(self, conversation, picks, references, message: dict | None):
+        """The message with the selected box written before its question ("About Picture 1 (…)–(…): ")."""
+        region = selected_region(inspect(conversation or Conversation(), self.handlers.family, picks, None))
+        if region is None:
+            gr.Warning(toast(NO_BOX))
+            return gr.update()
+        return ask_message(region, message)
+
+    def zoom_into(self, conversation, picks, references, message: dict | None):
+        """The message with a crop of the selected box attached (sent as the next Picture)."""
+        conversation = conversation or Conversation()
+        region = selected_region(inspect(conversation, self.handlers.family, picks, None))
+        if region is None:
+            gr.Warning(toast(NO_BOX))
+            return gr.update()
+        try:
+            return zoom_message(region, conversation, message)
+        except (ValueError, UploadError, OSError) as e:
+            gr.Warning(toast(f"Not zoomed: {e}"))
+            return gr.update()
 
     def select_row(self, conversation, picks, references, evt: gr.SelectData) -> dict:
         """A row's first cell is the grounding's number ("3") or a missed reference's ("r2")."""
@@ -190,7 +248,7 @@ class InspectorPage:
         picks = replace(picks.current(conversation), **changes)
         return {self.picks: picks, **self.show(conversation, picks, references)}
 
-    def _render(self, shown: Inspection) -> dict:
+    def _render(self, shown: Inspection, picks: Picks) -> dict:
         return {
             self.turn: gr.Dropdown(choices=shown.turns, value=shown.turn),
             self.picture: gr.Dropdown(choices=shown.pictures, value=shown.picture or None),
@@ -198,12 +256,28 @@ class InspectorPage:
             self.labels: gr.CheckboxGroup(choices=shown.labels, value=shown.shown_labels, visible=bool(shown.labels)),
             self.rows: _table(shown.rows, shown.headers, shown.view.get("selected")),
             self.scores: gr.Dataframe(value=shown.scores or None, visible=bool(shown.scores)),
+            **self._region_buttons(shown, picks),
         }
+
+    def _region_buttons(self, shown: Inspection, picks: Picks) -> dict:
+        """The region buttons, usable while a box is selected; the column, shown once there are
+        groundings (or opened: `opener`, shown meanwhile when there are pictures)."""
+        usable = selected_region(shown) is not None
+        buttons = {self.ask: gr.Button(interactive=usable), self.zoom: gr.Button(interactive=usable)}
+        visible = shown.has_groundings or (picks.opened and bool(shown.pictures))
+        if self.column is not None and (visible or not shown.answering):
+            # Hidden only once an answer has ended with none: a regenerated answer does not make it blink.
+            buttons[self.column] = gr.Column(visible=visible)
+            if self.opener is not None:
+                buttons[self.opener] = gr.Button(visible=not visible and bool(shown.pictures))
+        return buttons
 
 
 def _table(rows: list[list[str]], headers: list[str], selected: str | None):
     """The list, the selected grounding's row highlighted and the match column coloured (a
     pandas Styler, only then: it costs ~15 ms, too much for every streamed update)."""
+    if selected is not None and not selected[1:].isdigit():
+        selected = None  # a drawn box has no row
     if selected is None and "reference" not in headers:
         return gr.Dataframe(value=rows or None, headers=headers)
     import pandas as pd

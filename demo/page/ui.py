@@ -171,6 +171,8 @@ def _layout(
                 # On a phone the inspector is under the chat column: one tap away (page.css shows it there only).
                 to_inspector = gr.Button("Inspector ↓", size="sm", elem_id="to-inspector")
                 to_inspector.click(None, js=TO_INSPECTOR_JS, queue=False)
+                # While no answer has boxes the inspector is hidden: this opens it, to draw a box on a picture.
+                open_inspector = gr.Button("Inspect a picture", size="sm", visible=False, elem_id="open-inspector")
             settings, video_settings, thinking, zoom = _settings_panel(handlers, max_new_tokens, min_pixels, max_pixels, max_answer_tokens)
             with gr.Accordion("Save or load the conversation", open=False, elem_id="save-load"):
                 gr.Markdown("A JSON file with the questions, the answers and the pictures, to keep or to load later.")
@@ -188,8 +190,9 @@ def _layout(
                 )
                 export_btn = gr.Button("Export", size="sm")
                 export_files = gr.File(label="Files", file_count="multiple", interactive=False)
-        with gr.Column(scale=6, min_width=440, elem_id="inspector"):
-            inspector = InspectorPage(handlers, conversation)
+        # Hidden (the chat takes the width) until an answer has boxes or points: `InspectorPage` shows it.
+        with gr.Column(scale=6, min_width=440, elem_id="inspector", visible=False) as inspector_column:
+            inspector = InspectorPage(handlers, conversation, inspector_column, open_inspector)
     # The conversations kept in this browser (demo/page/history.js), beside the chat; on a phone,
     # Gradio's sidebar opens over it. The hidden event gives the page the file it keeps.
     with gr.Sidebar(label="Conversations", open=False, elem_id="history-sidebar"):
@@ -318,7 +321,7 @@ def _wire(demo: gr.Blocks, handlers: ChatHandlers, p: _Parts, concurrency: int) 
         button.click(partial(handlers.preset, name), [textbox], [textbox], api_visibility="private", concurrency_limit=None)
     inspector = p.inspector
     p.export_btn.click(inspector.export, [conversation, inspector.picks, inspector.references], [p.export_files], api_name="export", **files_queue)
-    inspector.wire(p.chatbot)
+    inspector.wire(p.chatbot, textbox)
     p.chatbot.change(None, [p.chatbot], None, js="(messages) => { window.qvcChat?.(messages); }", **glue)
     p.save_btn.click(handlers.save, [conversation], [p.saved_file], api_name="save", **files_queue).success(
         None, [p.saved_file], None, js=DOWNLOAD_JS, **glue

@@ -6,7 +6,9 @@ the box is read in the generation's coordinate space by `grounding.parse` (``img
 picture, crops of earlier zooms included), the region is cut from the picture as sent (decoded
 again from the upload at full size) and enlarged as Qwen-Agent's tool does, and the crop becomes
 a picture of the conversation (`Turn.zooms`) that the handlers send back as the tool's answer
-before the answer goes on. `MAX_ZOOMS` bounds the crops of one answer. Knows nothing of Gradio.
+before the answer goes on. `MAX_ZOOMS` bounds the crops of one answer. The person's own "Zoom into
+this box" (`demo.page.regions`) cuts and saves its crop with the same `crop_picture` and `save_crop`.
+Knows nothing of Gradio.
 """
 
 from __future__ import annotations
@@ -49,16 +51,16 @@ def zoom_from_call(conversation: Conversation, turn: Turn, start: int, family: s
     source = pictures[box.image - 1]
     try:
         region = crop_region_xyxy(box.bbox, source.size_wh)
-        crop = _crop(source, region)
+        crop = crop_picture(source, region)
     except (ValueError, UploadError) as e:
         log.info("the zoom's crop could not be made: %s", e)
         return None
     name = f"crop of Picture {box.image}"
-    attachment = Attachment(path=str(_save(crop, source, region)), image=crop, name=name)
+    attachment = Attachment(path=str(save_crop(crop, source, region)), image=crop, name=name)
     return Zoom(at=call_end, source=box.image, region_xyxy=region, attachment=attachment, reasoning=turn.reasoning)
 
 
-def _crop(source: Attachment, region: tuple[int, int, int, int]) -> Image.Image:
+def crop_picture(source: Attachment, region: tuple[int, int, int, int]) -> Image.Image:
     """`region` (pixels of the picture as sent) cut from the upload decoded whole (the kept picture when
     the upload is gone), enlarged to the tool's size."""
     try:
@@ -71,13 +73,17 @@ def _crop(source: Attachment, region: tuple[int, int, int, int]) -> Image.Image:
     return cut.resize(crop_size_wh((right - left, bottom - top)), Image.Resampling.BICUBIC)
 
 
-def _save(crop: Image.Image, source: Attachment, region: tuple[int, int, int, int]) -> Path:
-    """The crop as a PNG beside its session's files (shown in the chat, saved with the conversation)."""
+def save_crop(crop: Image.Image, source: Attachment, region: tuple[int, int, int, int], name: str = "") -> Path:
+    """The crop as a PNG beside its session's files (shown in the chat, saved with the conversation);
+    `name` (without ".png") names the file, in a folder of its own, where the file's name is what
+    the person reads (an upload's name is its file's)."""
     session = folder_of(source.path)
     folder = session / "crops" if session is not None else CROPS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{source.path}|{region}|{crop.size}".encode()).hexdigest()[:16]
-    path = folder / f"crop-{key}.png"
+    if name:
+        folder = folder / key
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (f"{name}.png" if name else f"crop-{key}.png")
     if not path.exists():
         partial = path.with_suffix(".tmp")
         crop.save(partial, format="PNG")

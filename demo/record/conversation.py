@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
+from demo.record.region import Region, model_text
+
 if TYPE_CHECKING:
     from demo.media.video import SampledVideo
 
@@ -104,6 +106,7 @@ class Turn:
     versions: list[Version] = field(default_factory=list)
     version: int = 0
     zooms: list[Zoom] = field(default_factory=list)  # the crops sent back while answering, in order
+    region: Region | None = None  # the box the question is about (`demo.record.region`): part of the question
 
     def pictures(self) -> list[Attachment]:
         """Its uploads, then the crops sent back while it was answered: the order the model reads them."""
@@ -138,10 +141,10 @@ class Conversation:
         """The pictures the model had seen when it answered turn `turn_index` (Picture order)."""
         return [a for turn in self.turns[: turn_index + 1] for a in turn.pictures() if not a.is_video]
 
-    def branch(self, index: int, text: str | None = None) -> Turn:
+    def branch(self, index: int, text: str | None = None, region: Region | None = None) -> Turn:
         """Start a new version of turn `index`, answered anew: the version shown (its answer, and
         the turns after it) is kept among the turn's versions, the new one comes last. `text`
-        replaces the question (an edit); None keeps it (Regenerate). The turns after it go with
+        replaces the question (an edit), and `region` its region; None keeps both (Regenerate). The turns after it go with
         the kept version. A version never answered (no text, not done) is not worth keeping."""
         turn = self.turns[index]
         if turn.answer or turn.status == "done" or self.turns[index + 1 :]:
@@ -152,7 +155,7 @@ class Conversation:
             setattr(turn, name, getattr(Turn(""), name))
         turn.status = "waiting"
         if text is not None:
-            turn.text = text
+            turn.text, turn.region = text, region
         return turn
 
     def show_version(self, index: int, version: int) -> None:
@@ -196,12 +199,15 @@ class Conversation:
 
 
 # What a version of a turn is made of: everything but the versions themselves and the attachments
-# (an edit changes the words; the pictures stay); what an answer is made of: that, but the question.
+# (an edit changes the words; the pictures stay); what an answer is made of: that, but the question
+# (its words and the region it is about).
 _VERSION_FIELDS = tuple(f.name for f in fields(Turn) if f.name not in ("attachments", "versions", "version"))
-_ANSWER_FIELDS = tuple(name for name in _VERSION_FIELDS if name != "text")
+_ANSWER_FIELDS = tuple(name for name in _VERSION_FIELDS if name not in ("text", "region"))
 
 
-def to_model_messages(conversation: Conversation, system_prompt: str) -> list[dict]:
+def to_model_messages(
+    conversation: Conversation, system_prompt: str, family: str = "", input_sizes: list[tuple[int, int]] | None = None
+) -> list[dict]:
     """The chat messages for the model: system prompt, then each turn as user/assistant.
 
     Images and videos come before the text in a user message, in the order they were sent, as in
@@ -219,17 +225,24 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
     A turn whose answer zoomed (`Turn.zooms`) is split there: the answer up to each call, then a
     "tool" message holding the crop (rendered by the templates with tools as a user message's
     ``<tool_response>``, labelled "Picture n" like any picture), then the rest.
+
+    A question about a region (`Turn.region`) holds it in `family`'s own format and coordinates
+    (`demo.record.region.model_text`); `input_sizes` are the pictures' sizes as the model sees them
+    in this prompt, in Picture order (Qwen2.5-VL's pixels; by default each picture's last cost).
+    Without a family the region stays in its readable form.
     """
     messages: list[dict] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": [{"type": "text", "text": system_prompt}]})
+    pictures = conversation.images()
     for index, turn in enumerate(conversation.turns):
         content: list[dict] = [
             {"type": "video", "video": a.video} if a.is_video else {"type": "image", "image": a.image}
             for a in turn.attachments
         ]
-        if turn.text:
-            content.append({"type": "text", "text": turn.text})
+        text = _question(turn, family, pictures, input_sizes)
+        if text:
+            content.append({"type": "text", "text": text})
         messages.append({"role": "user", "content": content})
         start = 0
         for zoom in turn.zooms:  # each zoom: the answer up to its call, then the crop as the tool's answer
@@ -241,6 +254,19 @@ def to_model_messages(conversation: Conversation, system_prompt: str) -> list[di
             failed = turn.status == "error"
             messages.append(_assistant("" if failed else turn.answer[start:], "" if failed else turn.reasoning))
     return messages
+
+
+def _question(turn: Turn, family: str, pictures: list[Attachment], input_sizes: list[tuple[int, int]] | None) -> str:
+    """The turn's question as the model reads it (its region, if any, in `family`'s format)."""
+    region = turn.region
+    if region is None or not 1 <= region.picture <= len(pictures):
+        return turn.text
+    picture = pictures[region.picture - 1]
+    if input_sizes is not None and len(input_sizes) == len(pictures):
+        seen = input_sizes[region.picture - 1]
+    else:
+        seen = picture.cost.input_wh if picture.cost is not None else picture.size_wh
+    return model_text(region, turn.text, family, picture.size_wh, seen)
 
 
 def _assistant(text: str, reasoning: str) -> dict:

@@ -17,7 +17,9 @@ Nothing is written until the whole file has been decoded and checked (`read_conv
 A thinking model's reasoning is kept beside its answer (`reasoning`, `thought_seconds`), fields
 added to version 1 without changing it: files written before have neither, and an answer of
 theirs that holds a ``</think>`` is split into its reasoning and its answer when loaded. So are
-the crops a model zoomed into (`zooms`: where in the answer, which picture, the region, the crop).
+the crops a model zoomed into (`zooms`: where in the answer, which picture, the region, the crop),
+and the box a question is about (`region`: its picture, its box in that picture's pixels, its label;
+checked to lie inside a picture seen by then).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from demo.media.video import SampledVideo
 from demo.record.conversation import MAX_ZOOMS, Attachment, Conversation, Turn, Version, Zoom
 from demo.record.limits import MB, LimitError, Limits
 from demo.record.reasoning import CLOSE, split_reasoning
+from demo.record.region import Region, check_region
 from grounding.generations import GENERATIONS
+from grounding.region_prompt import clean_label
 
 FORMAT = "qwen-vl-chat/conversation"
 VERSION = 1
@@ -76,13 +80,20 @@ def dump_conversation(conversation: Conversation) -> str:
 
 
 def _dump_turn(turn: Turn) -> dict:
-    dumped = {"text": turn.text, "images": [_dump_attachment(attachment) for attachment in turn.attachments], **_dump_answer(turn)}
+    dumped = {**_dump_question(turn), "images": [_dump_attachment(attachment) for attachment in turn.attachments], **_dump_answer(turn)}
     if turn.versions:  # a version keeps the turn's pictures (an edit changes the words), not its own copy
         dumped["version"] = turn.version
         dumped["versions"] = [
-            {"turn": {"text": v.turn.text, **_dump_answer(v.turn)}, "later": [_dump_turn(t) for t in v.later]} for v in turn.versions
+            {"turn": {**_dump_question(v.turn), **_dump_answer(v.turn)}, "later": [_dump_turn(t) for t in v.later]} for v in turn.versions
         ]
     return dumped
+
+
+def _dump_question(turn: Turn) -> dict:
+    """The question's words, and the box it is about (None: the whole conversation's pictures)."""
+    region = turn.region
+    shown = None if region is None else {"picture": region.picture, "box": list(region.box), "label": region.label}
+    return {"text": turn.text, "region": shown}
 
 
 def _dump_answer(turn: Turn) -> dict:
@@ -195,7 +206,9 @@ def _conversation(data: object, limits: Limits, files: list) -> Conversation:
     every = _every_turn(raw_turns, limits)
     _check_size(every, limits)
     _check_pixels(every, limits)
-    return Conversation(turns=_turns(raw_turns, limits, files, _Count(), 0))
+    turns = _turns(raw_turns, limits, files, _Count(), 0)
+    _check_regions(turns, [])
+    return Conversation(turns=turns)
 
 
 @dataclass
@@ -265,8 +278,37 @@ def _turn(raw: dict, attachments: list[Attachment], limits: Limits, number: int,
     input_sizes = _sizes(raw.get("input_sizes", []), pictures + len(zooms), number)
     return Turn(
         text, attachments, answer=answer, reasoning=reasoning, thought_seconds=thought_seconds,
-        status=status, error=error, input_sizes=input_sizes, zooms=zooms,
+        status=status, error=error, input_sizes=input_sizes, zooms=zooms, region=_region(raw.get("region"), number),
     )
+
+
+def _region(raw: object, number: int) -> Region | None:
+    """A question's region: none, or a picture number, four whole pixels in order and a clean label
+    (whether it lies inside a picture is checked once every turn is read: `_check_regions`)."""
+    if raw is None:
+        return None
+    _expect(isinstance(raw, dict) and set(raw) <= {"picture", "box", "label"}, f"turn {number} has a malformed region")
+    picture, box, label = raw.get("picture"), raw.get("box"), raw.get("label", "")
+    ok = type(picture) is int and 1 <= picture <= 100_000 and isinstance(box, list) and len(box) == 4
+    ok = ok and all(type(v) is int and 0 <= v < 100_000 for v in box) and box[0] < box[2] and box[1] < box[3]
+    _expect(ok and isinstance(label, str) and label == clean_label(label), f"turn {number} has a malformed region")
+    return Region(picture, tuple(box), label)
+
+
+def _check_regions(turns: list[Turn], seen: list[tuple[int, int]]) -> None:
+    """Each question's region lies inside a picture seen by then (`seen`: the pictures' sizes before
+    `turns`), its own turn's uploads included; every version's, and the turns after them, too."""
+    for turn in turns:
+        own = seen + [a.size_wh for a in turn.attachments if not a.is_video]
+        for version in [turn, *(v.turn for v in turn.versions)]:
+            if version.region is not None:
+                try:
+                    check_region(version.region, own)
+                except ValueError as e:
+                    raise UploadError(f"a question's region is not on a picture: {str(e).rstrip('.')}") from None
+        for version in turn.versions:
+            _check_regions(version.later, own + [z.attachment.size_wh for z in version.turn.zooms])
+        seen = own + [z.attachment.size_wh for z in turn.zooms]
 
 
 def _zooms(raw: object, answer: str, limits: Limits, number: int, pictures: int, files: list) -> list[Zoom]:

@@ -16,6 +16,7 @@ import re
 from functools import lru_cache
 
 from demo.record.conversation import Attachment, Conversation, Turn
+from demo.record.region import with_question
 from demo.views.annotations import (
     CACHED_TURNS,
     STILL_CHANGING,
@@ -126,7 +127,8 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
         questions.append(len(messages) if turn.text else None)
         tag = version_tag(conversation, index)
         if turn.text:
-            messages.append({"role": "user", "content": message(turn.text), **({"metadata": tag} if tag and edited(turn) else {})})
+            question = with_question(turn.region, turn.text)  # "About Picture 1 (…)–(…): …" (demo.record.region)
+            messages.append({"role": "user", "content": message(question), **({"metadata": tag} if tag and edited(turn) else {})})
         detections = turn_detections(conversation, index, family)
         emphasize = _TIMESTAMP if has_video else None
         if turn.status in STILL_CHANGING:

@@ -8,8 +8,10 @@ and the span of each grounding), the list of groundings (label, the model's own 
 pixels they became, match and IoU) and, with reference boxes, the figures per turn and
 picture. `Picks` is what the person chose (turn, picture, hidden labels, selection...); a
 choice made before the conversation changed shape (a new turn, undo, load) is dropped, so the
-inspector follows the latest answer again. Pure: no Gradio; model text stays text (the page
-sets it as text, never as HTML).
+inspector follows the latest answer with groundings again (an answer with none leaves the last one
+that has some in view). A box the person drew (`Picks.drawn`) is shown and selectable like the
+model's, to ask about it or zoom into it (`demo/page/regions.py`). Pure: no Gradio; model text
+stays text (the page sets it as text, never as HTML).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SERVED_DIR = Path(tempfile.gettempdir()) / "qwen-vl-chat" / "inspector"
 HEADERS = ["#", "label", "kind", "model's numbers", "pixels", "size", "reference", "IoU"]
 SCORE_HEADERS = ["turn", "picture", "references", "predicted", "matched", "missed", "extra", "precision", "recall", "mean IoU"]
 STATUS_COLORS = {"matched": "#16a34a", "extra": "#dc2626", "missed": "#f59e0b"}
+LATEST = "Latest answer with boxes"  # the turn picker's automatic choice
 _MARKER = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>|</?(?:ref|box|quad|think)>")
 _BROWSER_FORMATS = {"PNG", "JPEG", "WEBP"}
 
@@ -44,9 +47,10 @@ _BROWSER_FORMATS = {"PNG", "JPEG", "WEBP"}
 @dataclass(frozen=True)
 class Picks:
     """What the person chose in the inspector. `turn` and `picture` are 1-based, 0 for automatic:
-    the latest turn, the first picture it grounded on. `selected` is an item id ("d3": the
-    turn's fourth grounding, "r0": the picture's first reference box). `shape` is the
-    conversation's `shape()` when turn, picture and selection were chosen."""
+    the latest turn with groundings, the first picture it grounded on. `selected` is an item id
+    ("d3": the turn's fourth grounding, "r0": the picture's first reference box, "drawn": the box
+    the person drew, `drawn`, in the picture's pixels). `shape` is the conversation's `shape()`
+    when turn, picture, selection and drawn box were chosen."""
 
     turn: int = 0
     picture: int = 0
@@ -57,11 +61,13 @@ class Picks:
     references: bool = True
     threshold: float = 0.5
     match_labels: bool = True
+    drawn: tuple[int, int, int, int] | None = None
+    opened: bool = False  # the person opened the inspector before any answer had groundings
 
     def current(self, conversation: Conversation) -> Picks:
         """These picks, less the turn, picture and selection if the conversation changed shape since."""
         now = shape(conversation)
-        return self if self.shape == now else replace(self, turn=0, picture=0, selected=None, shape=now)
+        return self if self.shape == now else replace(self, turn=0, picture=0, selected=None, drawn=None, shape=now)
 
 
 def shape(conversation: Conversation) -> tuple:
@@ -84,13 +90,22 @@ class Inspection:
     rows: list[list[str]]
     scores: list[list[str]]
     headers: list[str] = field(default_factory=lambda: HEADERS[:6])  # the match columns only with references
+    has_groundings: bool = False  # some answer of the conversation has boxes or points
+    answering: bool = False  # the last turn's answer is still being written
 
 
 def inspect(conversation: Conversation, family: str, picks: Picks, references: References | None) -> Inspection:
     """The inspector for `conversation` as `picks` asks (see the module docstring)."""
     picks = picks.current(conversation)
-    turns = [("Latest answer", 0)] + [(_turn_name(conversation, i), i + 1) for i in range(len(conversation.turns))]
-    index = (picks.turn if 0 < picks.turn <= len(conversation.turns) else len(conversation.turns)) - 1
+    shown = _inspect(conversation, family, picks, references)
+    shown.answering = bool(conversation.turns) and conversation.turns[-1].status in ("waiting", "streaming")
+    return shown
+
+
+def _inspect(conversation: Conversation, family: str, picks: Picks, references: References | None) -> Inspection:
+    turns = [(LATEST, 0)] + [(_turn_name(conversation, i), i + 1) for i in range(len(conversation.turns))]
+    grounded = latest_grounded(conversation, family)
+    index = picks.turn - 1 if 0 < picks.turn <= len(conversation.turns) else grounded if grounded >= 0 else len(conversation.turns) - 1
     figures = _score_rows(conversation, family, references, picks) if references is not None else []
     if index < 0:
         return Inspection(turns, 0, [], 0, [], [], _empty("Ask about a picture: its boxes and points show here."), [], figures)
@@ -103,7 +118,7 @@ def inspect(conversation: Conversation, family: str, picks: Picks, references: R
     chosen_turn = picks.turn if picks.turn else 0
     if number == 0:
         view = _empty("No picture in the conversation yet." if not images else "")
-        return Inspection(turns, chosen_turn, pictures, 0, [], [], view, [], figures)
+        return Inspection(turns, chosen_turn, pictures, 0, [], [], view, [], figures, has_groundings=grounded >= 0)
     attachment = images[number - 1]
     on_picture = [(i, d) for i, d in enumerate(detections) if d.image == number]
     counts = Counter(d.label for _, d in on_picture)
@@ -122,14 +137,23 @@ def inspect(conversation: Conversation, family: str, picks: Picks, references: R
         "items": items,
         "references": reference_items if picks.references else [],
         "labels": picks.labels,
-        "selected": picks.selected,
+        "selected": picks.selected if picks.selected != "drawn" or picks.drawn else None,
+        "drawn": list(picks.drawn) if picks.drawn else None,
         "answer": answer_segments(turn.answer, detections, number),
         "streaming": turn.status in ("waiting", "streaming"),
     }
     rows = _rows(detections, shown, number, matching, refs, picks)
     headers = HEADERS if matching is not None else HEADERS[:6]
     shown_labels = [lb for _, lb in labels if lb not in picks.hidden]
-    return Inspection(turns, chosen_turn, pictures, number, labels, shown_labels, view, rows, figures, headers)
+    return Inspection(turns, chosen_turn, pictures, number, labels, shown_labels, view, rows, figures, headers, grounded >= 0)
+
+
+def latest_grounded(conversation: Conversation, family: str) -> int:
+    """The index of the latest turn whose answer has boxes or points (so far), -1 when none has."""
+    for index in range(len(conversation.turns) - 1, -1, -1):
+        if turn_detections(conversation, index, family):
+            return index
+    return -1
 
 
 def answer_segments(answer: str, detections: list[Detection], picture: int) -> list[dict]:
