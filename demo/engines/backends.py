@@ -47,8 +47,8 @@ def _local_flags(group: Any) -> None:
     group.add_argument(
         "--quantize", choices=["none", "int8", "int4", "auto"], default="none",
         help="int8: the local model's linear layers in int8 on the CPU; int4: the language model's in 4 bits (vision in "
-        "int8). Measured with the 2B model on a 2-core Intel Xeon @ 2.80GHz against float32 (2026-12-07): int8 answers a "
-        "new picture in 0.52x the time, decodes 2.1x faster, in 0.39x the memory; int4 1.02x, 2.5x, 0.32x. Other CPUs "
+        "int8). Measured with the 2B model on a 2-core Intel Xeon @ 2.80GHz against float32 (2026-12-08): int8 answers a "
+        "new picture in 0.37x the time, decodes 2.3x faster, in 0.39x the memory; int4 0.62x, 3.8x, 0.32x. Other CPUs "
         "differ, see docs/performance.md; auto: int8 on the CPU, none on a GPU. Default: none",
     )
     group.add_argument(
@@ -56,8 +56,8 @@ def _local_flags(group: Any) -> None:
         help="with --quantize int8 or int4: quantize the checkpoint at every start. Otherwise the first start keeps the "
         "quantized weights in the cache ($QWEN_CHAT_CACHE or ~/.cache/qwen-vl-chat, under quantized/; one entry per "
         "checkpoint revision, mode, torch and transformers version; older ones are not deleted) and later starts read "
-        "them, loading in about the memory they end with (2B model: 3.6 GiB at most in int8 instead of 9.8, 2.6 in int4 "
-        "instead of 8.4; 2.5 and 1.8 GiB on disk)",
+        "them, loading in about the memory they end with (2B model: 3.6 GiB at most in int8 instead of 9.5, 2.6 in int4 "
+        "instead of 7.9; 2.5 and 1.8 GiB on disk)",
     )
     group.add_argument(
         "--attn-implementation", choices=["sdpa", "eager", "flash_attention_2"], default="sdpa",
