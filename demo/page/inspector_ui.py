@@ -53,6 +53,11 @@ TEMPLATE = """<div class="qi">
 MB = 1024 * 1024
 # After "Ask about this box": the caret at the end of the question, to type it.
 FOCUS_JS = "() => { const t = document.querySelector('#message textarea'); if (t) { t.focus(); t.setSelectionRange(t.value.length, t.value.length); } }"
+# After "Inspect a picture": on a phone the inspector appears under the chat, out of view: scroll to it.
+SHOW_JS = (
+    "() => setTimeout(() => { const e = document.querySelector('#inspector');"
+    " if (e && e.getBoundingClientRect().top > window.innerHeight - 40) e.scrollIntoView({ block: 'start' }); }, 200)"
+)
 NO_BOX = "Select a box first: click one on the picture, its row or its words in the answer, or draw one (Draw a box, or Shift+drag)."
 
 
@@ -60,12 +65,18 @@ class InspectorPage:
     """The inspector's components (built in the current Blocks context) and its event methods."""
 
     def __init__(
-        self, handlers: ChatHandlers, conversation: gr.State, column: gr.Column | None = None, opener: gr.Button | None = None
+        self,
+        handlers: ChatHandlers,
+        conversation: gr.State,
+        column: gr.Column | None = None,
+        opener: gr.Button | None = None,
+        jump: gr.Button | None = None,
     ) -> None:
         self.handlers = handlers
         self.conversation = conversation
         self.column = column  # shown once an answer has boxes or points, or when `opener` is clicked
         self.opener = opener  # "Inspect a picture", beside the chat while the column is hidden and there are pictures
+        self.jump = jump  # "Inspector ↓" (a phone's way down to it), there while the column is
         self.picks = gr.State(Picks())
         self.references = gr.State(None)
         gr.Markdown("### Inspector\nAn answer's boxes and points on its picture at full resolution. Scroll to zoom, drag to pan; "
@@ -112,7 +123,7 @@ class InspectorPage:
     @property
     def outputs(self) -> list[gr.components.Component]:
         shown = [self.turn, self.picture, self.view, self.labels, self.rows, self.scores, self.ask, self.zoom]
-        return shown + [c for c in (self.column, self.opener) if c is not None]
+        return shown + [c for c in (self.column, self.opener, self.jump) if c is not None]
 
     def wire(self, chatbot: gr.Chatbot, textbox: gr.MultimodalTextbox | None = None) -> None:
         """Redraw on every change of the chat and on every control; the region buttons write into `textbox`."""
@@ -136,7 +147,7 @@ class InspectorPage:
         self.upload.upload(self.load_references, [self.upload, *state], truth, **quiet)
         self.remove.click(self.remove_references, state, truth, **quiet)
         if self.opener is not None:
-            self.opener.click(self.open, state, with_picks, **quiet)
+            self.opener.click(self.open, state, with_picks, **quiet).then(None, js=SHOW_JS, queue=False, api_visibility="private")
         if textbox is not None:
             self.ask.click(self.ask_about, [*state, textbox], [textbox], **quiet).then(None, js=FOCUS_JS, queue=False, api_visibility="private")
             files = {"api_visibility": "private", "show_progress": "hidden", "concurrency_id": "files", "concurrency_limit": 2}
@@ -270,6 +281,8 @@ class InspectorPage:
             buttons[self.column] = gr.Column(visible=visible)
             if self.opener is not None:
                 buttons[self.opener] = gr.Button(visible=not visible and bool(shown.pictures))
+            if self.jump is not None:
+                buttons[self.jump] = gr.Button(visible=visible)
         return buttons
 
 

@@ -168,8 +168,9 @@ def _layout(
                 regenerate_btn = gr.Button("Regenerate", size="sm", elem_id="regenerate")
                 undo_btn = gr.Button("Undo last turn", size="sm")
                 clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
-                # On a phone the inspector is under the chat column: one tap away (page.css shows it there only).
-                to_inspector = gr.Button("Inspector ↓", size="sm", elem_id="to-inspector")
+                # On a phone the inspector is under the chat column: one tap away (page.css shows it there only),
+                # once it is shown (`InspectorPage`).
+                to_inspector = gr.Button("Inspector ↓", size="sm", visible=False, elem_id="to-inspector")
                 to_inspector.click(None, js=TO_INSPECTOR_JS, queue=False)
                 # While no answer has boxes the inspector is hidden: this opens it, to draw a box on a picture.
                 open_inspector = gr.Button("Inspect a picture", size="sm", visible=False, elem_id="open-inspector")
@@ -192,7 +193,7 @@ def _layout(
                 export_files = gr.File(label="Files", file_count="multiple", interactive=False)
         # Hidden (the chat takes the width) until an answer has boxes or points: `InspectorPage` shows it.
         with gr.Column(scale=6, min_width=440, elem_id="inspector", visible=False) as inspector_column:
-            inspector = InspectorPage(handlers, conversation, inspector_column, open_inspector)
+            inspector = InspectorPage(handlers, conversation, inspector_column, open_inspector, to_inspector)
     # The conversations kept in this browser (demo/page/history.js), beside the chat; on a phone,
     # Gradio's sidebar opens over it. The hidden event gives the page the file it keeps.
     with gr.Sidebar(label="Conversations", open=False, elem_id="history-sidebar"):
