@@ -3,7 +3,7 @@ OpenAI-compatible server that records what it is sent.
 
 Qwen2.5-VL (which sees chelsea.png, 451×300, at another size): a box of the answer is selected and
 asked about; the server gets it as JSON in the pixels of the picture it was sent, which map back to
-the selected box within 1 px. Qwen3-VL: before any box, "Inspect a picture" opens the hidden
+the selected box within 1 px, and again after a reload (the conversation kept in the browser). Qwen3-VL: before any box, "Inspect a picture" opens the hidden
 inspector; a box drawn with "Draw a box", then one with Shift+drag, is asked about in 0-1000;
 "Zoom into this box" attaches the crop, sent as Picture 2. The inspector stays hidden until an
 answer has boxes and keeps the last turn with boxes in view.
@@ -24,7 +24,7 @@ from PIL import Image
 from demo.engines.server import OpenAIEngine
 from grounding import parse
 from tests.conftest import serve_app
-from tests.helpers import scripted_server
+from tests.helpers import scripted_server, wait_until
 from tests.test_browser import ask, ready_page
 from tests.test_inspector_browser import drawn, picture_to_screen
 
@@ -38,6 +38,16 @@ def served(model: str, replies: list[str]) -> Iterator[dict]:
     with scripted_server(lambda n: [{"content": replies[min(n, len(replies) - 1)]}], delay=0.2) as (url, bodies):
         with serve_app(OpenAIEngine(url, model, timeout=10), model) as app:
             yield {**app, "bodies": bodies}
+
+
+# The conversation kept in the browser (demo/page/history.js's IndexedDB) holds a question's region.
+KEPT_WITH_REGION = """async () => {
+  const db = await new Promise((ok, ko) => { const r = indexedDB.open("qwen-vl-chat", 1); r.onsuccess = () => ok(r.result); r.onerror = ko; });
+  const files = await new Promise((ok, ko) => { const q = db.transaction("files").objectStore("files").getAll(); q.onsuccess = () => ok(q.result); q.onerror = ko; });
+  db.close();
+  for (const f of files) if ((await f.blob.text()).includes('"region": {"picture": 1')) return true;
+  return false;
+}"""
 
 
 def question_sent(body: dict) -> tuple[str, list[tuple[int, int]]]:
@@ -110,6 +120,20 @@ def test_qwen25_a_selected_box_is_asked_about_in_the_pixels_the_model_saw(browse
             chat = page.locator("#chatbot").inner_text()
             assert 'About "the cat\'s face" in Picture 1 (' in chat and "bbox_2d" not in chat
             page.screenshot(path=str(artifacts / "region-asked-qwen25.png"), full_page=True)
+
+            # Kept in the browser: a reload brings the question back with its region, and a follow-up
+            # sends it to the model again in its format.
+            assert wait_until(lambda: page.evaluate(KEPT_WITH_REGION), timeout=15)
+            page.reload()
+            page.get_by_text("is ready").wait_for(timeout=15_000)
+            page.locator("#chatbot").get_by_text("looking left").wait_for(timeout=15_000)
+            assert 'About "the cat\'s face" in Picture 1 (' in page.locator("#chatbot").inner_text()
+            ask(page, "And its ears?")
+            earlier = [
+                p["text"] for m in app["bodies"][-1]["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+                for p in m["content"] if p["type"] == "text"
+            ]
+            assert f"{text}" in earlier and earlier[-1] == "And its ears?"
 
 
 def test_qwen3_drawn_boxes_are_asked_about_and_a_box_is_zoomed_into(browser, photos, artifacts):
