@@ -7,9 +7,9 @@ same place. ``region_text`` writes it; :func:`grounding.parse` reads it back to 
 
 Which format, per generation:
 
-- Qwen-VL: ``<ref>label</ref><box>(x1,y1),(x2,y2)</box>``, 0-1000 of the picture. Its own
-  fine-tuning data puts a bare ``<box>`` in a question to ask about a region
-  (QwenLM/Qwen-VL#159, "请描述图…中<box>(…)</box>区域中的内容", which a maintainer confirmed works);
+- Qwen-VL: ``<ref>label</ref><box>(x1,y1),(x2,y2)</box>``, 0-1000 of the picture. A question
+  about a region holds a bare ``<box>`` (QwenLM/Qwen-VL#159: fine-tuning data asking
+  "请描述图…中<box>(…)</box>区域中的内容", which a maintainer said the model can be trained on);
   ms-swift's Qwen-VL template writes a region as ``<ref>…</ref>`` and ``<box>(x1,y1),(x2,y2)</box>``
   (``swift/llm/template/template/qwen.py``, ``QwenVLTemplate.replace_ref/replace_bbox``).
 - Qwen2-VL: ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
@@ -17,8 +17,9 @@ Which format, per generation:
   default; the model card's grounding format).
 - Qwen2.5-VL: JSON ``{"bbox_2d": [x1, y1, x2, y2], "label": …}`` (the shape its cookbook's
   ``spatial_understanding.ipynb`` answers in) in pixels of the picture as the model saw it, after
-  its resize: a Qwen maintainer, QwenLM/Qwen3-VL#782 and #1126 ("the absolute coordinates AFTER
-  resizing", "not 0-1000 or 0-1"); ms-swift's ``Qwen2_5VLTemplate`` sets ``norm_bbox = 'none'``.
+  its resize: a Qwen maintainer, QwenLM/Qwen3-VL#782 ("it is the absolute coordinates AFTER
+  resizing") and #1126 (in Chinese: absolute coordinates after the resize, not 0-1000 or 0-1
+  relative ones); ms-swift's ``Qwen2_5VLTemplate`` sets ``norm_bbox = 'none'``.
 - Qwen3-VL, Qwen3.5 (and Qwen4-Exp, taken to be Qwen3.5's): the same JSON, 0-1000 of the picture
   (the Qwen3-VL cookbook ``2d_grounding.ipynb``; QwenLM/Qwen3-VL#1927 asks
   ``What is inside {"bbox_2d": [74, 361, 324, 808]}?`` and a maintainer answers that coordinates are
