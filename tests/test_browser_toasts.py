@@ -15,7 +15,7 @@ import json
 import pytest
 
 from tests.fakes import ScriptedEngine
-from tests.test_browser import ready_page
+from tests.test_browser import ask, ready_page
 
 pytestmark = pytest.mark.browser
 
@@ -31,19 +31,24 @@ def app():
     from demo.web import serve
     from demo.web.guard import GuardSettings
 
+    engine = ScriptedEngine([])
     slot = EngineSlot("scripted")
-    slot.fill(ScriptedEngine([]))
+    slot.fill(engine)
     demo = build_ui(ChatHandlers(slot), concurrency=2)
     _, url, _ = serve.launch(
         demo, GuardSettings(max_pending=64), max_queue=None, prevent_thread_lock=True, css=CSS, server_name="127.0.0.1", quiet=True
     )
-    yield {"url": url}
+    yield {"url": url, "engine": engine}
     demo.close()
 
 
 @pytest.fixture
-def page(browser, app):
+def page(browser, app, photos):
     with ready_page(browser, app["url"], viewport={"width": 1440, "height": 1000}, bypass_csp=True) as page:
+        # The inspector (and its ground-truth panel) shows once an answer has a box (issue 25).
+        app["engine"].answers.append(["In Picture 1, <|object_ref_start|>cat<|object_ref_end|><|box_start|>(10,10),(500,500)<|box_end|>"])
+        ask(page, "Find the cat.", [photos["chelsea"]])
+        page.locator("#inspector").wait_for(timeout=10_000)
         yield page
 
 
