@@ -64,14 +64,18 @@ Usage::
 
     from grounding import parse, readable, draw
     detections = parse(answer, family="qwen2.5-vl", image_sizes=[(1000, 500)], input_sizes=[(532, 280)])
-    shown = readable(answer, "qwen2.5-vl", detections)  # "... [2 boxes on Picture 1: cat, cup]"
-    annotated = draw(picture, [d for d in detections if d.image == 1])
+    shown = readable(answer, "qwen2.5-vl", detections, pictures=1)  # "... [2 boxes on Picture 1: cat, cup]"
+    annotated = draw(picture, [d for d in detections if d.image == 1])  # tags never over one another
 
 What it cannot know:
 
 - which image a box is on, beyond a tool call's ``img_idx`` and "Picture N" /
   "Image N" / 图N mentions before the box in the answer (see :func:`parse`); with
-  none it picks the last image;
+  none it picks the last image. A box that names a picture that does not exist
+  (``img_idx`` past the last one, "Picture 5" of 2, "Picture 0") is never drawn on
+  another: ``parse`` leaves it out and ``readable(..., pictures=2)`` flags it,
+  ``the cat [box on Picture 5 — there is no Picture 5]``. Numbers above 99 (and the
+  number of pictures) name none ("an image 1024 pixels wide");
 - where a ref begins in the bare stripped form (the label is a guess: the few
   words before the numbers);
 - whether a box is right: only that it is well-formed. Boxes are clipped to the
@@ -80,7 +84,7 @@ What it cannot know:
 - the model's input size: the caller gives it (``image_grid_thw`` × patch size).
 """
 
-from grounding.draw import PALETTE, draw, label_color
+from grounding.draw import PALETTE, draw, label_color, label_colors
 from grounding.families import FAMILIES, family_from_model_type
 from grounding.parse import find_groundings, parse
 from grounding.readable import readable
@@ -94,6 +98,7 @@ __all__ = [
     "family_from_model_type",
     "find_groundings",
     "label_color",
+    "label_colors",
     "parse",
     "readable",
 ]

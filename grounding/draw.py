@@ -4,7 +4,8 @@ Line widths and label sizes are chosen for where the picture will be seen. By de
 is the picture at its own size (lines of 2 px and labels of 12 px, growing with big
 pictures). A picture shown smaller, say a 4000×3000 photo in a 200 px high thumbnail, is
 drawn for that: pass ``fit=(width, height)``, the box it is shown in, and lines come out
-about 2 px and labels about 13 px there, whatever the picture's own size.
+about 2 px and labels about 13 px there, whatever the picture's own size. Tags are laid out
+so that none covers another (:mod:`grounding.tag_layout`), in a distinct colour per label.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from PIL import Image, ImageDraw
 
 from grounding import fonts
+from grounding.tag_layout import place_tags
 from grounding.types import Detection
 
 RGB = tuple[int, int, int]
@@ -42,7 +44,24 @@ PALETTE: tuple[RGB, ...] = (
 
 def label_color(label: str) -> RGB:
     """The palette colour of ``label``: the same in every call and every process."""
-    return PALETTE[zlib.crc32(label.encode("utf-8", "surrogatepass")) % len(PALETTE)]
+    return PALETTE[_palette_index(label)]
+
+
+def label_colors(labels: Iterable[str]) -> dict[str, RGB]:
+    """A colour per distinct label, distinct while the palette lasts: each label its own
+    :func:`label_color` unless an earlier label of ``labels`` has it, then the next free one."""
+    colors: dict[str, RGB] = {}
+    for label in labels:
+        if label in colors:
+            continue
+        own, taken = _palette_index(label), set(colors.values())
+        free = (PALETTE[(own + step) % len(PALETTE)] for step in range(len(PALETTE)))
+        colors[label] = next((c for c in free if c not in taken), PALETTE[own])
+    return colors
+
+
+def _palette_index(label: str) -> int:
+    return zlib.crc32(label.encode("utf-8", "surrogatepass")) % len(PALETTE)
 
 
 #: Where a picture is shown smaller than its size: line width and label size on the screen.
@@ -82,8 +101,10 @@ def draw(image: Image.Image, detections: Iterable[Detection], fit: tuple[int, in
     (the orientation the person sees: apply ``ImageOps.exif_transpose`` first).
     Boxes get an outline, quads a polygon, points a filled circle with a white
     outline; each labelled one gets its label on a tag of its colour (an agent's
-    click or swipe end: its label, which names the action). Transparent
-    images are flattened on white.
+    click or swipe end: its label, which names the action), distinct labels distinct
+    colours (:func:`label_colors`). Tags never cover one another
+    (:mod:`grounding.tag_layout`): above the box, else inside its top, below it...;
+    a tag with no room near its box is left out. Transparent images are flattened on white.
     """
     out = _rgb_copy(image)
     detections = list(detections)
@@ -91,25 +112,28 @@ def draw(image: Image.Image, detections: Iterable[Detection], fit: tuple[int, in
     line = line_width(width, height, fit)
     size = font_size(width, height, fit)
     canvas = ImageDraw.Draw(out)
-    anchors: list[tuple[str, RGB, float, float, float]] = []
+    colors = label_colors(d.label for d in detections)
+    tags: list[tuple[str, RGB, tuple[float, float, float, float], bool]] = []  # label, colour, box, is a point
     for d in detections:
-        color = label_color(d.label)
-        tag = d.label or d.action or ""  # an agent's point says its action
+        color = colors[d.label]
+        tag = " ".join((d.label or d.action or "").split())  # an agent's point says its action
         if d.point is not None:
             x, y = d.point
             r = max(4, 3 * line)
             outline = max(1, line // 2 + 1)
             canvas.ellipse((x - r, y - r, x + r, y + r), fill=color, outline=(255, 255, 255), width=outline)
-            anchors.append((tag, color, x + r, y - r, y + r))
+            box = (x - r, y - r, x + r, y + r)
         elif d.quad is not None:
             canvas.polygon([(x, y) for x, y in d.quad], outline=color, width=line)
-            anchors.append((tag, color, d.bbox[0], d.bbox[1], d.bbox[1]))  # type: ignore[index]
+            box = d.bbox  # type: ignore[assignment]
         elif d.bbox is not None:
             canvas.rectangle(_pixel_box(d.bbox, width, height), outline=color, width=line)
-            anchors.append((tag, color, d.bbox[0], d.bbox[1], d.bbox[1]))
-    for label, color, x, above, below in anchors:  # tags last, so no outline crosses them
-        if label.strip():
-            _draw_tag(canvas, label, color, (x, above, below), size, out.size)
+            box = d.bbox
+        else:
+            continue
+        if tag:
+            tags.append((tag, color, box, d.point is not None))
+    _draw_tags(canvas, tags, size, out.size)  # tags last, so no outline crosses them
     return out
 
 
@@ -146,28 +170,49 @@ def _short(label: str) -> str:
     return label if len(label) <= _MAX_TAG_CHARS else label[: _MAX_TAG_CHARS - 1] + "…"
 
 
-def _draw_tag(
+def _draw_tags(
     canvas: ImageDraw.ImageDraw,
-    label: str,
-    color: RGB,
-    anchor: tuple[float, float, float],
+    tags: list[tuple[str, RGB, tuple[float, float, float, float], bool]],
     size: int,
     image_wh: tuple[int, int],
 ) -> None:
-    """A filled tag with ``label`` ending at ``above``, or starting at ``below`` when there is no room."""
-    x, above, below = anchor
-    label = _short(label)
-    font = fonts.label_font(label, size)
-    try:
-        left, top, right, bottom = canvas.textbbox((0, 0), label, font=font)
-    except (UnicodeEncodeError, ValueError, OSError):  # a bitmap font without the glyphs
-        label = label.encode("ascii", "replace").decode("ascii")
-        left, top, right, bottom = canvas.textbbox((0, 0), label, font=font)
+    """Filled tags of ``size`` px labels, each beside its box (label, colour, box, is a point), none over another."""
+    texts, sizes, wishes = [], [], []
     pad = max(2, size // 6)
-    tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
-    image_w, image_h = image_wh
-    tag_x = min(max(x, 0), max(image_w - tag_w, 0))
-    tag_y = above - tag_h if above - tag_h >= 0 else below
-    tag_y = min(max(tag_y, 0), max(image_h - tag_h, 0))
-    canvas.rectangle((tag_x, tag_y, tag_x + tag_w - 1, tag_y + tag_h - 1), fill=color)
-    canvas.text((tag_x + pad - left, tag_y + pad - top), label, fill=_text_color(color), font=font)
+    for label, _, box, point in tags:
+        label = _short(label)
+        font = fonts.label_font(label, size)
+        try:
+            left, top, right, bottom = canvas.textbbox((0, 0), label, font=font)
+        except (UnicodeEncodeError, ValueError, OSError):  # a bitmap font without the glyphs
+            label = label.encode("ascii", "replace").decode("ascii")
+            left, top, right, bottom = canvas.textbbox((0, 0), label, font=font)
+        _, tall, _, deep = canvas.textbbox((0, 0), "Hg", font=font)  # every tag as high: "nose" as "Hg"
+        top, bottom = min(top, tall), max(bottom, deep)
+        w, h = right - left + 2 * pad, bottom - top + 2 * pad
+        texts.append((label, font, left, top))
+        sizes.append((w, h))
+        wishes.append(_wishes(box, w, h, point))
+    placed = place_tags(sizes, wishes, image_wh)
+    for (label, font, left, top), (_, color, _, _), rect in zip(texts, tags, placed, strict=True):
+        if rect is None:
+            continue  # no room near its box: the box is drawn, the list beside the picture names it
+        x1, y1, x2, y2 = rect
+        canvas.rectangle((x1, y1, x2 - 1, y2 - 1), fill=color)
+        canvas.text((x1 + pad - left, y1 + pad - top), label, fill=_text_color(color), font=font)
+
+
+def _wishes(box: tuple[float, float, float, float], w: int, h: int, point: bool) -> list[tuple[float, float]]:
+    """Where a ``w × h`` tag's top-left corner may go for ``box``, best first."""
+    x1, y1, x2, y2 = box
+    if point:  # beside the marker: right of it above, right of it below, left of it
+        return [(x2, y1 - h), (x2, y2), (x1 - w, y1 - h), (x1 - w, y2), (x2, (y1 + y2 - h) / 2)]
+    return [
+        (x1, y1 - h),  # above, on its left edge
+        (x1, y1),  # inside its top-left corner
+        (x1, y2),  # below
+        (x2 - w, y1 - h),  # above, on its right edge
+        (x2 - w, y1),  # inside its top-right corner
+        (x2 - w, y2),  # below, on its right edge
+        (x1, y2 - h),  # inside its bottom-left corner
+    ]

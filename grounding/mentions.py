@@ -43,17 +43,22 @@ def find_mentions(text: str) -> list[tuple[int, int]]:
     return mentions
 
 
-def picture_for(offset: int, mentions: list[tuple[int, int]], count: int) -> int:
-    """The picture a grounding starting at ``offset`` belongs to (1-based).
+#: A mention of a bigger number names no picture ("an image 1024 pixels wide"), unless a
+#: conversation has that many.
+MAX_NAMED = 99
 
-    The last mention of a number in 1..count that ends at or before ``offset``;
-    with none, the last picture (``count``).
+
+def named_picture(offset: int, mentions: list[tuple[int, int]], count: int) -> int | None:
+    """The picture number the last mention ending at or before ``offset`` names, or None.
+
+    The number may name no picture of ``count`` (0, or more than ``count``): the caller
+    flags it. Numbers above ``max(count, MAX_NAMED)`` are not taken as names and skipped.
     """
     i = bisect.bisect_right(mentions, (offset, float("inf")))
     for _, number in reversed(mentions[:i]):
-        if 1 <= number <= count:
+        if number <= max(count, MAX_NAMED):
             return number
-    return count
+    return None
 
 
 def mask_reasoning(text: str) -> str:

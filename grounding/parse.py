@@ -13,7 +13,7 @@ from grounding.document import parse_html_bbox, parse_markdown_comments
 from grounding.families import BARE_FORM_FAMILIES, RELATIVE_FAMILIES, RELATIVE_SCALE, check_family
 from grounding.json_format import parse_json
 from grounding.keyed_boxes import parse_keyed_boxes
-from grounding.mentions import find_mentions, mask_reasoning, picture_for
+from grounding.mentions import find_mentions, mask_reasoning, named_picture
 from grounding.plain_text import parse_plain_text
 from grounding.points_xml import POINTS_RE, parse_points_xml
 from grounding.raw import RawGrounding
@@ -104,13 +104,13 @@ def parse(
     wholly outside), a point outside the image, a box listed under a plain JSON key
     that is not wholly inside the coordinate space, and anything malformed are dropped.
 
-    Which image: a tool call's ``img_idx`` (0-based: Picture ``img_idx + 1``)
-    when it is in range; otherwise the Picture named by the last
-    "Picture N" / "Image N" / 图N / 图片N / 第N张 mention that ends before the
-    grounding's markup starts (a mention inside a ref's label counts), skipping
-    numbers outside 1..len(image_sizes); with no such mention, the last image.
-    Nothing else in the output says which image a box is on, so a mention placed
-    after its boxes ("... are in Picture 2") is not seen.
+    Which image: the one :func:`picture_named` finds (a tool call's ``img_idx``, else
+    the last "Picture N" / "Image N" / 图N / 图片N / 第N张 mention before the
+    grounding); with none, the last image. A grounding naming a picture that does not
+    exist (``img_idx`` 7 or "Picture 5" with 2 images, "Picture 0") is left out, never
+    drawn on another picture (:func:`grounding.readable` flags it when given the number
+    of pictures). Nothing else in the output says which image a box is on, so a mention
+    placed after its boxes ("... are in Picture 2") is not seen.
 
     Returns:
         Detections in text order; ``[]`` when there are no images.
@@ -134,9 +134,10 @@ def parse(
     mentions = find_mentions(mask_reasoning(text))
     detections = []
     for g in find_groundings(text, family):
-        image = g.picture if g.picture is not None and 1 <= g.picture <= len(sizes) else None
-        if image is None:
-            image = picture_for(g.span[0], mentions, len(sizes))
+        named = picture_named(g, mentions, len(sizes))
+        image = len(sizes) if named is None else named
+        if not 1 <= image <= len(sizes):
+            continue  # a picture that does not exist: flagged in the readable text, drawn nowhere
         space = (RELATIVE_SCALE, RELATIVE_SCALE) if family in RELATIVE_FAMILIES else inputs[image - 1]  # type: ignore[index]
         if g.source == "keyed" and not _within(g.values, space):
             continue  # a number list under a plain key is a box only inside the coordinate space
@@ -144,6 +145,14 @@ def parse(
         if detection is not None:
             detections.append(detection)
     return detections
+
+
+def picture_named(g: RawGrounding, mentions: list[tuple[int, int]], count: int) -> int | None:
+    """The Picture ``g`` names, which may not exist among ``count``: a tool call's ``img_idx`` + 1,
+    else the last mention before its markup (:func:`grounding.mentions.named_picture`, a mention
+    inside a ref's label counts); None when nothing names one (then it is on the last picture).
+    ``mentions``: :func:`grounding.mentions.find_mentions` of the answer, reasoning masked."""
+    return g.picture if g.picture is not None else named_picture(g.span[0], mentions, count)
 
 
 def to_detection(g: RawGrounding, image: int, space_wh: Size, image_wh: Size) -> Detection | None:

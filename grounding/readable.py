@@ -7,7 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from grounding.json_format import balanced_end
-from grounding.parse import find_groundings
+from grounding.mentions import find_mentions, mask_reasoning
+from grounding.parse import find_groundings, picture_named
 from grounding.raw import RawGrounding
 from grounding.tags import MARKERS
 from grounding.types import Detection
@@ -38,7 +39,7 @@ _TWO_POINT_END_RE = re.compile(r" (?:start|end)(?=:|$)")
 _DATA_BBOX_RE = re.compile(r"""\s+data-bbox\s*=\s*(?:"[^"<>]{0,200}"?|'[^'<>]{0,200}'?)""", re.IGNORECASE)
 
 
-def readable(text: str, family: str, detections: Sequence[Detection] | None = None) -> str:
+def readable(text: str, family: str, detections: Sequence[Detection] | None = None, pictures: int | None = None) -> str:
     """``text`` for display: groundings become short bracketed notes, markers go.
 
     - ``<ref>the man</ref><box>…</box>`` (either spelling), ``<points …>the man</points>``
@@ -58,20 +59,26 @@ def readable(text: str, family: str, detections: Sequence[Detection] | None = No
 
     Picture numbers come from ``detections`` (what :func:`grounding.parse` returned for
     the same text); a grounding with no detection (dropped, or ``detections`` not
-    given) gets no Picture number. Counts and labels are what the model wrote.
-    ``<think>`` reasoning is left as it is, less its markers.
+    given) gets no Picture number. Given ``pictures`` (how many the answer could be
+    about), a grounding that names a picture that does not exist, which ``parse``
+    leaves out, is flagged: ``the cat [box on Picture 5 — there is no Picture 5]``.
+    Counts and labels are what the model wrote. ``<think>`` reasoning is left as it
+    is, less its markers.
     """
     pictures_at: dict[tuple[int, int], set[int]] = {}
     for d in detections or ():
         pictures_at.setdefault(d.span, set()).add(d.image)
+    groundings = find_groundings(text, family)
+    missing_at = _missing_pictures(text, groundings, pictures_at, pictures)
     pieces: list[str] = []
     cursor = 0
-    for start, end, group in _merged_blocks(find_groundings(text, family)):
-        pictures = sorted(set().union(*(pictures_at.get(g.span, set()) for g in group)))
-        if detections is not None and not pictures and all(g.source == "keyed" for g in group):
+    for start, end, group in _merged_blocks(groundings):
+        on = sorted(set().union(*(pictures_at.get(g.span, set()) for g in group)))
+        missing = sorted({missing_at[g.span] for g in group if g.span in missing_at})
+        if detections is not None and not on and all(g.source == "keyed" for g in group):
             continue  # parse kept none of these numbers as boxes: the JSON stays as written
         pieces.append(_clean(text[cursor:start], at_end=False))
-        note = _note(group, pictures)
+        note = _note(group, on, missing)
         before = next((p for p in reversed(pieces) if p), "")
         if note and before and not before[-1].isspace() and (note.startswith("[") or before.endswith("]")):
             note = " " + note
@@ -94,21 +101,42 @@ def _merged_blocks(groundings: list[RawGrounding]) -> list[tuple[int, int, list[
     return merged
 
 
-def _note(group: list[RawGrounding], pictures: list[int]) -> str:
-    """The replacement for one block of markup."""
+def _missing_pictures(
+    text: str, groundings: list[RawGrounding], drawn: dict[tuple[int, int], set[int]], count: int | None
+) -> dict[tuple[int, int], int]:
+    """The span of each grounding with no detection that names a picture not among ``count``, and that number."""
+    if count is None:
+        return {}
+    mentions = find_mentions(mask_reasoning(text))
+    missing = {}
+    for g in groundings:
+        named = picture_named(g, mentions, count) if g.span not in drawn else None
+        if named is not None and not 1 <= named <= count:
+            missing[g.span] = named
+    return missing
+
+
+def _note(group: list[RawGrounding], pictures: list[int], missing: list[int]) -> str:
+    """The replacement for one block of markup: its Pictures (``missing``: named ones that do not exist)."""
     if group[0].source == "html":
         return ""  # the attribute goes; the element and its text stay
-    on = f" on {_pictures(pictures)}" if pictures else ""
+    named = sorted({*pictures, *missing})
+    on = f" on {_pictures(named)}" if named else ""
+    flag = f" — there {'is' if len(missing) == 1 else 'are'} no {_pictures(missing)}" if missing else ""
     if all(g.source == "agent" for g in group):  # "[click on Picture 1]", "[swipe on Picture 1]"
         actions = dict.fromkeys(_TWO_POINT_END_RE.sub("", g.label) for g in group)
-        return f"[{', '.join(actions)}{on}]"
+        return f"[{', '.join(actions)}{on}{flag}]"
     if group[0].source in ("json", "keyed", "plain") or len({g.label for g in group}) > 1:
         labels = _labels(group)
-        return f"[{_counts(group)}{on}{': ' + labels if labels else ''}]"
+        return f"[{_counts(group)}{on}{': ' + labels if labels else ''}{flag}]"
     label = group[0].label if group[0].source != "bare" else ""
-    if not pictures:
+    if not named:
         return label
-    tag = f"[{_pictures(pictures)}]" if len(group) == 1 else f"[{_counts(group)}{on}]"
+    if missing:  # "the cat [box on Picture 5 — there is no Picture 5]"
+        what = ("point" if group[0].kind == "point" else "box") if len(group) == 1 else _counts(group)
+        tag = f"[{what}{on}{flag}]"
+    else:
+        tag = f"[{_pictures(pictures)}]" if len(group) == 1 else f"[{_counts(group)}{on}]"
     return f"{label} {tag}" if label else tag
 
 

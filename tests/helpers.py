@@ -68,6 +68,17 @@ def shown(reply) -> list[dict]:
     return chatbot_messages(reply.conversation, reply.family, reply.waiting, reply.notice)
 
 
+def parts(messages: list[dict], role: str | None = None) -> list:
+    """Every part of the Chatbot messages (of `role`), in order: a message's content, or each item of
+    its list (an answer with pictures is one message: demo/views/chat.py answer_message)."""
+    return [
+        part
+        for m in messages
+        if role is None or m["role"] == role
+        for part in (m["content"] if isinstance(m["content"], list) else [m["content"]])
+    ]
+
+
 def near(expected: tuple, pixel: tuple, tolerance: int = 24) -> bool:
     """Whether a pixel of a JPEG (the chat's box drawings) is `expected`'s colour, within a few levels."""
     return max(abs(a - b) for a, b in zip(expected, pixel, strict=True)) <= tolerance

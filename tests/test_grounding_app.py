@@ -15,7 +15,7 @@ from demo.views.export import coco_record, detections_record, write_exports
 from grounding import label_color
 from grounding.generations import PRESETS, grounding_prompt
 from tests.fakes import ScriptedEngine, forced_answer
-from tests.helpers import near, shown
+from tests.helpers import near, parts, shown
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixel
         updates = [(reply, shown(reply)) for reply in handlers.chat({"text": "Where?", "files": files}, None)]
     conversation, chatbot = updates[-1][0].conversation, updates[-1][1]
     assert conversation.turns[0].answer == answer  # the real decode kept the markers
-    assistant = [m["content"] for m in chatbot if m["role"] == "assistant"]
+    assistant = parts(chatbot, "assistant")
     assert html.unescape(assistant[0]) == "In Picture 1 the left half [Picture 1], in Picture 2 the middle [Picture 2]"
     annotated = [c["path"] for c in assistant if isinstance(c, dict)]
     assert len(annotated) == 2
@@ -122,7 +122,7 @@ def test_boxes_of_a_real_generation_land_on_the_right_picture_at_the_right_pixel
         assert any(near(middle, tall.getpixel((100, y))) for y in range(221, 229))
         assert near(white, tall.getpixel((10, 10))) and near(white, tall.getpixel((100, 150)))
     # The boxes appeared while streaming, not only at the end.
-    seen_images = [sum(isinstance(m["content"], dict) and m["role"] == "assistant" for m in view) for _, view in updates]
+    seen_images = [sum(isinstance(p, dict) for p in parts(view, "assistant")) for _, view in updates]
     assert 1 in seen_images and seen_images[-1] == 2
 
 

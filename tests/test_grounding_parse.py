@@ -178,10 +178,10 @@ IMAGE_CASES = [
     pytest.param("qwen3-vl", '第1张图: {"bbox_2d": [1, 2, 3, 4]}', 1, id="chinese-di-n-zhang"),
     pytest.param("qwen3-vl", '第一张图片: {"bbox_2d": [1, 2, 3, 4]}', 1, id="chinese-numeral"),
     pytest.param("qwen3-vl", '图一: {"bbox_2d": [1, 2, 3, 4]}', 1, id="chinese-tu-numeral"),
-    pytest.param("qwen3-vl", 'Picture 1 then Picture 5: {"bbox_2d": [1, 2, 3, 4]}', 1,
-                 id="out-of-range-ignored-earlier-kept"),  # 5 > 2 images
-    pytest.param("qwen3-vl", 'Picture 0 and Picture 9: {"bbox_2d": [1, 2, 3, 4]}', 2,
-                 id="out-of-range-only-default"),
+    pytest.param("qwen3-vl", 'Picture 5 then Picture 1: {"bbox_2d": [1, 2, 3, 4]}', 1,
+                 id="earlier-missing-picture-overridden"),  # the last mention names Picture 1
+    pytest.param("qwen3-vl", 'An image 1024 pixels wide: {"bbox_2d": [1, 2, 3, 4]}', 2,
+                 id="big-number-names-no-picture"),  # above 99 (and the count): not a Picture's name
     pytest.param("qwen3-vl", '{"bbox_2d": [1, 2, 3, 4]} is in Picture 1.', 2, id="mention-after-ignored"),
     pytest.param("qwen3-vl", 'Picture 1 vs Picture 2. In Picture 1: {"bbox_2d": [1, 2, 3, 4]}', 1,
                  id="nearest-preceding-wins"),
@@ -197,6 +197,26 @@ IMAGE_CASES = [
 def test_image_assignment(family, text, image):
     (detection,) = parse(text, family, TWO)
     assert detection.image == image
+
+
+# A grounding naming a picture that does not exist (of TWO) is left out, never drawn on another one;
+# readable(..., pictures=2) flags it (tests/test_grounding_readable.py).
+MISSING_PICTURE_CASES = [
+    pytest.param("qwen3-vl", 'Picture 1 then Picture 5: {"bbox_2d": [1, 2, 3, 4]}', id="last-mention-names-5"),
+    pytest.param("qwen3-vl", 'Picture 0 and Picture 9: {"bbox_2d": [1, 2, 3, 4]}', id="mentions-0-and-9"),
+    pytest.param("qwen3-vl", 'In Picture 1: <tool_call>{"name": "image_zoom_in_tool", "arguments": '
+                 '{"bbox_2d": [1, 2, 3, 4], "img_idx": 2}}</tool_call>', id="img-idx-2-of-two"),  # Picture 3
+    pytest.param("qwen2-vl", "在图5中<|object_ref_start|>猫<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>",
+                 id="chinese-mention-tu-5"),
+    pytest.param("qwen2.5-vl", 'Image 3: <points x1="10" y1="20" alt="pin">pin</points>', id="point-image-3"),
+    pytest.param("qwen3-vl", 'Picture 99: {"bbox_2d": [1, 2, 3, 4]}', id="99-still-a-name"),
+]
+
+
+@pytest.mark.parametrize(("family", "text"), MISSING_PICTURE_CASES)
+def test_a_missing_picture_is_never_replaced_by_another(family, text):
+    assert parse(text, family, TWO, TWO) == []
+    assert len(parse(text, family, TWO * 50, TWO * 50)) == 1  # with 100 pictures each is there
 
 
 def test_boxes_split_across_pictures():

@@ -75,6 +75,46 @@ def test_readable(family, text, expected):
     assert readable(text, family, detections) == expected
 
 
+# Given the number of pictures (2 here), a grounding naming one that does not exist says so.
+MISSING_CASES = [
+    pytest.param("qwen2-vl", "In Picture 5 <|object_ref_start|>the man<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>",
+                 "In Picture 5 the man [box on Picture 5 — there is no Picture 5]", id="tokens-picture-5"),
+    pytest.param("qwen-vl", "Picture 3: <ref>apples</ref><box>(1,2),(3,4)</box><box>(5,6),(7,8)</box>",
+                 "Picture 3: apples [2 boxes on Picture 3 — there is no Picture 3]", id="two-boxes-picture-3"),
+    pytest.param("qwen3-vl", 'Picture 4: [{"bbox_2d": [1, 2, 3, 4], "label": "cat"}, {"point_2d": [5, 6], "label": "cup"}]',
+                 "Picture 4: [1 box and 1 point on Picture 4: cat, cup — there is no Picture 4]", id="json-list-picture-4"),
+    pytest.param("qwen3-vl", '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 3, 4], '
+                 '"label": "sign", "img_idx": 4}}</tool_call>',
+                 "[1 box on Picture 5: sign — there is no Picture 5]", id="zoom-img-idx-4"),
+    pytest.param("qwen3-vl", 'Image 0: <tool_call>{"name": "mobile_use", "arguments": {"action": "click", '
+                 '"coordinate": [10, 20]}}</tool_call>',
+                 "Image 0: [click on Picture 0 — there is no Picture 0]", id="agent-click-picture-0"),
+    pytest.param("qwen2.5-vl", 'Image 3: <points x1="10" y1="20" alt="pin">pin</points>',
+                 "Image 3: pin [point on Picture 3 — there is no Picture 3]", id="point-image-3"),
+    pytest.param("qwen3-vl", 'Picture 1: {"bbox_2d": [1, 2, 3, 4]}. Picture 7: {"bbox_2d": [1, 2, 3, 4]}',
+                 "Picture 1: [1 box on Picture 1]. Picture 7: [1 box on Picture 7 — there is no Picture 7]",
+                 id="one-drawn-one-flagged"),
+    pytest.param("qwen2-vl", "<|object_ref_start|>the man<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>",
+                 "the man [Picture 2]", id="no-mention-last-picture"),  # nothing named: not flagged
+    pytest.param("qwen3-vl", '[{"bbox_2d": [2000, 2000, 3000, 3000], "label": "off"}]', "[1 box: off]",
+                 id="dropped-outside-not-flagged"),  # Picture 2 exists; the box is outside it
+]
+
+
+@pytest.mark.parametrize(("family", "text", "expected"), MISSING_CASES)
+def test_a_box_on_a_missing_picture_is_flagged(family, text, expected):
+    sizes = [(1000, 1000), (1000, 1000)]
+    detections = parse(text, family, sizes, sizes)
+    assert readable(text, family, detections, pictures=2) == expected
+
+
+def test_flags_only_when_the_number_of_pictures_is_given():
+    text = "In Picture 5 <|object_ref_start|>the man<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
+    assert readable(text, "qwen2-vl", []) == "In Picture 5 the man"
+    no_pictures = "<|object_ref_start|>the man<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
+    assert readable(no_pictures, "qwen2-vl", [], pictures=0) == "the man"  # nothing named, nothing to flag
+
+
 def test_without_detections_no_picture_numbers():
     text = "<|object_ref_start|>the man<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
     assert readable(text, "qwen2-vl") == "the man"

@@ -116,9 +116,8 @@ SHAPES = [
                  id="zoom-img-idx-overrides-mention"),  # Picture = img_idx + 1, whatever the prose says
     pytest.param("qwen3-vl", "In Picture 1: " + ZOOM.replace("IDX", "1"), TWO,
                  [("main hanging sign for Hop Inn", 2, (1148, 301, 1320, 468))], id="zoom-img-idx-1"),
-    pytest.param("qwen3-vl", "In Picture 1: " + ZOOM.replace("IDX", "7"), TWO,
-                 [("main hanging sign for Hop Inn", 1, (574, 301, 660, 468))],
-                 id="zoom-img-idx-out-of-range-falls-back"),  # to the mention; model text never raises
+    pytest.param("qwen3-vl", "In Picture 1: " + ZOOM.replace("IDX", "7"), TWO, [],
+                 id="zoom-img-idx-out-of-range-left-out"),  # no Picture 8: never drawn on another; never raises
     pytest.param("qwen3-vl", ZOOM.replace("IDX", '"x"'), TWO,
                  [("main hanging sign for Hop Inn", 2, (1148, 301, 1320, 468))],
                  id="zoom-img-idx-not-a-number-falls-back"),  # to the last picture

@@ -41,7 +41,7 @@ from demo.views.chat import NO_ANSWER_NOTES, chatbot_messages
 from demo.views.export import detections_record
 from demo.views.markup import inert
 from tests.fakes import AtLeast, ScriptedEngine, forced_answer
-from tests.helpers import shown
+from tests.helpers import parts, shown
 
 THINKING = ["tiny-random-qwen3-vl-thinking", "tiny-random-qwen3.5"]
 RED = Image.new("RGB", (64, 64), "red")
@@ -237,7 +237,7 @@ def test_the_chat_folds_the_reasoning_streams_it_live_and_draws_boxes_from_the_a
     assert thought["metadata"]["status"] == "done" and thought["metadata"]["title"] == "Reasoning"
     assert thought["metadata"]["duration"] >= 0
     assert thought["content"] == drafted
-    answer = final[final.index(thought) + 1]["content"]
+    answer = parts(final[final.index(thought) + 1 :])[0]  # one message: the answer, then its picture drawn and list
     assert answer.startswith("The cat: ") and "draft" not in answer and "here" not in answer
     # The boxes: from the answer only, on the picture.
     conversation = last.conversation
@@ -245,8 +245,8 @@ def test_the_chat_folds_the_reasoning_streams_it_live_and_draws_boxes_from_the_a
     assert (turn.reasoning, turn.answer) == ("Maybe <b>here</b>: " + DRAFT, "The cat: " + FINAL)
     assert [d.label for d in turn_detections(conversation, 0, "qwen3-vl")] == ["cat"]
     assert [d["label"] for d in detections_record(conversation, "qwen3-vl")["detections"]] == ["cat"]
-    drawn = [m["content"]["path"] for m in final if m["role"] == "assistant" and isinstance(m["content"], dict)]
-    assert len(drawn) == 1 and "cat" in final[-1]["content"] and "draft" not in final[-1]["content"]
+    drawn = [p["path"] for p in parts(final, "assistant") if isinstance(p, dict)]
+    assert len(drawn) == 1 and "cat" in parts(final)[-1] and "draft" not in parts(final)[-1]
     # The follow-up sends the answer, its reasoning apart, as the templates read them.
     *_, last = handlers.chat("And the dog?", conversation)
     sent = engine.calls[1][0][2]

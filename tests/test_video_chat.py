@@ -14,7 +14,7 @@ from demo.record.conversation import Conversation, Turn, to_model_messages
 from demo.record.limits import Limits
 from demo.record.session_file import dump_conversation, load_conversation
 from tests.fakes import AtLeast
-from tests.helpers import shown
+from tests.helpers import parts, shown
 from tests.test_video import BAD, write_video
 
 SHORT = Settings(max_new_tokens=8)
@@ -133,6 +133,6 @@ def test_timestamps_in_an_answer_about_a_video_are_shown_bold(handlers, tmp_path
     conversation = list(handlers.chat({"text": "When?", "files": [str(clip)]}, None, SHORT))[-1].conversation
     conversation.turns[0].answer = "The cat jumps at 00:12 and again at 1:02:03, then <|box_start|>(1,2),(3,4)<|box_end|>."
     chatbot = chatbot_messages(conversation, "qwen2-vl")
-    bubble = [m["content"] for m in chatbot if m["role"] == "assistant"]
+    bubble = parts(chatbot, "assistant")
     assert "at **00:12** and again at **1:02:03**" in bubble[0]
     assert "| 1 | — | (1, 2, 3, 4) |" in bubble[1]  # a box about the video is listed, as written

@@ -82,7 +82,7 @@ def test_a_loaded_conversation_of_many_answers_with_boxes_shows_in_seconds(tmp_p
     from demo.page.handlers import ChatHandlers
     from demo.record.session_file import dump_conversation
     from tests.fakes import ScriptedEngine
-    from tests.helpers import shown
+    from tests.helpers import parts, shown
 
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     photo = Image.fromarray(noise).resize((1024, 1024), Image.Resampling.BILINEAR)  # photo-like: hard to compress
@@ -103,7 +103,7 @@ def test_a_loaded_conversation_of_many_answers_with_boxes_shows_in_seconds(tmp_p
     view = shown(reply)
     seconds = time.monotonic() - start
     print(f"300 answers, each with its own box on one 1024x1024 picture: loaded and shown in {seconds:.2f} s")
-    drawn = [m["content"]["path"] for m in view if isinstance(m["content"], dict) and m["role"] == "assistant"]
+    drawn = [p["path"] for p in parts(view, "assistant") if isinstance(p, dict)]
     assert not reply.notice and len(drawn) == 300 and len(set(drawn)) == 300  # every answer's own boxes
     with Image.open(drawn[0]) as first:
         assert first.format == "JPEG" and first.size == (512, 512)  # shown within 520x200: 200 px, twice is 400

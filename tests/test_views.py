@@ -11,6 +11,13 @@ from PIL import Image
 
 from demo.record.conversation import Attachment, Conversation, Turn, VisionCost, to_model_messages
 from demo.views.chat import answer_text, caption, chatbot_messages
+from tests.helpers import parts
+
+
+def answer_parts(messages: list[dict]) -> list:
+    """The parts of the one answer in `messages` (its one assistant message)."""
+    (answer,) = [m for m in messages if m["role"] == "assistant"]
+    return parts([answer])
 
 
 def picture(name: str, size=(40, 30), cost: VisionCost | None = None) -> Attachment:
@@ -80,7 +87,7 @@ def test_picture_caption_shows_size_and_visual_tokens():
 )
 def test_the_answer_bubble_never_shows_raw_tokens(raw, shown):
     conversation = Conversation(turns=[Turn("q", [picture("a.png", (200, 100))], answer=raw, status="streaming", input_sizes=[(56, 28)])])
-    bubble = [m for m in chatbot_messages(conversation, "qwen2-vl") if m["role"] == "assistant"][0]["content"]
+    bubble = answer_parts(chatbot_messages(conversation, "qwen2-vl"))[0]
     assert html.unescape(bubble) == shown  # what the person reads: the Markdown holds entities (demo/views/markup.py)
     assert "<|" not in bubble
 
@@ -94,7 +101,8 @@ def test_boxes_are_drawn_on_their_picture_with_a_list():
                     status="done", input_sizes=[(56, 28), (112, 84)])]
     )
     messages = chatbot_messages(conversation, "qwen2-vl")
-    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    assistant = answer_parts(messages)  # one message: the answer, the picture's label, the picture drawn, the list
+    assert len(assistant) == 4 and messages[-1]["content"] == assistant
     assert html.unescape(assistant[0]) == "In Picture 2, the dog [Picture 2]"
     assert assistant[1] == "**Picture 2** · 1 grounding"
     annotated = assistant[2]["path"]
@@ -111,8 +119,7 @@ def test_qwen25_boxes_use_the_size_the_model_saw():
     conversation = Conversation(
         turns=[Turn("Where?", [picture("a.png", (200, 100))], answer=answer, status="done", input_sizes=[(56, 28)])]
     )
-    messages = chatbot_messages(conversation, "qwen2.5-vl")
-    assistant = [m["content"] for m in messages if m["role"] == "assistant"]
+    assistant = answer_parts(chatbot_messages(conversation, "qwen2.5-vl"))
     assert html.unescape(assistant[0]) == "[1 box on Picture 1: top half]"
     assert "| 1 | top half | Picture 1 | (0, 0, 200, 50) |" in assistant[-1]
 
@@ -120,8 +127,61 @@ def test_qwen25_boxes_use_the_size_the_model_saw():
 def test_a_label_cannot_break_the_detection_table():
     answer = '[{"bbox_2d": [0, 0, 500, 500], "label": "a|b<script>"}]'
     conversation = Conversation(turns=[Turn("?", [picture("a.png", (100, 100))], answer=answer, status="done", input_sizes=[(56, 56)])])
-    table = [m["content"] for m in chatbot_messages(conversation, "qwen3-vl") if m["role"] == "assistant"][-1]
+    table = answer_parts(chatbot_messages(conversation, "qwen3-vl"))[-1]
     assert "| 1 | a&#124;b&lt;script&gt; | Picture 1 | (0, 0, 50, 50) |" in table  # shown as a|b<script>, one cell
+
+
+def test_an_answer_is_one_message_with_its_text_crops_pictures_and_list():
+    from demo.record.conversation import Zoom
+
+    answer = (
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [0, 0, 500, 500], "label": "cat", "img_idx": 0}}'
+        '</tool_call> Picture 2: [{"bbox_2d": [0, 0, 1000, 1000], "label": "cat"}]'
+    )
+    crop = picture("crop.png", (20, 15))
+    turn = Turn("Where?", [picture("a.png", (40, 30))], answer=answer, status="done", input_sizes=[(56, 28), (28, 28)],
+                zooms=[Zoom(at=answer.index(" Picture 2"), source=1, region_xyxy=(0, 0, 20, 15), attachment=crop)])
+    messages = chatbot_messages(Conversation(turns=[turn]), "qwen3-vl")
+    assert [m["role"] for m in messages] == ["user", "user", "user", "assistant"]  # label, picture, question; the answer
+    shown = parts(messages[-1:])
+    kinds = ["file" if isinstance(p, dict) else p.split(" ·")[0] for p in shown]
+    assert kinds[1:] == ["🔍 **Picture 2**", "file", "**Picture 1**", "file", "**Picture 2**", "file", "| | label | picture | pixels (x1, y1, x2, y2) or point (x, y) |\n|---|---|---|---|\n| 1 | cat | Picture 1 | (0, 0, 20, 15) |\n| 2 | cat | Picture 2 | (0, 0, 20, 15) |"]
+    assert html.unescape(shown[0]) == "[1 box on Picture 1: cat] Picture 2: [1 box on Picture 2: cat]"
+    assert shown[2] == {"path": "/uploads/crop.png", "alt_text": "Picture 2, a crop of Picture 1"}
+
+
+def test_a_text_answer_stays_one_string_and_keeps_its_versions():
+    conversation = Conversation(turns=[Turn("q", answer="first", status="done")])
+    conversation.branch(0)
+    conversation.turns[0].answer, conversation.turns[0].status = "second", "done"
+    assert chatbot_messages(conversation, "qwen2-vl")[-1] == {
+        "role": "assistant", "content": "second", "metadata": {"id": "qvc-version 0 1 2"}
+    }
+
+
+@pytest.mark.parametrize(
+    "answer, shown, drawn",
+    [
+        # The model names a picture the conversation does not have (2 here): flagged, drawn on none.
+        ("In Picture 5, <|object_ref_start|>the dog<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>",
+         "In Picture 5, the dog [box on Picture 5 — there is no Picture 5]", []),
+        # A tool call's img_idx past the last picture (img_idx 2 is Picture 3).
+        ('Picture 1: <tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [0, 0, 500, 500], '
+         '"label": "dog", "img_idx": 2}}</tool_call>', "Picture 1: [1 box on Picture 3: dog — there is no Picture 3]", []),
+        # One box on a picture that exists, one on a picture that does not: only the first is drawn.
+        ("Picture 1: <|object_ref_start|>a<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|> "
+         "Picture 9: <|object_ref_start|>b<|object_ref_end|><|box_start|>(0,0),(500,500)<|box_end|>",
+         "Picture 1: a [Picture 1] Picture 9: b [box on Picture 9 — there is no Picture 9]", [1]),
+    ],
+)
+def test_a_box_on_a_missing_picture_is_flagged_and_drawn_nowhere(answer, shown, drawn):
+    conversation = Conversation(
+        turns=[Turn("Find it", [picture("a.png", (200, 100)), picture("b.png", (400, 300))], answer=answer,
+                    status="done", input_sizes=[(56, 28), (112, 84)])]
+    )
+    assistant = answer_parts(chatbot_messages(conversation, "qwen3-vl"))
+    assert html.unescape(assistant[0]) == shown
+    assert [int(p["alt_text"].split()[1].rstrip(",")) for p in assistant if isinstance(p, dict)] == drawn
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,11 @@ const touch = window.matchMedia("(pointer: coarse)").matches;
 const PLACEHOLDER = /«[^»]*»/;
 const labels = new Map(); // file url -> "Picture 2" (or "Picture 1, annotated"), from the chat's value
 let counts = { pictures: 0, videos: 0 };
-let captions = []; // per chat message: is it a picture's label (a user text right before its picture)?
-let versions = []; // per chat message: null, or the versions of its turn ({ turn, shown, count, question })
+// Per row of the chat as Gradio 6.31 shows it: each part of each message is a row of its own (an
+// answer is one message with a list of parts: demo/views/chat.py answer_message). Each row:
+// { kind: "text" | "caption" | "file", card: null | "only" | "first" | "middle" | "last" (the rows of
+// one answer), version: null or its turn's versions ({ turn, shown, count, question }), on its last row }.
+let rows = [];
 
 const textarea = () => document.querySelector("#message textarea");
 
@@ -167,10 +170,7 @@ window.qvcChat = (messages) => {
       }
     }
   }
-  const list = messages || [];
-  const isFile = (m) => m && (Array.isArray(m.content) ? m.content : [m.content]).some((part) => fileOf(part));
-  captions = list.map((m, i) => m.role === "user" && !isFile(m) && isFile(list[i + 1]) && list[i + 1].role === "user");
-  versions = list.map((m) => versionOf(m));
+  rows = chatRows(messages || []);
   root.dataset.pictures = String(counts.pictures);
   root.dataset.videos = String(counts.videos);
   schedule();
@@ -247,16 +247,48 @@ function setAttributes(node, attributes) {
   }
 }
 
-// A picture's label is not a question: no Copy or Edit buttons under it. Each message is its
-// own row (the chat does not group them: see demo/page/ui.py), in the order of the chat's value.
-function markCaptions() {
-  const rows = document.querySelectorAll("#chatbot .message-row");
-  if (rows.length !== captions.length) return;
-  rows.forEach((row, i) => {
-    row.classList.toggle("qvc-caption", captions[i]);
-    const buttons = row.nextElementSibling;
-    if (buttons && buttons.classList.contains("message-buttons")) buttons.classList.toggle("qvc-caption-buttons", captions[i]);
+function chatRows(messages) {
+  const out = [];
+  messages.forEach((message, i) => {
+    const parts = Array.isArray(message.content) ? message.content : [message.content];
+    const answer = message.role === "assistant" && !message.metadata?.title; // not a thought
+    parts.forEach((part, k) => {
+      const last = k === parts.length - 1;
+      const card = !answer ? null : parts.length === 1 ? "only" : k === 0 ? "first" : last ? "last" : "middle";
+      out.push({ role: message.role, message: i, kind: fileOf(part) ? "file" : "text", card, version: last ? versionOf(message) : null });
+    });
   });
+  // A text right before a picture of the same side is its label (a question or an answer's text never is).
+  out.forEach((row, i) => {
+    const next = out[i + 1];
+    if (row.kind === "text" && next && next.kind === "file" && next.role === row.role && (row.role === "user" || row.card !== "first")) row.kind = "caption";
+  });
+  return out;
+}
+
+// A picture's label is not a question: no Copy or Edit buttons under it. An answer's rows are one
+// card (page.css): only its last row keeps Gradio's buttons (Retry, Undo) and gets the card's own
+// Copy. Each part of a message is its own row (the chat does not group them: see demo/page/ui.py).
+function fixRows() {
+  const shown = document.querySelectorAll("#chatbot .message-row");
+  if (shown.length !== rows.length) return; // Gradio has not drawn the chat's new value yet
+  shown.forEach((row, i) => {
+    markRow(row, rows[i]);
+    placeTools(row, rows[i]);
+  });
+}
+
+function markRow(row, { kind, card }) {
+  row.classList.toggle("qvc-caption", kind === "caption" && !card);
+  setData(row, "qvcKind", kind);
+  setData(row, "qvcCard", card);
+  const buttons = row.nextElementSibling;
+  if (buttons && buttons.classList.contains("message-buttons")) buttons.classList.toggle("qvc-caption-buttons", kind === "caption" && !card);
+}
+
+function setData(node, name, value) {
+  if (value == null) delete node.dataset[name];
+  else if (node.dataset[name] !== value) node.dataset[name] = value;
 }
 
 // -- versions: ‹ 2/3 › arrows on each regenerated answer and each edited question -------------------
@@ -289,18 +321,72 @@ function arrowsFor(version) {
   return nav;
 }
 
-function placeVersionArrows() {
-  const rows = document.querySelectorAll("#chatbot .message-row");
-  if (rows.length !== versions.length) return;
-  rows.forEach((row, i) => {
-    const version = versions[i];
-    const nav = row.querySelector(":scope > .qvc-versions");
-    const key = version && `${version.turn} ${version.shown} ${version.count} ${version.question}`;
-    if (nav && nav.dataset.key === key) return;
-    nav?.remove();
-    if (version) row.append(arrowsFor(version));
-  });
+// Under each answer's card: its Copy button, and its versions' arrows; under an edited question, its arrows.
+function placeTools(row, { version, card }) {
+  const versionKey = version ? `${version.turn} ${version.shown} ${version.count} ${version.question}` : "";
+  const tools = card === "only" || card === "last";
+  const key = `${tools} ${versionKey}`;
+  const placed = row.querySelector(":scope > .qvc-tools, :scope > .qvc-versions");
+  if (placed && placed.dataset.key === key) return;
+  placed?.remove();
+  if (!tools && !version) return;
+  const line = tools ? Object.assign(document.createElement("div"), { className: "qvc-tools" }) : arrowsFor(version);
+  if (tools) {
+    if (version) line.append(arrowsFor(version));
+    line.append(copyButton());
+  }
+  line.dataset.key = key;
+  row.append(line);
 }
+
+// -- one Copy for an answer: the text of its card as the person reads it (its answer and its list of
+// groundings; not the pictures' labels). Gradio's own Copy would give each part's Markdown, with the
+// HTML entities demo/views/markup.py writes ("&#91;Picture 1&#93;"). --------------------------------
+
+// Its words are drawn by page.css (::after), so that the chat's text, selected or read, is the chat's alone.
+function copyButton() {
+  const button = Object.assign(document.createElement("button"), { type: "button", className: "qvc-copy" });
+  button.setAttribute("aria-label", "Copy the answer");
+  return button;
+}
+
+function cardText(lastRow) {
+  const texts = [];
+  for (let row = lastRow; row; row = row.previousElementSibling) {
+    if (!row.classList.contains("message-row")) continue; // Gradio's buttons between the rows
+    if (row.dataset.qvcKind === "text") texts.unshift(row.querySelector("[data-testid=bot]")?.innerText.trim() || "");
+    if (row.dataset.qvcCard === "first" || row.dataset.qvcCard === "only" || !row.dataset.qvcCard) break;
+  }
+  return texts.filter(Boolean).join("\n\n");
+}
+
+async function toClipboard(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = Object.assign(document.createElement("textarea"), { value: text }); // not a secure context
+    area.style.cssText = "position: fixed; left: -9999px";
+    document.body.append(area);
+    area.select();
+    const done = document.execCommand("copy");
+    area.remove();
+    return done;
+  }
+}
+
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element ? event.target.closest("#chatbot .qvc-copy") : null;
+  if (!button) return;
+  const copied = await toClipboard(cardText(button.closest(".message-row")));
+  button.dataset.copied = copied ? "yes" : "no";
+  button.setAttribute("aria-label", copied ? "Answer copied" : "The answer could not be copied");
+  clearTimeout(button.qvcTimer);
+  button.qvcTimer = setTimeout(() => {
+    delete button.dataset.copied;
+    button.setAttribute("aria-label", "Copy the answer");
+  }, 2000);
+});
 
 document.addEventListener("click", (event) => {
   const button = event.target instanceof Element ? event.target.closest("#chatbot .qvc-versions button") : null;
@@ -372,8 +458,7 @@ function schedule() {
     labelThumbnails();
     nameControls();
     nameMessages();
-    markCaptions();
-    placeVersionArrows();
+    fixRows();
     restoreEditedText();
     emptyDefaults();
     regenerateOnlyWithAnAnswer();

@@ -129,6 +129,9 @@ def _layout(
                 show_label=False,
                 buttons=["copy", "copy_all", *(["share"] if ON_SPACES else [])],
                 placeholder=HINT,
+                # Each part of a message its own row: grouped (Gradio 6.31), a question's Edit would send one edit
+                # per part of its group (its pictures' labels too), and a group with a picture has no Copy. An
+                # answer's rows are joined into one card with one Copy by page.js and page.css instead.
                 group_consecutive_messages=False,
                 editable="user",
                 examples=[{**example} for example in examples()],  # Gradio rewrites the files it is given
