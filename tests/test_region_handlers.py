@@ -71,8 +71,12 @@ def test_a_region_reaches_the_model_in_the_familys_format(photos, family, expect
     assert last_question(engine) == expected
     if family == "qwen2.5-vl":
         assert turn.input_sizes == [(448, 308)]  # the model saw another size than 451×300
-    # The person reads the readable form, never a token or JSON.
-    assert shown(reply)[-2]["content"] == "About Picture 1 (81, 24)–(361, 294): what is this?"
+    # The person reads the readable form, never a token or JSON, and sees the region drawn on its picture.
+    question, drawn = shown(reply)[-3:-1]
+    assert question["content"] == "About Picture 1 (81, 24)–(361, 294): what is this?"
+    assert drawn["role"] == "user" and drawn["content"]["alt_text"] == "Picture 1, the region asked about"
+    with Image.open(drawn["content"]["path"]) as picture:
+        assert picture.size[0] > 0  # chelsea.png, the box drawn on it
 
 
 def test_a_region_on_a_picture_sent_with_it_and_one_that_is_not_there(photos):
