@@ -3,11 +3,12 @@
 `chatbot_messages` gives the value of the `gr.Chatbot` (messages format, plain dicts so that
 API clients get plain data too). Each image is shown with its "Picture N" label, its size and
 what it cost the model, so that "compare Picture 1 and Picture 3" means the same thing to the
-person and to the model. Answers are shown readably (`grounding.readable`: no raw special
-tokens, no walls of JSON), and the boxes and points in them are drawn over their pictures
-under the answer, with a compact list of them. A thinking model's reasoning is a folded
-"thought" above its answer (`reasoning_message`): open with a spinner while it streams, folded
-once it has ended, opened by a click.
+person and to the model. An answer is one message (`answer_message`): its text, shown readably
+(`grounding.readable`: no raw special tokens, no walls of JSON, a box on a picture that does not
+exist flagged), then the crops it zoomed into, the pictures its boxes and points are on with
+them drawn, and a compact list of them. A thinking model's reasoning is a folded "thought"
+above its answer (`reasoning_message`): open with a spinner while it streams, folded once it
+has ended, opened by a click.
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ from demo.views.region import region_messages
 from grounding import readable
 
 STOPPED_NOTE = "*(Stopped.)*"
-CHAT_FIT = (520, 200)  # the box an annotated picture is shown within in the chat (see ui.CSS)
+# The narrowest box an annotated picture is shown within in the chat, which its lines and label tags are
+# drawn for (grounding.draw's `fit`): 200 px high (page.css), and as wide as an answer's card less its
+# padding, about 298 px on a 390 px wide phone (some room kept). A desktop shows it as high and up to
+# 480 px wide: its tags are larger there. tests/test_answer_card_browser.py measures both.
+CHAT_FIT = (280, 200)
 # An answer that ended inside the reasoning: the reasoning is shown, and this instead of an answer.
 NO_ANSWER_NOTES = {
     "done": "*(No answer yet: the answer ended while the model was still reasoning. More max new tokens "
@@ -133,28 +138,31 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
             messages += region_messages(conversation, index, CHAT_FIT)  # its picture, the region drawn
         detections = turn_detections(conversation, index, family)
         emphasize = _TIMESTAMP if has_video else None
+        pictures = len(conversation.images_until(index))  # a box naming another number is flagged
         if turn.status in STILL_CHANGING:
-            shown = message(readable(turn.answer, family, detections), emphasize=emphasize)
+            shown = message(readable(turn.answer, family, detections, pictures), emphasize=emphasize)
         else:
-            shown = _finished_answer(turn.answer, family, tuple(detections), emphasize)
+            shown = _finished_answer(turn.answer, family, tuple(detections), pictures, emphasize)
         if turn.reasoning and turn.status != "waiting":
             messages.append(reasoning_message(turn))
-        if not (turn.reasoning and _still_thinking(turn)):  # no "…" bubble under a thought being written
-            answer = answer_text(turn, shown, waiting_note)
-            messages.append({"role": "assistant", "content": answer, **({"metadata": tag} if tag else {})})
-        messages += zoom_messages(conversation, index)
-        messages += grounding_messages(conversation, detections)
+        parts: list[str | dict] = []
+        if not (turn.reasoning and _still_thinking(turn)):  # no "…" under a thought being written
+            parts.append(answer_text(turn, shown, waiting_note))
+        parts += zoom_parts(conversation, index)
+        parts += grounding_parts(conversation, detections)
         if has_video and (undrawn := undrawn_groundings(turn.answer, family, detections)):
-            messages.append({"role": "assistant", "content": undrawn})
+            parts.append(undrawn)
+        if parts:
+            messages.append(answer_message(parts, tag))
     if notice:
         messages.append({"role": "assistant", "content": f"⚠ {inert(notice)}"})
     return messages, questions
 
 
 @lru_cache(maxsize=CACHED_TURNS)
-def _finished_answer(answer: str, family: str, detections: tuple, emphasize: re.Pattern | None) -> str:
+def _finished_answer(answer: str, family: str, detections: tuple, pictures: int, emphasize: re.Pattern | None) -> str:
     """A finished answer as the bubble shows it (remembered: it no longer changes)."""
-    return message(readable(answer, family, detections), emphasize=emphasize)
+    return message(readable(answer, family, detections, pictures), emphasize=emphasize)
 
 
 def reasoning_message(turn: Turn) -> dict:
@@ -178,27 +186,37 @@ def _still_thinking(turn: Turn) -> bool:
     return turn.status == "streaming" and turn.thought_seconds is None
 
 
-def zoom_messages(conversation: Conversation, index: int) -> list[dict]:
-    """Under an answer that zoomed: each crop sent back to the model, with its label and where it was cut."""
-    messages = []
+def answer_message(parts: list[str | dict], tag: dict | None = None) -> dict:
+    """An answer as one Chatbot message: its text alone, or the list of its parts (text, the crops it
+    zoomed into with their captions, its pictures drawn with theirs, the list of its groundings).
+
+    Gradio 6.31 shows each part of a list as a row of its own (with `group_consecutive_messages`
+    off, which the questions' Edit needs: grouped, Edit sends one edit per part of the group);
+    demo/page/page.js and page.css join an answer's rows into one card with one Copy button.
+    """
+    return {"role": "assistant", "content": parts[0] if len(parts) == 1 else parts, **({"metadata": tag} if tag else {})}
+
+
+def zoom_parts(conversation: Conversation, index: int) -> list[str | dict]:
+    """Of an answer that zoomed: each crop sent back to the model, after its label and where it was cut."""
+    parts: list[str | dict] = []
     for zoom, label in zip(conversation.turns[index].zooms, conversation.zoom_labels(index), strict=True):
         x1, y1, x2, y2 = zoom.region_xyxy
-        text = f"🔍 {caption(label, zoom.attachment)} · zoomed into Picture {zoom.source} at ({x1}, {y1})–({x2}, {y2}) px"
-        messages.append({"role": "assistant", "content": text})
-        messages.append({"role": "assistant", "content": {"path": zoom.attachment.path, "alt_text": f"{label}, a crop of Picture {zoom.source}"}})
-    return messages
+        parts.append(f"🔍 {caption(label, zoom.attachment)} · zoomed into Picture {zoom.source} at ({x1}, {y1})–({x2}, {y2}) px")
+        parts.append({"path": zoom.attachment.path, "alt_text": f"{label}, a crop of Picture {zoom.source}"})
+    return parts
 
 
-def grounding_messages(conversation: Conversation, detections: list) -> list[dict]:
-    """Under an answer: each referenced picture with its boxes drawn, then the list of them."""
+def grounding_parts(conversation: Conversation, detections: list) -> list[str | dict]:
+    """Of an answer: each referenced picture with its boxes drawn, after its label, then the list of them."""
     if not detections:
         return []
     images = conversation.images()
-    messages: list[dict] = []
+    parts: list[str | dict] = []
     for number, on_picture in by_picture(detections).items():
         count = len(on_picture)
-        messages.append({"role": "assistant", "content": f"**Picture {number}** · {count} grounding{'s' * (count != 1)}"})
+        parts.append(f"**Picture {number}** · {count} grounding{'s' * (count != 1)}")
         path = annotated_image(images[number - 1], on_picture, CHAT_FIT, lossless=False)
-        messages.append({"role": "assistant", "content": {"path": path, "alt_text": f"Picture {number}, annotated"}})
-    messages.append({"role": "assistant", "content": detections_markdown(tuple(detections))})
-    return messages
+        parts.append({"path": path, "alt_text": f"Picture {number}, annotated"})
+    parts.append(detections_markdown(tuple(detections)))
+    return parts
