@@ -99,6 +99,9 @@ def test_one_card_per_answer_with_one_copy_and_readable_tags(browser, card_app, 
             chat = page.locator("#chatbot")
             chat.get_by_text("there is no Picture 5").wait_for(timeout=10_000)
 
+            # The question is a question (Edit under it), the picture's line its label (no buttons).
+            kinds = page.locator("#chatbot .message-row.user-row").evaluate_all("rows => rows.map(r => r.dataset.qvcKind)")
+            assert kinds == ["caption", "file", "text"]
             rows = answer_rows(page)
             assert [r["card"] for r in rows] == ["first"] + ["middle"] * (len(rows) - 2) + ["last"]
             assert [r["kind"] for r in rows] == ["text", "caption", "file", "caption", "file", "caption", "file", "text"]

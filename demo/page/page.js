@@ -18,7 +18,7 @@ const labels = new Map(); // file url -> "Picture 2" (or "Picture 1, annotated")
 let counts = { pictures: 0, videos: 0 };
 // Per row of the chat as Gradio 6.31 shows it: each part of each message is a row of its own (an
 // answer is one message with a list of parts: demo/views/chat.py answer_message). Each row:
-// { kind: "text" | "caption" | "file", card: null | "only" | "first" | "middle" | "last" (the rows of
+// { kind: "text" | "caption" | "file", alt (a file's alt text), card: null | "only" | "first" | "middle" | "last" (the rows of
 // one answer), version: null or its turn's versions ({ turn, shown, count, question }), on its last row }.
 let rows = [];
 
@@ -255,13 +255,18 @@ function chatRows(messages) {
     parts.forEach((part, k) => {
       const last = k === parts.length - 1;
       const card = !answer ? null : parts.length === 1 ? "only" : k === 0 ? "first" : last ? "last" : "middle";
-      out.push({ role: message.role, message: i, kind: fileOf(part) ? "file" : "text", card, version: last ? versionOf(message) : null });
+      const alt = (part && part.alt_text) || "";
+      out.push({ role: message.role, message: i, kind: fileOf(part) ? "file" : "text", alt, card, version: last ? versionOf(message) : null });
     });
   });
-  // A text right before a picture of the same side is its label (a question or an answer's text never is).
+  // A picture's label: a text right before an upload ("Picture 2", "Video 1"), or before a picture of
+  // the same answer. A question (before the picture of the region it asks about) or an answer's text never is.
   out.forEach((row, i) => {
     const next = out[i + 1];
-    if (row.kind === "text" && next && next.kind === "file" && next.role === row.role && (row.role === "user" || row.card !== "first")) row.kind = "caption";
+    if (row.kind !== "text" || !next || next.kind !== "file") return;
+    const upload = row.role === "user" && next.role === "user" && /^(Picture|Video) \d+$/.test(next.alt);
+    const ofAnswer = row.card && row.card !== "first" && next.message === row.message;
+    if (upload || ofAnswer) row.kind = "caption";
   });
   return out;
 }
