@@ -161,3 +161,12 @@ def test_ask_and_zoom_write_the_selected_box_into_the_message(photos):
     # Sent, it is the next Picture like any upload, its name saying where it comes from.
     reply = run(handlers.chat(message, conversation))
     assert shown(reply)[-4]["content"].startswith("**Picture 2** · crop of Picture 1 at (79, 89)–(142, 122).png · 736×384")
+
+
+def test_a_drawn_box_selected_has_no_row_to_highlight():
+    """The list's highlight reads a grounding's id ("d3", "r0"); a drawn box ("drawn") has no row."""
+    from demo.page.inspector_ui import _table
+    from demo.views.inspector import HEADERS
+
+    rows = [["1", "cat", "box", "[1, 2, 3, 4]", "(1, 2, 3, 4)", "2×2"]]
+    assert _table(rows, HEADERS[:6], "drawn").value["data"] == rows
