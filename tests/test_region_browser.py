@@ -3,7 +3,8 @@ OpenAI-compatible server that records what it is sent.
 
 Qwen2.5-VL (which sees chelsea.png, 451×300, at another size): a box of the answer is selected and
 asked about; the server gets it as JSON in the pixels of the picture it was sent, which map back to
-the selected box within 1 px, and again after a reload (the conversation kept in the browser). Qwen3-VL: before any box, "Inspect a picture" opens the hidden
+the selected box within 1 px, again after a reload (the conversation kept in the browser), and
+rewritten by an edit in the chat. Qwen3-VL: before any box, "Inspect a picture" opens the hidden
 inspector; a box drawn with "Draw a box", then one with Shift+drag, is asked about in 0-1000;
 "Zoom into this box" attaches the crop, sent as Picture 2. The inspector stays hidden until an
 answer has boxes and keeps the last turn with boxes in view.
@@ -134,6 +135,19 @@ def test_qwen25_a_selected_box_is_asked_about_in_the_pixels_the_model_saw(browse
                 for p in m["content"] if p["type"] == "text"
             ]
             assert f"{text}" in earlier and earlier[-1] == "And its ears?"
+
+            # Edited in the chat, the region may be rewritten: the model gets the new one.
+            row = page.locator("#chatbot .message-row", has_text="what is it doing?").last
+            row.locator("xpath=following-sibling::div[contains(@class, 'message-buttons')][1]").get_by_role("button", name="Edit").click()
+            box = page.locator("#chatbot textarea.edit-textarea")
+            box.wait_for(timeout=10_000)
+            assert READABLE.match(box.input_value())  # as the chat shows it, readable
+            box.fill("About Picture 1 (0, 0)–(226, 150): what is up there?")
+            page.locator("#chatbot").get_by_role("button", name="Submit").click()
+            page.locator("#chatbot").get_by_text("what is up there?").wait_for(timeout=15_000)
+            assert wait_until(lambda: question_sent(app["bodies"][-1])[0].endswith("what is up there?"), timeout=15)
+            text, sizes = question_sent(app["bodies"][-1])
+            assert parse(text, "qwen2.5-vl", [(451, 300)], sizes)[0].bbox == pytest.approx((0, 0, 226, 150), abs=1)
 
 
 def test_qwen3_drawn_boxes_are_asked_about_and_a_box_is_zoomed_into(browser, photos, artifacts):
