@@ -1,4 +1,5 @@
-"""The README's screenshots, docs/desktop.png and docs/history.png (1280x900), docs/phone.png (390x844).
+"""The README's screenshots, docs/desktop.png and docs/history.png (1280x900), docs/phone.png and
+docs/phone-answer.png (390x844).
 
     python -m tests.readme_screenshots
 
@@ -6,7 +7,7 @@ Runs the real app on the offline tiny Qwen2-VL checkpoint in Chromium. The deskt
 finished turn with two pictures whose answer is forced (through the real decoding path, as the
 tests do: the tiny model's own answers are random text) to boxes in Qwen2-VL's format, the
 inspector beside it, and the next question being written with its video already numbered;
-the phone shows the first screen a newcomer sees.
+the phone shows the first screen a newcomer sees, then the same answer's card.
 """
 
 from __future__ import annotations
@@ -46,12 +47,18 @@ def main() -> None:
         desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "rocket-launch.mp4")])
         desktop.wait_for_function("() => document.querySelector('#message .qvc-label')?.textContent === 'Video 1'", timeout=90_000)
         desktop.locator("#message textarea").fill("What happens in Video 1, and when does the rocket leave the frame?")
-        # The chat scrolled to show the answer and the first picture drawn, the page to its top.
+        # The chat scrolled to show the question and its answer's card from the top, the page to its top (once
+        # the pictures have loaded: Gradio scrolls the chat down as each one does).
+        desktop.locator("#chatbot img").evaluate_all(
+            """async imgs => { for (const img of imgs) { img.loading = 'eager';
+                 if (!img.complete) await new Promise(done => { img.onload = img.onerror = done; }); } }"""
+        )
+        desktop.wait_for_timeout(1000)
         desktop.evaluate(
-            """() => { document.querySelector("#chatbot [data-testid='bot']").scrollIntoView({block: 'start', behavior: 'instant'});
+            """() => { document.querySelector("#chatbot .user-row[data-qvc-kind='text']").scrollIntoView({block: 'start', behavior: 'instant'});
                        window.scrollTo(0, 0); }"""
         )
-        desktop.wait_for_timeout(1500)
+        desktop.wait_for_timeout(500)
         desktop.screenshot(path=str(DOCS / "desktop.png"))
         # The conversations kept in this browser, opened from the title's line.
         desktop.locator("#history .history-open").first.wait_for(state="attached", timeout=30_000)
@@ -66,8 +73,27 @@ def main() -> None:
         phone.locator("#chatbot .example").first.wait_for(timeout=90_000)
         phone.wait_for_timeout(1500)
         phone.screenshot(path=str(DOCS / "phone.png"))
+        # The same answer on the phone: its card, the second picture's tags and the list of boxes.
+        phone.set_input_files("#message input[type=file]", [str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png")])
+        phone.wait_for_function("() => document.querySelectorAll('#message .qvc-label').length === 2", timeout=90_000)
+        phone.locator("#message textarea").fill("Find the cat's face in Picture 1, the cup and the spoon in Picture 2.")
+        with forced_answer(engine, ANSWER):
+            phone.locator("#message textarea").press("Enter")
+            phone.locator("#chatbot img[alt='Picture 2, annotated']").wait_for(timeout=90_000)
+            phone.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
+        phone.locator("#chatbot img").evaluate_all(
+            """async imgs => { for (const img of imgs) { img.loading = 'eager';
+                 if (!img.complete) await new Promise(done => { img.onload = img.onerror = done; }); } }"""
+        )
+        phone.wait_for_timeout(1000)
+        phone.evaluate(
+            """() => { document.querySelector("#chatbot img[alt='Picture 2, annotated']").scrollIntoView({block: 'start', behavior: 'instant'});
+                       window.scrollTo(0, 0); }"""
+        )
+        phone.wait_for_timeout(500)
+        phone.screenshot(path=str(DOCS / "phone-answer.png"))
         browser.close()
-    print(f"wrote {DOCS / 'desktop.png'}, {DOCS / 'history.png'} and {DOCS / 'phone.png'}")
+    print(f"wrote {', '.join(str(DOCS / name) for name in ('desktop.png', 'history.png', 'phone.png', 'phone-answer.png'))}")
 
 
 if __name__ == "__main__":
