@@ -30,7 +30,7 @@ from demo.page.handlers import ChatHandlers
 from demo.page.regions import ask_message, drawn_box, selected_region, zoom_message
 from demo.record.conversation import Conversation
 from demo.views.ground_truth import ReferenceFileError, References, load_references
-from demo.views.inspector import HEADERS, SCORE_HEADERS, Inspection, Picks, inspect
+from demo.views.inspector import HEADERS, LATEST, SCORE_HEADERS, Inspection, Picks, inspect
 from demo.views.markup import inert, toast
 
 HERE = Path(__file__).parent
@@ -83,7 +83,7 @@ class InspectorPage:
                     "hover or click a box, its row or its span in the answer. **Draw a box** (or Shift+drag) marks a region of your own; "
                     "ask about the selected box, or zoom into it: the crop goes with your next message as a new picture.")
         with gr.Row():
-            self.turn = gr.Dropdown([("Latest answer", 0)], value=0, label="Turn", elem_id="inspect-turn", scale=3)
+            self.turn = gr.Dropdown([(LATEST, 0)], value=0, label="Turn", elem_id="inspect-turn", scale=3)
             self.picture = gr.Dropdown([], value=None, label="Picture", elem_id="inspect-picture", scale=2)
         self.view = gr.HTML(
             {"message": "Ask about a picture: its boxes and points show here.", "items": [], "answer": []},
