@@ -116,3 +116,23 @@ def test_the_readme_client_example_streams_an_answer(app, capsys, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     exec(compile(snippet, "README.md", "exec"), {})
     assert len(capsys.readouterr().out.strip()) > 0
+
+
+def test_an_answer_with_boxes_is_one_message_for_a_client(app, engine, photos):
+    """The answer's text is its first part (the README's snippet reads it there); each picture drawn
+    follows its label line, and the table of boxes comes last, all in the one assistant message."""
+    from tests.fakes import forced_answer
+
+    answer = "In Picture 1, <|object_ref_start|>the cat<|object_ref_end|><|box_start|>(180,80),(800,980)<|box_end|>."
+    app["engine"].min_new_tokens = 0  # the forced answer ends by itself
+    try:
+        with forced_answer(engine, answer):
+            history, _ = client(app).predict(message("Where is the cat?", photos["chelsea"]), api_name="/chat")
+    finally:
+        app["engine"].min_new_tokens = 150
+    assert [m["role"] for m in history] == ["user", "user", "user", "assistant"]  # label, picture, question; answer
+    parts = history[-1]["content"]
+    assert [p["type"] for p in parts] == ["text", "text", "file", "text"]
+    assert parts[0]["text"] == "In Picture 1, the cat &#91;Picture 1&#93;."  # Markdown: html.unescape reads it
+    assert parts[1]["text"] == "**Picture 1** · 1 grounding" and parts[2]["alt_text"] == "Picture 1, annotated"
+    assert parts[3]["text"].splitlines()[-1].startswith("| 1 | the cat | Picture 1 |")

@@ -242,3 +242,24 @@ def test_model_messages_keep_every_picture_in_order_and_alternate(earlier, last_
     view = chatbot_messages(conversation, "qwen2-vl")
     labels = [m["content"]["alt_text"] for m in view if isinstance(m["content"], dict) and m["role"] == "user"]
     assert labels == [f"Picture {n}" for n in range(1, len(sent) + 1)]
+
+
+@pytest.mark.parametrize(
+    "shown_within",
+    [
+        (298, 200),  # a 390 px wide phone: the answer's card less its padding, 200 px high (page.css)
+        (480, 200),  # a 1280 px wide desktop
+    ],
+    ids=["phone-390", "desktop-1280"],
+)
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(size=st.tuples(st.integers(1, 8000), st.integers(1, 8000)))
+def test_the_chat_draws_labels_at_least_12_px_as_shown(shown_within, size):
+    """A picture is shown at its own size, or shrunk into the box (never enlarged): its labels, drawn
+    for CHAT_FIT, come out at least 12 px there (tests/test_answer_card_browser.py measures it)."""
+    from demo.views.chat import CHAT_FIT
+    from grounding.draw import font_size
+
+    width, height = size
+    scale = min(1.0, shown_within[0] / width, shown_within[1] / height)
+    assert font_size(width, height, CHAT_FIT) * scale >= 12
