@@ -26,6 +26,35 @@ ANSWER = (
 )
 
 
+def ask_for_boxes(page, engine) -> None:
+    """Send the two pictures and the question, the answer forced to ANSWER; return once it has ended."""
+    page.set_input_files("#message input[type=file]", [str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png")])
+    page.wait_for_function("() => document.querySelectorAll('#message .qvc-label').length === 2", timeout=90_000)
+    page.locator("#message textarea").fill("Find the cat's face in Picture 1, the cup and the spoon in Picture 2.")
+    with forced_answer(engine, ANSWER):
+        page.locator("#message textarea").press("Enter")
+        # The answer's last picture first (the empty chat's examples are pictures too, and until the
+        # event starts, Stop is hidden as well), then the end of the answer.
+        page.locator("#chatbot img[alt='Picture 2, annotated']").wait_for(timeout=90_000)
+        page.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
+
+
+def scroll_chat_to(page, selector: str) -> None:
+    """The chat scrolled to put `selector` at its top, the page to its top, once the chat's pictures
+    have loaded (Gradio scrolls the chat down as each one does)."""
+    page.locator("#chatbot img").evaluate_all(
+        """async imgs => { for (const img of imgs) { img.loading = 'eager';
+             if (!img.complete) await new Promise(done => { img.onload = img.onerror = done; }); } }"""
+    )
+    page.wait_for_timeout(1000)
+    page.evaluate(
+        """selector => { document.querySelector(selector).scrollIntoView({block: 'start', behavior: 'instant'});
+                         window.scrollTo(0, 0); }""",
+        selector,
+    )
+    page.wait_for_timeout(500)
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -35,30 +64,12 @@ def main() -> None:
         desktop = browser.new_page(viewport={"width": 1280, "height": 900})
         desktop.goto(app["url"])
         desktop.wait_for_function("() => !!window.qvcChat", timeout=90_000)
-        desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png")])
-        desktop.wait_for_function("() => document.querySelectorAll('#message .qvc-label').length === 2", timeout=90_000)
-        desktop.locator("#message textarea").fill("Find the cat's face in Picture 1, the cup and the spoon in Picture 2.")
-        with forced_answer(engine, ANSWER):
-            desktop.locator("#message textarea").press("Enter")
-            # The answer's message first (the empty chat's examples are pictures too, and until the
-            # event starts, Stop is hidden as well), then the end of the answer.
-            desktop.locator("#chatbot [data-testid='bot']").first.wait_for(timeout=90_000)
-            desktop.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
+        ask_for_boxes(desktop, engine)
         desktop.set_input_files("#message input[type=file]", [str(EXAMPLES / "rocket-launch.mp4")])
         desktop.wait_for_function("() => document.querySelector('#message .qvc-label')?.textContent === 'Video 1'", timeout=90_000)
         desktop.locator("#message textarea").fill("What happens in Video 1, and when does the rocket leave the frame?")
-        # The chat scrolled to show the question and its answer's card from the top, the page to its top (once
-        # the pictures have loaded: Gradio scrolls the chat down as each one does).
-        desktop.locator("#chatbot img").evaluate_all(
-            """async imgs => { for (const img of imgs) { img.loading = 'eager';
-                 if (!img.complete) await new Promise(done => { img.onload = img.onerror = done; }); } }"""
-        )
-        desktop.wait_for_timeout(1000)
-        desktop.evaluate(
-            """() => { document.querySelector("#chatbot .user-row[data-qvc-kind='text']").scrollIntoView({block: 'start', behavior: 'instant'});
-                       window.scrollTo(0, 0); }"""
-        )
-        desktop.wait_for_timeout(500)
+        # The chat scrolled to show the question and its answer's card from the top, the page to its top.
+        scroll_chat_to(desktop, "#chatbot .user-row[data-qvc-kind='text']")
         desktop.screenshot(path=str(DOCS / "desktop.png"))
         # The conversations kept in this browser, opened from the title's line.
         desktop.locator("#history .history-open").first.wait_for(state="attached", timeout=30_000)
@@ -74,23 +85,8 @@ def main() -> None:
         phone.wait_for_timeout(1500)
         phone.screenshot(path=str(DOCS / "phone.png"))
         # The same answer on the phone: its card, the second picture's tags and the list of boxes.
-        phone.set_input_files("#message input[type=file]", [str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "coffee.png")])
-        phone.wait_for_function("() => document.querySelectorAll('#message .qvc-label').length === 2", timeout=90_000)
-        phone.locator("#message textarea").fill("Find the cat's face in Picture 1, the cup and the spoon in Picture 2.")
-        with forced_answer(engine, ANSWER):
-            phone.locator("#message textarea").press("Enter")
-            phone.locator("#chatbot img[alt='Picture 2, annotated']").wait_for(timeout=90_000)
-            phone.locator("#message button.stop-button").wait_for(state="hidden", timeout=90_000)
-        phone.locator("#chatbot img").evaluate_all(
-            """async imgs => { for (const img of imgs) { img.loading = 'eager';
-                 if (!img.complete) await new Promise(done => { img.onload = img.onerror = done; }); } }"""
-        )
-        phone.wait_for_timeout(1000)
-        phone.evaluate(
-            """() => { document.querySelector("#chatbot img[alt='Picture 2, annotated']").scrollIntoView({block: 'start', behavior: 'instant'});
-                       window.scrollTo(0, 0); }"""
-        )
-        phone.wait_for_timeout(500)
+        ask_for_boxes(phone, engine)
+        scroll_chat_to(phone, "#chatbot img[alt='Picture 2, annotated']")
         phone.screenshot(path=str(DOCS / "phone-answer.png"))
         browser.close()
     print(f"wrote {', '.join(str(DOCS / name) for name in ('desktop.png', 'history.png', 'phone.png', 'phone-answer.png'))}")
