@@ -126,7 +126,9 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
     messages: list[dict] = []
     questions: list[int | None] = []
     has_video = any(a.is_video for a in conversation.attachments())
+    pictures = 0  # the pictures the model had seen by each answer: a box naming another number is flagged
     for index, (turn, labels) in enumerate(zip(conversation.turns, conversation.labels(), strict=True)):
+        pictures += sum(not a.is_video for a in turn.pictures())
         for attachment, label in zip(turn.attachments, labels, strict=True):
             messages.append({"role": "user", "content": caption(label, attachment)})
             messages.append({"role": "user", "content": {"path": attachment.path, "alt_text": label}})
@@ -138,7 +140,6 @@ def _chat(conversation: Conversation, family: str, waiting_note: str = "", notic
             messages += region_messages(conversation, index, CHAT_FIT)  # its picture, the region drawn
         detections = turn_detections(conversation, index, family)
         emphasize = _TIMESTAMP if has_video else None
-        pictures = len(conversation.images_until(index))  # a box naming another number is flagged
         if turn.status in STILL_CHANGING:
             shown = message(readable(turn.answer, family, detections, pictures), emphasize=emphasize)
         else:
