@@ -46,7 +46,7 @@ def store(app: dict) -> dict:
 
 
 def chat_data(text: str, max_new_tokens: int = 32) -> list:
-    return [{"text": text, "files": []}, None, max_new_tokens, 0.0, 0.9, "", None, None, 2.0, 64, False]
+    return [{"text": text, "files": []}, None, max_new_tokens, 0.0, 0.9, "", None, None, 2.0, 64, False, True]
 
 
 def join(http: httpx.Client, app: dict, api: str, data: list, session: str, **kwargs) -> httpx.Response:

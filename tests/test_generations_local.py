@@ -24,7 +24,7 @@ from demo.page.handlers import ChatHandlers
 from grounding import label_color
 from grounding.generations import GENERATIONS, TINY_CHECKPOINTS, generation, tiny_checkpoint_family
 from tests.fakes import forced_answer
-from tests.helpers import generating, near, shown, wait_until
+from tests.helpers import generating, near, parts, shown, wait_until
 
 LOCAL = ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl", "tiny-random-qwen3.5", "tiny-random-qwen4-exp"]
 ALL = LOCAL + ["tiny-random-qwen3-vl-thinking"]
@@ -271,7 +271,7 @@ def test_boxes_land_on_the_right_picture_in_each_familys_coordinates(tiny_checkp
     assert conversation.turns[0].answer == answer  # decoded as generated, markers kept where the family has them
     assert conversation.turns[0].reasoning == reasoning  # apart from the answer (tests/test_thinking.py)
     assert conversation.turns[0].input_sizes == inputs
-    annotated = [c["path"] for c in (m["content"] for m in chatbot if m["role"] == "assistant") if isinstance(c, dict)]
+    annotated = [c["path"] for c in parts(chatbot, "assistant") if isinstance(c, dict)]
     assert len(annotated) == 2
     left, middle = label_color("the left half"), label_color("the middle")
     white = (255, 255, 255)

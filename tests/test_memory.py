@@ -22,7 +22,7 @@ from demo.record import session_file
 from demo.record.conversation import Attachment, Conversation, Turn
 from demo.record.limits import Limits
 from demo.record.session_file import dump_conversation, read_conversation
-from tests.helpers import wait_until
+from tests.helpers import parts, wait_until
 from tests.launched import launched_app
 
 MB = 2**20
@@ -159,7 +159,7 @@ def test_a_big_picture_is_kept_small_and_its_boxes_stay_in_its_own_pixels(tmp_pa
     picture = conversation.turns[0].attachments[0]
     assert picture.size_wh == (4000, 3000) and picture.image.size == (1024, 768)
     assert chatbot[0]["content"].startswith("**Picture 1** · wide.jpg · 4000×3000 → 28×28 px")
-    drawn = next(m["content"]["path"] for m in chatbot if isinstance(m["content"], dict) and "annotated" in m["content"]["alt_text"])
+    drawn = next(c["path"] for c in parts(chatbot) if isinstance(c, dict) and "annotated" in c["alt_text"])
     assert Image.open(drawn).size == (1024, 768)
     record = detections_record(conversation, "qwen2-vl")
     assert record["images"][0]["width"] == 4000 and record["detections"][0]["bbox_xyxy"] == [400.0, 300.0, 2400.0, 2100.0]

@@ -92,8 +92,8 @@ class _NoEndBefore(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.prompt is None:  # the first call comes with the prompt alone
             self.prompt = input_ids.shape[1]
-        if input_ids.shape[1] - self.prompt < self.minimum:
-            scores[:, self.ends] = float("-inf")
+        if input_ids.shape[1] - self.prompt < self.minimum:  # a new tensor: `generate` may keep the raw logits it was given
+            return scores.index_fill(1, self.ends, float("-inf"))
         return scores
 
 
